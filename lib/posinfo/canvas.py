@@ -1,0 +1,255 @@
+"""Images, grid canvases and the location / class tasks built on them.
+
+The paper's location task: paste an image into one cell of a g x g grid on a larger canvas,
+zeros elsewhere, and ask the network *which cell*. Everything here is batched tensor code
+on the target device: no per-sample Python loop touches pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .settings import BACKGROUNDS, DATASETS
+
+
+# ---- images ------------------------------------------------------------------------------
+@dataclass
+class ImageSet:
+    """Images (N, C, H, W) float in [0, 1] with integer class labels."""
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+
+    def __len__(self):
+        return len(self.labels)
+
+    def to(self, device):
+        return ImageSet(self.images.to(device), self.labels.to(device), self.num_classes)
+
+
+def load_digits(image_size: int = 16) -> tuple[ImageSet, ImageSet]:
+    """scikit-learn's 1,797 bundled 8x8 handwritten digits, upsampled, split 80/20.
+
+    The split is fixed (stratified, seed 0) so that every run and every chapter tests on
+    the same held-out digits; the run's own seed only drives training.
+    """
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = sk_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16.0
+    if image_size != 8:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+        x = x.clamp_(0, 1)
+    y = torch.tensor(digits.target, dtype=torch.long)
+    train_idx, test_idx = train_test_split(np.arange(len(y)), test_size=0.2, random_state=0,
+                                           stratify=digits.target)
+    return (ImageSet(x[train_idx], y[train_idx], 10), ImageSet(x[test_idx], y[test_idx], 10))
+
+
+def data_dir() -> Path:
+    """Where real datasets live: $POSINFO_DATA, else the repository's data/ folder."""
+    import os
+    env = os.environ.get("POSINFO_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "data"
+
+
+def load_cifar10(image_size: int = 32, root: str | Path | None = None) -> tuple[ImageSet, ImageSet]:
+    """CIFAR-10 through torchvision, never downloading: the user puts it under data/."""
+    import torchvision
+
+    root = Path(root) if root is not None else data_dir() / "cifar10"
+    if not (root / "cifar-10-batches-py").is_dir():
+        raise FileNotFoundError(
+            f"dataset='cifar10' needs CIFAR-10 in {root / 'cifar-10-batches-py'}; download the "
+            "python version (cifar-10-python.tar.gz) and unpack it there, or set POSINFO_DATA "
+            "(see data/README.md). Nothing is downloaded at run time.")
+
+    def to_set(train):
+        ds = torchvision.datasets.CIFAR10(root=str(root), train=train, download=False)
+        x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float() / 255.0
+        if image_size != 32:
+            x = F.interpolate(x, size=(image_size, image_size), mode="bilinear",
+                              align_corners=False).clamp_(0, 1)
+        return ImageSet(x, torch.tensor(ds.targets, dtype=torch.long), 10)
+
+    return to_set(True), to_set(False)
+
+
+def load_images(dataset: str, image_size: int) -> tuple[ImageSet, ImageSet]:
+    """Train and test images of a named dataset (see settings.DATASETS)."""
+    if dataset == "digits":
+        return load_digits(image_size)
+    if dataset == "cifar10":
+        return load_cifar10(image_size)
+    raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+
+
+# ---- canvases ----------------------------------------------------------------------------
+def check_geometry(image_size: int, grid: int, canvas_size: int | None = None) -> int:
+    """Validate a grid layout and return the canvas side in pixels."""
+    if grid < 1:
+        raise ValueError(f"grid must be an integer >= 1, got {grid!r}")
+    canvas_size = image_size * grid if canvas_size is None else canvas_size
+    cell = canvas_size // grid
+    if image_size > cell:
+        raise ValueError(f"image_size={image_size} is larger than a cell of the {grid}x{grid} "
+                         f"grid on a {canvas_size}px canvas (cell {cell}px); use image_size <= "
+                         f"{cell} or a larger canvas_size")
+    return canvas_size
+
+
+def paste(images: torch.Tensor, canvas: torch.Tensor, top: torch.Tensor, left: torch.Tensor):
+    """Paste image i at (top[i], left[i]) of canvas i, in place, for the whole batch at once.
+
+    One scatter into the flattened canvas: each image pixel's flat destination index is
+    (top + row) * side + (left + col). Every image must lie fully inside its canvas.
+    """
+    n, c, h, w = images.shape
+    side = canvas.shape[-1]
+    dev = images.device
+    rows = top.to(dev)[:, None, None] + torch.arange(h, device=dev)[None, :, None]  # n,h,1
+    cols = left.to(dev)[:, None, None] + torch.arange(w, device=dev)[None, None, :]  # n,1,w
+    flat = (rows * side + cols).reshape(n, 1, h * w).expand(n, c, h * w)
+    canvas.view(n, c, -1).scatter_(2, flat, images.reshape(n, c, h * w))
+    return canvas
+
+
+def make_background(kind: str, n: int, channels: int, size: int, generator: torch.Generator,
+                    device) -> torch.Tensor:
+    """Canvas backgrounds: zeros (the paper's), per-pixel noise, or crops of a real texture."""
+    if kind == "zeros":
+        return torch.zeros(n, channels, size, size, device=device)
+    if kind == "noise":
+        return torch.rand(n, channels, size, size, generator=generator).to(device)
+    if kind == "texture":
+        tex = _texture(device)
+        top = torch.randint(0, tex.shape[-2] - size + 1, (n,), generator=generator)
+        left = torch.randint(0, tex.shape[-1] - size + 1, (n,), generator=generator)
+        rows = (top[:, None] + torch.arange(size))[:, :, None].to(device)
+        cols = (left[:, None] + torch.arange(size))[:, None, :].to(device)
+        return tex[rows, cols][:, None].expand(n, channels, size, size).contiguous()
+    raise ValueError(f"background must be one of {BACKGROUNDS}, got {kind!r}")
+
+
+_TEXTURES: dict = {}
+
+
+def _texture(device) -> torch.Tensor:
+    """scikit-image's bundled gravel photo (512x512, grey), scaled to [0, 1]."""
+    key = str(device)
+    if key not in _TEXTURES:
+        from skimage import data
+        _TEXTURES[key] = torch.tensor(data.gravel(), dtype=torch.float32, device=device) / 255.0
+    return _TEXTURES[key]
+
+
+def place_on_canvas(images: torch.Tensor, cells: torch.Tensor, grid: int,
+                    background: torch.Tensor | None = None) -> torch.Tensor:
+    """Put image i into grid cell cells[i] (row-major, 0..g*g-1) of a g x g canvas.
+
+    The canvas side is grid * image side unless ``background`` gives another size; the image
+    is centred in its cell. Returns a new tensor (N, C, S, S).
+    """
+    n, c, h, w = images.shape
+    canvas = images.new_zeros(n, c, grid * h, grid * w) if background is None else background.clone()
+    size = canvas.shape[-1]
+    check_geometry(max(h, w), grid, size)
+    if cells.min() < 0 or cells.max() >= grid * grid:
+        raise ValueError(f"cells must lie in [0, {grid * grid - 1}] for grid={grid}")
+    cell = size // grid
+    top = (cells // grid) * cell + (cell - h) // 2
+    left = (cells % grid) * cell + (cell - w) // 2
+    return paste(images, canvas, top, left)
+
+
+# ---- tasks -------------------------------------------------------------------------------
+TARGETS = ("location", "class")
+
+
+@dataclass
+class CanvasTask:
+    """Images on a g x g canvas; the label is the cell ("location") or the image's class.
+
+    Training canvases draw a fresh random cell for every image in every epoch, like the
+    reference code. The test set is exhaustive and deterministic: every held-out image in
+    every cell, so per-cell accuracy has equal support in each cell.
+    """
+    train: ImageSet
+    test: ImageSet
+    grid: int
+    target: str = "location"
+    background: str = "zeros"
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        check_geometry(self.train.images.shape[-1], self.grid)
+
+    @property
+    def num_outputs(self) -> int:
+        return self.grid ** 2 if self.target == "location" else self.train.num_classes
+
+    @property
+    def canvas_size(self) -> int:
+        return self.grid * self.train.images.shape[-1]
+
+    @property
+    def in_channels(self) -> int:
+        return self.train.images.shape[1]
+
+    @property
+    def chance(self) -> float:
+        return 1.0 / self.num_outputs
+
+    def _canvases(self, images, labels, cells, generator):
+        bg = make_background(self.background, len(images), images.shape[1], self.canvas_size,
+                             generator, images.device)
+        x = place_on_canvas(images, cells, self.grid, bg)
+        y = cells.to(images.device) if self.target == "location" else labels
+        return x, y, cells
+
+    def train_batches(self, batch_size: int, generator: torch.Generator):
+        """One epoch of (canvas, label, cell) batches in a random order."""
+        n = len(self.train)
+        order = torch.randperm(n, generator=generator)
+        cells = torch.randint(0, self.grid ** 2, (n,), generator=generator)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            idx_dev = idx.to(self.train.images.device)
+            yield self._canvases(self.train.images[idx_dev], self.train.labels[idx_dev],
+                                 cells[idx], generator)
+
+    def test_batches(self, batch_size: int = 512):
+        """Every test image in every cell; backgrounds drawn from a fixed seed."""
+        g = torch.Generator().manual_seed(12345)
+        n, k = len(self.test), self.grid ** 2
+        image_idx = torch.arange(n).repeat_interleave(k)
+        cells = torch.arange(k).repeat(n)
+        for start in range(0, n * k, batch_size):
+            idx = image_idx[start:start + batch_size].to(self.test.images.device)
+            yield self._canvases(self.test.images[idx], self.test.labels[idx],
+                                 cells[start:start + batch_size], g)
+
+
+def subset(images: ImageSet, n: int) -> ImageSet:
+    """The first n images (the split is already shuffled and stratified)."""
+    n = min(n, len(images))
+    return ImageSet(images.images[:n], images.labels[:n], images.num_classes)
+
+
+def make_task(settings, target: str = "location", grid: int | None = None,
+              background: str | None = None, device=None) -> CanvasTask:
+    """Build a CanvasTask from chapter settings (dataset, image_size, n_train, n_test...)."""
+    train, test = load_images(settings.dataset, settings.image_size)
+    train, test = subset(train, settings.n_train), subset(test, settings.n_test)
+    if device is not None:
+        train, test = train.to(device), test.to(device)
+    return CanvasTask(train, test, grid or settings.grid, target,
+                      background or settings.background)

@@ -1,0 +1,164 @@
+"""ResNet-style backbones with a selectable padding mode, and the two GAP heads.
+
+The backbone follows the reference code's CIFAR ResNet-18: a 7x7 stride-2 stem, *no*
+max-pool, then stages of BasicBlocks (the first stage at stride 1, later ones at stride 2).
+``width`` is the first stage's channel count (64 in ResNet-18) and ``blocks`` the number of
+BasicBlocks per stage ((2, 2, 2, 2) in ResNet-18), so CPU profiles can use a small net.
+
+Padding is the knob the paper's story turns on: zero padding gives every layer a border
+it can see; circular padding removes the border; "none" (valid convolution) removes
+padding altogether and crops the residual shortcut to match.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .settings import HEADS, PADDINGS
+
+
+def _check_padding(padding):
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+
+
+def conv(cin: int, cout: int, kernel: int, stride: int = 1, padding: str = "zeros",
+         bias: bool = False) -> nn.Conv2d:
+    """A square convolution whose border handling is ``padding`` (see PADDINGS)."""
+    _check_padding(padding)
+    if padding == "none":
+        return nn.Conv2d(cin, cout, kernel, stride, padding=0, bias=bias)
+    return nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, padding_mode=padding, bias=bias)
+
+
+def _out_size(size: int, kernel: int, stride: int, padding: str) -> int:
+    pad = 0 if padding == "none" else kernel // 2
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def feature_size(input_size: int, blocks, padding: str) -> int:
+    """Side of the backbone's last feature map for a square input (pure arithmetic)."""
+    size = _out_size(input_size, 7, 2, padding)
+    for stage in range(len(blocks)):
+        for b in range(blocks[stage]):
+            size = _out_size(size, 3, 2 if (stage > 0 and b == 0) else 1, padding)
+            size = _out_size(size, 3, 1, padding)
+    return size
+
+
+def check_input_size(input_size: int, blocks, padding: str) -> None:
+    """Raise a clear error when the network would shrink the canvas to nothing."""
+    _check_padding(padding)
+    size = feature_size(input_size, blocks, padding)
+    needed = 3 if padding == "none" else 1  # a valid 3x3 head convolution needs a 3x3 map
+    if size < needed:
+        raise ValueError(f"padding={padding!r} shrinks a {input_size}px canvas to a {size}x{size} "
+                         f"map with blocks={tuple(blocks)} (at least {needed}x{needed} is needed); use a larger canvas "
+                         f"(image_size or grid), fewer blocks, or another padding")
+
+
+def _center_crop(x: torch.Tensor, size) -> torch.Tensor:
+    h, w = size
+    top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+    return x[..., top:top + h, left:left + w]
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a residual shortcut (1x1 conv when the shape changes)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, padding: str):
+        super().__init__()
+        self.conv1 = conv(cin, cout, 3, stride, padding)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = conv(cout, cout, 3, 1, padding)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                          nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        short = self.shortcut(x)
+        if short.shape[-2:] != out.shape[-2:]:  # valid convolution shrank the main path
+            short = _center_crop(short, out.shape[-2:])
+        return F.relu(out + short)
+
+
+def build_backbone(in_channels: int = 3, width: int = 64, blocks=(2, 2, 2, 2),
+                   padding: str = "zeros") -> nn.Sequential:
+    """stem, stage1..stageN as a Sequential, so modules can be inserted between stages."""
+    _check_padding(padding)
+    layers = OrderedDict(stem=nn.Sequential(conv(in_channels, width, 7, 2, padding),
+                                            nn.BatchNorm2d(width), nn.ReLU(inplace=True)))
+    cin = width
+    for stage, n_blocks in enumerate(blocks):
+        cout = width * 2 ** stage
+        stage_blocks = [BasicBlock(cin if b == 0 else cout, cout,
+                                   2 if (stage > 0 and b == 0) else 1, padding)
+                        for b in range(n_blocks)]
+        layers[f"stage{stage + 1}"] = nn.Sequential(*stage_blocks)
+        cin = cout
+    backbone = nn.Sequential(layers)
+    backbone.out_channels = cin
+    return backbone
+
+
+def global_average_pool(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C): the mean over all spatial positions."""
+    return x.mean(dim=(-2, -1))
+
+
+class GAPLinear(nn.Module):
+    """GAP, then a linear classifier: the GAP vector is the latent probes read."""
+
+    def __init__(self, channels: int, num_outputs: int, padding: str = "zeros"):
+        super().__init__()
+        self.fc = nn.Linear(channels, num_outputs)
+
+    def forward(self, features):
+        return self.fc(global_average_pool(features))
+
+
+class GAPNet(nn.Module):
+    """The reference GAPNet head: a 3x3 conv to one map per output, then GAP gives the logits.
+
+    Nothing follows the pooling, so whatever the logits know about position had to survive
+    global averaging.
+    """
+
+    def __init__(self, channels: int, num_outputs: int, padding: str = "zeros"):
+        super().__init__()
+        self.conv = conv(channels, num_outputs, 3, 1, padding, bias=True)
+
+    def forward(self, features):
+        return global_average_pool(self.conv(features))
+
+
+class Classifier(nn.Module):
+    """backbone -> head; ``latent`` is the GAP of the backbone's last feature map."""
+
+    def __init__(self, backbone: nn.Sequential, head: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+    def latent(self, x):
+        return global_average_pool(self.backbone(x))
+
+
+def build_classifier(in_channels: int, num_outputs: int, width: int = 64, blocks=(2, 2, 2, 2),
+                     padding: str = "zeros", head: str = "gapnet") -> Classifier:
+    """A backbone with one of the GAP heads (see HEADS)."""
+    heads = {"gapnet": GAPNet, "gap_linear": GAPLinear}
+    if head not in heads:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    backbone = build_backbone(in_channels, width, blocks, padding)
+    return Classifier(backbone, heads[head](backbone.out_channels, num_outputs, padding))

@@ -1,0 +1,168 @@
+"""Run chapters headless with papermill.
+
+    python -m posinfo.run --list
+    python -m posinfo.run gap_keeps_position --out runs/circ -p padding circular -p seed 3
+    python -m posinfo.run --book            # the book build: every chapter, default profile
+
+A user's run writes ``OUT/<chapter>.ipynb`` and never touches the committed chapters. Its
+parameters are validated before a kernel starts. When a cell fails, the message names the
+chapter and the cell, and the partly executed notebook is kept for inspection.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+import time
+from pathlib import Path
+
+from .settings import CHAPTERS, PROFILE_ENV, PROFILES, chapter_settings
+
+REPO = Path(__file__).resolve().parents[2]
+BOOK = REPO / "book"
+# Parameters every chapter accepts besides its settings keys.
+COMMON_PARAMETERS = ("profile", "seed")
+
+
+def chapter_sources() -> dict[str, Path]:
+    """{settings key: jupytext source} for every chapter, in book order (01_..., 02_...)."""
+    found = {}
+    for path in sorted(BOOK.glob("[0-9][0-9]_*.py")):
+        found[path.stem.split("_", 1)[1]] = path
+    return found
+
+
+def resolve_chapter(name: str) -> tuple[str, Path]:
+    """Accept 'gap_keeps_position', '01_gap_keeps_position', '01', '1' or a path."""
+    sources = chapter_sources()
+    stem = Path(name).stem
+    for key, path in sources.items():
+        number = path.stem.split("_", 1)[0]
+        if stem in (key, path.stem, number) or (stem.isdigit() and int(stem) == int(number)):
+            return key, path
+    raise ValueError(f"chapter must be one of {sorted(sources)} (or its number), got {name!r}")
+
+
+def parse_value(text: str):
+    """'4' -> 4, '0.5' -> 0.5, '(2, 2)' -> (2, 2), 'circular' -> 'circular'."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def validate(key: str, parameters: dict) -> None:
+    """Raise the chapter's own parameter error now, before any kernel or training starts."""
+    params = dict(parameters)
+    profile = params.pop("profile", os.environ.get(PROFILE_ENV, "default"))
+    if key in CHAPTERS:
+        chapter_settings(key, profile, **params)
+    elif profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+
+
+def _hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected cell 'remove-cell' so the rendered page stays clean."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, path)
+
+
+def execute(key: str, source: Path, output: Path, parameters: dict, profile_env: str | None = None):
+    """Execute one chapter's jupytext source into ``output`` with papermill."""
+    import jupytext
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    notebook = jupytext.read(source)
+    notebook.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3",
+                                                "language": "python"})
+    staged = output.with_suffix(".source.ipynb")
+    jupytext.write(notebook, staged)
+    env = {"POSINFO_PROGRESS": "off"}
+    if profile_env is not None:
+        env[PROFILE_ENV] = profile_env
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    started = time.time()
+    try:
+        papermill.execute_notebook(str(staged), str(output), parameters=parameters,
+                                   kernel_name="python3", cwd=str(source.parent),
+                                   progress_bar=False)
+    except papermill.PapermillExecutionError as err:
+        raise ChapterFailed(f"chapter {source.stem!r} failed in cell {err.cell_index} "
+                            f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
+                            f"the failed notebook is kept at {output}") from None
+    except Exception as err:  # kernel died, notebook unreadable, ...
+        raise ChapterFailed(f"chapter {source.stem!r} failed: {type(err).__name__}: {err}\n"
+                            f"whatever was executed is kept at {output}") from None
+    finally:
+        staged.unlink(missing_ok=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    _hide_injected_parameters(output)
+    print(f"{source.stem}: executed in {time.time() - started:.0f}s -> {output}", flush=True)
+
+
+class ChapterFailed(RuntimeError):
+    pass
+
+
+def build_book(profile: str = "default") -> None:
+    """Execute every chapter in place (book/NN_name.ipynb): the outputs the book renders."""
+    for key, source in chapter_sources().items():
+        validate(key, {"profile": profile})
+        # No injected parameters: the committed notebook must stay runnable at any profile
+        # (nbval re-executes it at smoke through POSINFO_PROFILE).
+        execute(key, source, source.with_suffix(".ipynb"), {}, profile_env=profile)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m posinfo.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("chapter", nargs="?", help="chapter name or number (see --list)")
+    parser.add_argument("--out", help="folder for the executed notebook (required for a chapter)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="set a parameter (repeatable)")
+    parser.add_argument("--book", action="store_true",
+                        help="execute every chapter at the default profile into book/")
+    parser.add_argument("--list", action="store_true", help="list chapters and their parameters")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.list:
+            for key, path in chapter_sources().items():
+                names = sorted(set(CHAPTERS.get(key, {}).get("default", {})) | set(COMMON_PARAMETERS))
+                print(f"{path.stem}\n    parameters: {', '.join(names)}")
+            return 0
+        if args.book:
+            build_book()
+            return 0
+        if not args.chapter:
+            parser.error("name a chapter (or use --book / --list)")
+        if not args.out:
+            parser.error("--out DIR is required: a run never writes over the committed chapter")
+        key, source = resolve_chapter(args.chapter)
+        out_dir = Path(args.out).resolve()
+        if out_dir == BOOK.resolve() or out_dir == (REPO / "data").resolve():
+            raise ValueError(f"--out must not be {out_dir}: choose a folder of your own (e.g. runs/)")
+        parameters = {name: parse_value(value) for name, value in args.parameter}
+        validate(key, parameters)
+        execute(key, source, out_dir / f"{source.stem}.ipynb", parameters)
+        return 0
+    except (ValueError, FileNotFoundError, ChapterFailed) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

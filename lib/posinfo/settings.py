@@ -1,0 +1,187 @@
+"""Chapter settings: one table of profiles per chapter, and validation of every knob.
+
+A chapter's ``parameters`` cell holds plain values (``None`` means "the profile's value");
+``chapter_settings`` merges them over the profile table and checks every value *before*
+any data is built or any model is trained, so a typo costs a second, not a training run.
+"""
+from __future__ import annotations
+
+import os
+from numbers import Integral, Real
+
+PROFILES = ("smoke", "default", "paper")
+PROFILE_ENV = "POSINFO_PROFILE"
+
+PADDINGS = ("zeros", "circular", "reflect", "replicate", "none")
+BACKGROUNDS = ("zeros", "noise", "texture")
+DATASETS = ("digits", "cifar10")
+HEADS = ("gapnet", "gap_linear")
+
+
+def default_profile() -> str:
+    """The profile a chapter runs at when nobody says otherwise.
+
+    Tests set ``POSINFO_PROFILE=smoke`` so that nbval can execute the committed notebooks
+    quickly without editing them; papermill's injected parameters override this value.
+    """
+    return check_value("profile", os.environ.get(PROFILE_ENV, "default"))
+
+
+# ---- validators: each returns the (normalised) value or raises a ValueError naming the knob --
+def _choice(options):
+    def check(name, value):
+        if value not in options:
+            raise ValueError(f"{name} must be one of {options}, got {value!r}")
+        return value
+    check.allowed = f"one of {options}"
+    return check
+
+
+def _int_range(low, high=None):
+    def check(name, value):
+        if isinstance(value, bool) or not isinstance(value, Integral):
+            raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+        return int(value)
+    check.allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    return check
+
+
+def _positive_float(name, value):
+    if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _fraction(name, value):
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _betas(name, value):
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(b, Real) and 0 <= b < 1 for b in value)):
+        raise ValueError(f"{name} must be two numbers in [0, 1), got {value!r}")
+    return tuple(float(b) for b in value)
+
+
+def _list_of(item_check, min_len=1):
+    def check(name, value):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ValueError(f"{name} must be a list of {item_check.allowed}, got {value!r}")
+        if len(value) < min_len:
+            raise ValueError(f"{name} must hold at least {min_len} value(s), got {value!r}")
+        return tuple(item_check(f"{name}[{i}]", v) for i, v in enumerate(value))
+    check.allowed = f"a list of {item_check.allowed}"
+    return check
+
+
+CHECKS = {
+    "profile": _choice(PROFILES),
+    "seed": _int_range(0, 2**32 - 1),
+    "dataset": _choice(DATASETS),
+    "image_size": _int_range(4, 512),
+    "grid": _int_range(1, 16),
+    "background": _choice(BACKGROUNDS),
+    "padding": _choice(PADDINGS),
+    "head": _choice(HEADS),
+    "width": _int_range(1, 1024),
+    "blocks": _list_of(_int_range(1, 8)),
+    "epochs": _int_range(1, 1000),
+    "batch_size": _int_range(1, 4096),
+    "lr": _positive_float,
+    "betas": _betas,
+    "n_train": _int_range(1),
+    "n_test": _int_range(1),
+    "paddings": _list_of(_choice(PADDINGS)),
+    "backgrounds": _list_of(_choice(BACKGROUNDS)),
+    "grids": _list_of(_int_range(1, 16)),
+    "chance_margin": _fraction,
+}
+
+
+def check_value(name: str, value):
+    """Validate one knob; unknown names are an error too (a misspelt parameter must not be ignored)."""
+    if name not in CHECKS:
+        raise ValueError(f"unknown parameter {name!r}; known parameters: {sorted(CHECKS)}")
+    return CHECKS[name](name, value)
+
+
+# ---- the profile tables ------------------------------------------------------------------
+# Shared training recipe of the reference code (Adam, lr 1e-3, betas (0.5, 0.999)).
+_RECIPE = dict(lr=1e-3, betas=(0.5, 0.999))
+_PAPER_CLASSIFIER = dict(dataset="cifar10", image_size=32, grid=3, width=64, blocks=(2, 2, 2, 2),
+                         epochs=20, batch_size=48, n_train=50000, n_test=10000, **_RECIPE)
+
+CHAPTERS: dict[str, dict[str, dict]] = {
+    # Claim 1: a CNN with global average pooling classifies where an object sits.
+    "gap_keeps_position": {
+        "smoke": dict(dataset="digits", image_size=16, grid=3, background="zeros", padding="zeros",
+                      head="gapnet", width=8, blocks=(1, 1, 1), epochs=2, batch_size=32,
+                      n_train=800, n_test=60, paddings=("zeros", "circular"),
+                      backgrounds=("zeros", "noise"), grids=(2, 3), chance_margin=0.5, **_RECIPE),
+        "default": dict(dataset="digits", image_size=24, grid=3, background="zeros", padding="zeros",
+                        head="gapnet", width=16, blocks=(1, 1, 1), epochs=3, batch_size=64,
+                        n_train=1437, n_test=360, paddings=PADDINGS,
+                        backgrounds=("zeros", "noise"), grids=(2, 3, 4), chance_margin=0.5, **_RECIPE),
+        "paper": dict(_PAPER_CLASSIFIER, background="zeros", padding="zeros", head="gapnet",
+                      # Valid convolution ("none") would shrink the 96px canvas to nothing in ResNet-18.
+                      paddings=("zeros", "circular", "reflect", "replicate"),
+                      backgrounds=("zeros", "noise"), grids=(2, 3, 4), chance_margin=0.5),
+    },
+}
+
+
+class Settings(dict):
+    """A chapter's resolved settings: a dict whose keys also read as attributes."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def table(self) -> str:
+        width = max(map(len, self))
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in self.items())
+
+
+def chapter_settings(chapter: str, profile: str, **overrides) -> Settings:
+    """Resolve a chapter's settings: the profile's table, then every non-None override.
+
+    Every value is validated, then the cross-checks that need several values at once
+    (image fits a cell, network fits the canvas) run, all before any work starts.
+    """
+    if chapter not in CHAPTERS:
+        raise ValueError(f"chapter must be one of {sorted(CHAPTERS)}, got {chapter!r}")
+    profile = check_value("profile", profile)
+    table = CHAPTERS[chapter][profile]
+    unknown = sorted(k for k in overrides if k not in table and k != "seed")
+    if unknown:
+        raise ValueError(f"chapter {chapter!r} has no parameter(s) {unknown}; "
+                         f"its parameters are {sorted(table) + ['seed']}")
+    merged = dict(table, seed=0)
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(profile=profile)
+    settings.update({k: check_value(k, v) for k, v in merged.items()})
+    _cross_check(settings)
+    return settings
+
+
+def _cross_check(s: Settings) -> None:
+    # Imported here: settings is the bottom of the import graph, these modules sit above it.
+    from .canvas import check_geometry
+    from .models import check_input_size
+
+    if "grid" in s and "image_size" in s:
+        # The main run uses (grid, padding); ablations vary one of them with the other fixed.
+        for grid in dict.fromkeys((s.grid, *s.get("grids", ()))):
+            check_geometry(s.image_size, grid)
+        if "blocks" in s:
+            for grid in dict.fromkeys((s.grid, *s.get("grids", ()))):
+                check_input_size(s.image_size * grid, s.blocks, s.get("padding", "zeros"))
+            for padding in dict.fromkeys(s.get("paddings", ())):
+                check_input_size(s.image_size * s.grid, s.blocks, padding)

@@ -1,0 +1,166 @@
+"""One training loop and one evaluation for every chapter; device, seeds and the model cache.
+
+``fit`` knows nothing about the task: it asks the task for batches and a ``loss_fn`` for the
+loss, so AugShift's two-view loss and plain cross-entropy share the same loop.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import cache
+from .canvas import CanvasTask, make_task
+from .models import build_classifier
+from .settings import Settings
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """cuda when present (or when asked for), else cpu."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """Seed every library's global RNG (for weight init) and return the run's own generator.
+
+    The generator drives everything the run samples (batch order, cells, backgrounds), so
+    two runs with one seed see identical data in identical order.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on cuda (no loss scaling needed); full precision on cpu."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to_device_layout(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The default loss: cross-entropy of the model's logits."""
+    return F.cross_entropy(model(x), y)
+
+
+def fit(model: nn.Module, task: CanvasTask, *, epochs: int, batch_size: int, lr: float,
+        betas=(0.9, 0.999), generator: torch.Generator, loss_fn=cross_entropy_loss,
+        device=None, desc: str = "train") -> list[float]:
+    """Train with Adam; returns the mean training loss of each epoch."""
+    device = pick_device(device)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
+    history = []
+    steps = epochs * -(-len(task.train) // batch_size)
+    quiet = os.environ.get("POSINFO_PROGRESS") == "off"  # executed notebooks: no bar clutter
+    with tqdm(total=steps, desc=desc, leave=False, mininterval=1.0, disable=quiet) as bar:
+        for _ in range(epochs):
+            model.train()
+            total, count = 0.0, 0
+            for x, y, _cells in task.train_batches(batch_size, generator):
+                x, y = _to_device_layout(x, device), y.to(device)
+                with autocast(device):
+                    loss = loss_fn(model, x, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(y)
+                count += len(y)
+                bar.update(1)
+            history.append(total / count)
+            bar.set_postfix(loss=f"{history[-1]:.3f}")
+    return history
+
+
+@dataclass
+class Evaluation:
+    """Accuracy overall and per grid cell (a g x g array, row-major like the cells)."""
+    accuracy: float
+    per_cell: np.ndarray
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: CanvasTask, device=None, batch_size: int = 512) -> Evaluation:
+    """Accuracy on the exhaustive test set (every held-out image in every cell)."""
+    device = pick_device(device)
+    model.to(device).eval()
+    k = task.grid ** 2
+    correct, seen = torch.zeros(k), torch.zeros(k)
+    for x, y, cells in task.test_batches(batch_size):
+        with autocast(device):
+            pred = model(_to_device_layout(x, device)).argmax(1)
+        hit = (pred == y.to(device)).float().cpu()
+        correct.index_add_(0, cells, hit)
+        seen.index_add_(0, cells, torch.ones_like(hit))
+    per_cell = (correct / seen.clamp(min=1)).reshape(task.grid, task.grid).numpy()
+    return Evaluation(float(correct.sum() / seen.sum()), per_cell)
+
+
+@dataclass
+class TrainedModel:
+    model: nn.Module
+    task: CanvasTask
+    history: list
+    evaluation: Evaluation
+    from_cache: bool
+
+
+def model_config(settings, target: str = "location", **changes) -> dict:
+    """The full description of one training run: everything that changes the weights."""
+    keys = ("dataset", "image_size", "grid", "background", "padding", "head", "width", "blocks",
+            "epochs", "batch_size", "lr", "betas", "n_train", "n_test", "seed")
+    config = {k: settings[k] for k in keys}
+    config.update(target=target, **changes)
+    return config
+
+
+def epochs_for_grid(epochs: int, grid: int, base_grid: int) -> int:
+    """Epochs that give a g x g task as many training canvases per cell as base_grid had.
+
+    A 4x4 grid has 16 location classes to 3x3's 9: with the same epochs each cell is seen
+    16/9 times less often, which would confound "harder to learn" with "not learned yet".
+    """
+    return max(1, -(-epochs * grid * grid // (base_grid * base_grid)))
+
+
+def train_classifier(config: dict, device=None, use_cache: bool = True) -> TrainedModel:
+    """Train (or load from the cache) the classifier one config describes, and evaluate it.
+
+    The cache key is a hash of the config and the library version, so a prose-only rebuild
+    of the book retrains nothing, and any change to a knob trains afresh.
+    """
+    device = pick_device(device)
+    task = make_task(Settings(config), config["target"], device=device)
+    generator = seeded_generator(config["seed"])  # before building: it seeds the weight init
+    model = build_classifier(task.in_channels, task.num_outputs, config["width"],
+                             config["blocks"], config["padding"], config["head"])
+    stored = cache.load(config) if use_cache else None
+    if stored is not None:
+        model.load_state_dict(stored["state_dict"])
+        history = stored["history"]
+    else:
+        desc = f"{config['target']} {config['padding']} g{config['grid']} {config['background']}"
+        history = fit(model, task, epochs=config["epochs"], batch_size=config["batch_size"],
+                      lr=config["lr"], betas=config["betas"], generator=generator, device=device,
+                      desc=desc)
+        if use_cache:
+            cache.store(config, {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                                 "history": history})
+    return TrainedModel(model, task, history, evaluate(model, task, device), stored is not None)
