@@ -3,6 +3,7 @@
     python -m posinfo.run --list
     python -m posinfo.run gap_keeps_position --out runs/circ -p padding circular -p seed 3
     python -m posinfo.run --book            # the book build: every chapter, default profile
+    python -m posinfo.run --book 2          # re-execute one chapter of the book in place
 
 A user's run writes ``OUT/<chapter>.ipynb`` and never touches the committed chapters. Its
 parameters are validated before a kernel starts. When a cell fails, the message names the
@@ -117,9 +118,13 @@ class ChapterFailed(RuntimeError):
     pass
 
 
-def build_book(profile: str = "default") -> None:
-    """Execute every chapter in place (book/NN_name.ipynb): the outputs the book renders."""
-    for key, source in chapter_sources().items():
+def build_book(chapters=(), profile: str = "default") -> None:
+    """Execute chapters in place (book/NN_name.ipynb): the outputs the book renders.
+
+    With no names, every chapter; otherwise only the named ones (name or number).
+    """
+    selected = [resolve_chapter(c) for c in chapters] or list(chapter_sources().items())
+    for key, source in selected:
         validate(key, {"profile": profile})
         # No injected parameters: the committed notebook must stay runnable at any profile
         # (nbval re-executes it at smoke through POSINFO_PROFILE).
@@ -129,7 +134,8 @@ def build_book(profile: str = "default") -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m posinfo.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("chapter", nargs="?", help="chapter name or number (see --list)")
+    parser.add_argument("chapter", nargs="*", help="chapter name or number (see --list); "
+                        "with --book, the chapters to re-execute (default: all)")
     parser.add_argument("--out", help="folder for the executed notebook (required for a chapter)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"), help="set a parameter (repeatable)")
@@ -145,13 +151,13 @@ def main(argv=None) -> int:
                 print(f"{path.stem}\n    parameters: {', '.join(names)}")
             return 0
         if args.book:
-            build_book()
+            build_book(args.chapter)
             return 0
-        if not args.chapter:
-            parser.error("name a chapter (or use --book / --list)")
+        if len(args.chapter) != 1:
+            parser.error("name one chapter (or use --book / --list)")
         if not args.out:
             parser.error("--out DIR is required: a run never writes over the committed chapter")
-        key, source = resolve_chapter(args.chapter)
+        key, source = resolve_chapter(args.chapter[0])
         out_dir = Path(args.out).resolve()
         if out_dir == BOOK.resolve() or out_dir == (REPO / "data").resolve():
             raise ValueError(f"--out must not be {out_dir}: choose a folder of your own (e.g. runs/)")
