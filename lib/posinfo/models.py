@@ -8,6 +8,10 @@ BasicBlocks per stage ((2, 2, 2, 2) in ResNet-18), so CPU profiles can use a sma
 Padding is the knob the paper's story turns on: zero padding gives every layer a border
 it can see; circular padding removes the border; "none" (valid convolution) removes
 padding altogether and crops the residual shortcut to match.
+
+``blurpool`` (a binomial filter size, off by default) makes every stride-2 step anti-aliased
+as in Zhang (2019): the strided convolution runs at stride 1, then ReLU, then a blur-pool of
+stride 2. Output sizes are the same as without it, so ``feature_size`` holds for both.
 """
 from __future__ import annotations
 
@@ -17,12 +21,44 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .settings import HEADS, PADDINGS
+from .settings import BLUR_SIZES, HEADS, PADDINGS
 
 
 def _check_padding(padding):
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+
+
+def _check_blurpool(blurpool):
+    if blurpool is not None and (isinstance(blurpool, bool) or blurpool not in BLUR_SIZES):
+        raise ValueError(f"blurpool must be None (off) or a filter size in {BLUR_SIZES}, "
+                         f"got {blurpool!r}")
+
+
+class BlurPool(nn.Module):
+    """Zhang's anti-aliased downsampling: a fixed binomial low-pass per channel, then stride 2.
+
+    The filter is kornia's ``BlurPool2D`` kernel (normalised Pascal coefficients). kornia pads
+    the border with zeros, which darkens a constant map at its edge: a border signal of exactly
+    the kind this book studies. Zhang's reference code (antialiased-cnns) reflect-pads instead,
+    and so does this layer, so a constant map stays constant.
+    """
+
+    def __init__(self, filter_size: int, stride: int = 2):
+        super().__init__()
+        from kornia.filters import BlurPool2D
+
+        _check_blurpool(filter_size)
+        self.blur = BlurPool2D(filter_size, stride)
+        # Padding as antialiased-cnns: (k - 1) // 2 before, k // 2 after, so the output keeps
+        # ceil(size / stride) rows, the size a padded stride-2 convolution gives.
+        self.pad = ((filter_size - 1) // 2, filter_size // 2) * 2
+
+    def forward(self, x):
+        channels = x.shape[1]
+        kernel = self.blur.kernel.to(x.dtype).repeat(channels, 1, 1, 1)
+        x = F.pad(x, self.pad, mode="reflect") if max(self.pad) > 0 else x
+        return F.conv2d(x, kernel, stride=self.blur.stride, groups=channels)
 
 
 def conv(cin: int, cout: int, kernel: int, stride: int = 1, padding: str = "zeros",
@@ -67,21 +103,31 @@ def _center_crop(x: torch.Tensor, size) -> torch.Tensor:
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with a residual shortcut (1x1 conv when the shape changes)."""
+    """Two 3x3 convolutions with a residual shortcut (1x1 conv when the shape changes).
 
-    def __init__(self, cin: int, cout: int, stride: int, padding: str):
+    With ``blurpool`` and stride 2, as antialiased-cnns: conv1 at stride 1, ReLU, blur-pool;
+    the shortcut blur-pools before its 1x1 convolution.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int, padding: str, blurpool=None):
         super().__init__()
-        self.conv1 = conv(cin, cout, 3, stride, padding)
+        blurred = blurpool is not None and stride != 1
+        self.conv1 = conv(cin, cout, 3, 1 if blurred else stride, padding)
         self.bn1 = nn.BatchNorm2d(cout)
+        self.blur = BlurPool(blurpool, stride) if blurred else nn.Identity()
         self.conv2 = conv(cout, cout, 3, 1, padding)
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = nn.Identity()
-        if stride != 1 or cin != cout:
+        if blurred:
+            self.shortcut = nn.Sequential(BlurPool(blurpool, stride),
+                                          nn.Conv2d(cin, cout, 1, 1, bias=False),
+                                          nn.BatchNorm2d(cout))
+        elif stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
                                           nn.BatchNorm2d(cout))
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.blur(F.relu(self.bn1(self.conv1(x))))
         out = self.bn2(self.conv2(out))
         short = self.shortcut(x)
         if short.shape[-2:] != out.shape[-2:]:  # valid convolution shrank the main path
@@ -90,16 +136,24 @@ class BasicBlock(nn.Module):
 
 
 def build_backbone(in_channels: int = 3, width: int = 64, blocks=(2, 2, 2, 2),
-                   padding: str = "zeros") -> nn.Sequential:
-    """stem, stage1..stageN as a Sequential, so modules can be inserted between stages."""
+                   padding: str = "zeros", blurpool: int | None = None) -> nn.Sequential:
+    """stem, stage1..stageN as a Sequential, so modules can be inserted between stages.
+
+    ``blurpool``: None, or the binomial filter size of anti-aliased downsampling at every
+    stride-2 step, the stem's included (see BlurPool).
+    """
     _check_padding(padding)
-    layers = OrderedDict(stem=nn.Sequential(conv(in_channels, width, 7, 2, padding),
-                                            nn.BatchNorm2d(width), nn.ReLU(inplace=True)))
+    _check_blurpool(blurpool)
+    stem = [conv(in_channels, width, 7, 2 if blurpool is None else 1, padding),
+            nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+    if blurpool is not None:
+        stem.append(BlurPool(blurpool))
+    layers = OrderedDict(stem=nn.Sequential(*stem))
     cin = width
     for stage, n_blocks in enumerate(blocks):
         cout = width * 2 ** stage
         stage_blocks = [BasicBlock(cin if b == 0 else cout, cout,
-                                   2 if (stage > 0 and b == 0) else 1, padding)
+                                   2 if (stage > 0 and b == 0) else 1, padding, blurpool)
                         for b in range(n_blocks)]
         layers[f"stage{stage + 1}"] = nn.Sequential(*stage_blocks)
         cin = cout
@@ -155,10 +209,11 @@ class Classifier(nn.Module):
 
 
 def build_classifier(in_channels: int, num_outputs: int, width: int = 64, blocks=(2, 2, 2, 2),
-                     padding: str = "zeros", head: str = "gapnet") -> Classifier:
-    """A backbone with one of the GAP heads (see HEADS)."""
+                     padding: str = "zeros", head: str = "gapnet",
+                     blurpool: int | None = None) -> Classifier:
+    """A backbone with one of the GAP heads (see HEADS), optionally anti-aliased (``blurpool``)."""
     heads = {"gapnet": GAPNet, "gap_linear": GAPLinear}
     if head not in heads:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-    backbone = build_backbone(in_channels, width, blocks, padding)
+    backbone = build_backbone(in_channels, width, blocks, padding, blurpool)
     return Classifier(backbone, heads[head](backbone.out_channels, num_outputs, padding))

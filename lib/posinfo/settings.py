@@ -16,6 +16,10 @@ PADDINGS = ("zeros", "circular", "reflect", "replicate", "none")
 BACKGROUNDS = ("zeros", "noise", "texture")
 DATASETS = ("digits", "cifar10")
 HEADS = ("gapnet", "gap_linear")
+# Binomial filter sizes of BlurPool (Zhang 2019 and antialiased-cnns offer 1 to 7; 1 = no blur).
+BLUR_SIZES = (1, 2, 3, 4, 5, 6, 7)
+# How a view is shifted: a crop of the zero-padded canvas, or a circular shift (torch.roll).
+SHIFT_PROTOCOLS = ("crop", "roll")
 
 
 def default_profile() -> str:
@@ -53,6 +57,15 @@ def _positive_float(name, value):
     if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return float(value)
+
+
+def _nonnegative_float(name, value):
+    if isinstance(value, bool) or not isinstance(value, Real) or not value >= 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+_nonnegative_float.allowed = "numbers >= 0"
 
 
 def _fraction(name, value):
@@ -100,6 +113,16 @@ CHECKS = {
     "backgrounds": _list_of(_choice(BACKGROUNDS)),
     "grids": _list_of(_int_range(1, 16)),
     "chance_margin": _fraction,
+    # AugShift chapter
+    "margin": _int_range(0, 256),
+    "max_shift": _int_range(0, 256),
+    "shift_protocol": _choice(SHIFT_PROTOCOLS),
+    "blur_size": _choice(BLUR_SIZES),
+    "augshift_lambda": _nonnegative_float,
+    "lambdas": _list_of(_nonnegative_float),
+    "n_seeds": _int_range(1, 100),
+    "n_pairs": _int_range(1, 100),
+    "accuracy_margin": _fraction,
 }
 
 
@@ -131,6 +154,25 @@ CHAPTERS: dict[str, dict[str, dict]] = {
                       # Valid convolution ("none") would shrink the 96px canvas to nothing in ResNet-18.
                       paddings=("zeros", "circular", "reflect", "replicate"),
                       backgrounds=("zeros", "noise"), grids=(2, 3, 4), chance_margin=0.5),
+    },
+    # Claim 3: AugShift (two shifted views, MSE between their GAP latents) improves invariance.
+    "augshift": {
+        "smoke": dict(dataset="digits", image_size=16, margin=8, max_shift=8, shift_protocol="crop",
+                      background="zeros", padding="zeros", head="gap_linear", width=8,
+                      blocks=(1, 1, 1), epochs=3, batch_size=32, n_train=800, n_test=120,
+                      blur_size=3, augshift_lambda=1.0, lambdas=(1.0,), n_seeds=2, n_pairs=2,
+                      accuracy_margin=0.02, **_RECIPE),
+        "default": dict(dataset="digits", image_size=16, margin=8, max_shift=8, shift_protocol="crop",
+                        background="zeros", padding="zeros", head="gap_linear", width=16,
+                        blocks=(1, 1, 1), epochs=8, batch_size=64, n_train=1437, n_test=360,
+                        blur_size=3, augshift_lambda=1.0, lambdas=(0.1, 1.0, 10.0), n_seeds=3,
+                        n_pairs=4, accuracy_margin=0.02, **_RECIPE),
+        "paper": dict(dataset="cifar10", image_size=32, margin=16, max_shift=16,
+                      shift_protocol="crop", background="zeros", padding="zeros",
+                      head="gap_linear", width=64, blocks=(2, 2, 2, 2), epochs=20, batch_size=48,
+                      n_train=50000, n_test=10000, blur_size=3, augshift_lambda=1.0,
+                      lambdas=(0.1, 1.0, 10.0), n_seeds=3, n_pairs=2, accuracy_margin=0.02,
+                      **_RECIPE),
     },
 }
 
@@ -185,3 +227,6 @@ def _cross_check(s: Settings) -> None:
                 check_input_size(s.image_size * grid, s.blocks, s.get("padding", "zeros"))
             for padding in dict.fromkeys(s.get("paddings", ())):
                 check_input_size(s.image_size * s.grid, s.blocks, padding)
+    if "max_shift" in s:
+        from .augshift import check_settings
+        check_settings(s)
