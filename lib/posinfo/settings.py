@@ -92,6 +92,35 @@ def _list_of(item_check, min_len=1):
     return check
 
 
+# ---- validators of the segmentation chapters -----------------------------------------------
+SEG_DATA = ("scenes", "cityscapes")
+SCENE_MODES = ("asymmetric", "symmetric", "distinct")  # kept equal to scenes.SCENE_MODES (tested)
+
+
+def _positive_fraction(name, value):
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value <= 1:
+        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
+_positive_fraction.allowed = "numbers in (0, 1]"
+
+
+def _fraction_range(name, value):
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, Real) and not isinstance(v, bool) and 0 < v <= 1 for v in value)
+            or value[0] > value[1]):
+        raise ValueError(f"{name} must be two numbers (low, high) with 0 < low <= high <= 1, "
+                         f"got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def _path(name, value):
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a file path (a non-empty string), got {value!r}")
+    return value
+
+
 CHECKS = {
     "profile": _choice(PROFILES),
     "seed": _int_range(0, 2**32 - 1),
@@ -123,6 +152,20 @@ CHECKS = {
     "n_seeds": _int_range(1, 100),
     "n_pairs": _int_range(1, 100),
     "accuracy_margin": _fraction,
+    # Segmentation chapters (claims 4 and 5)
+    "data": _choice(SEG_DATA),
+    "scene_height": _int_range(16, 2048),
+    "scene_width": _int_range(16, 4096),
+    "scene_mode": _choice(SCENE_MODES),
+    "n_val": _int_range(1),
+    "atrous_rates": _list_of(_int_range(1, 64)),
+    "head_channels": _int_range(1, 1024),
+    "channel_fractions": _list_of(_positive_fraction),
+    "verdict_fractions": _fraction_range,
+    "n_random": _int_range(2, 100),
+    "region_channels": _int_range(1, 4096),
+    "region_margin": _fraction,
+    "checkpoint": _path,
 }
 
 
@@ -138,6 +181,33 @@ def check_value(name: str, value):
 _RECIPE = dict(lr=1e-3, betas=(0.5, 0.999))
 _PAPER_CLASSIFIER = dict(dataset="cifar10", image_size=32, grid=3, width=64, blocks=(2, 2, 2, 2),
                          epochs=20, batch_size=48, n_train=50000, n_test=10000, **_RECIPE)
+
+# Segmentation (claims 4 and 5): street scenes at CPU scale; DeepLabv3-ResNet50 on Cityscapes
+# at paper scale. The segmenter's knobs are listed by segment.SEGMENTER_KEYS.
+_SEG_CHECKPOINT = "data/cityscapes/deeplabv3_resnet50_os16.pth"
+_SEGMENTATION = {
+    "smoke": dict(data="scenes", scene_height=32, scene_width=64, scene_mode="asymmetric",
+                  n_train=384, n_val=64, padding="zeros", width=16, blocks=(1, 1, 1),
+                  atrous_rates=(2, 4, 6), head_channels=32, epochs=4, batch_size=32,
+                  lr=1e-3, betas=(0.9, 0.999), channel_fractions=(0.05, 0.1, 0.2, 0.35, 0.5),
+                  verdict_fractions=(0.05, 0.35), n_random=5, region_channels=6,
+                  region_margin=0.02, checkpoint=_SEG_CHECKPOINT),
+    "default": dict(data="scenes", scene_height=48, scene_width=96, scene_mode="asymmetric",
+                    n_train=768, n_val=128, padding="zeros", width=16, blocks=(1, 1, 1),
+                    atrous_rates=(2, 4, 6), head_channels=64, epochs=6, batch_size=32,
+                    lr=1e-3, betas=(0.9, 0.999),
+                    channel_fractions=(0.02, 0.05, 0.1, 0.2, 0.35, 0.5),
+                    verdict_fractions=(0.05, 0.35), n_random=5, region_channels=6,
+                    region_margin=0.02, checkpoint=_SEG_CHECKPOINT),
+    # The reference: 2048 channels, N = 100; training keys are unused (the weights are given).
+    "paper": dict(data="cityscapes", scene_height=1024, scene_width=2048, scene_mode="asymmetric",
+                  n_train=2975, n_val=500, padding="zeros", width=64, blocks=(3, 4, 6, 3),
+                  atrous_rates=(6, 12, 18), head_channels=256, epochs=1, batch_size=8,
+                  lr=1e-3, betas=(0.9, 0.999),
+                  channel_fractions=(0.01, 0.025, 100 / 2048, 0.1, 0.2, 0.35, 0.5),
+                  verdict_fractions=(0.01, 0.2), n_random=5, region_channels=100,
+                  region_margin=0.02, checkpoint=_SEG_CHECKPOINT),
+}
 
 CHAPTERS: dict[str, dict[str, dict]] = {
     # Claim 1: a CNN with global average pooling classifies where an object sits.
@@ -174,6 +244,9 @@ CHAPTERS: dict[str, dict[str, dict]] = {
                       lambdas=(0.1, 1.0, 10.0), n_seeds=3, n_pairs=2, accuracy_margin=0.02,
                       **_RECIPE),
     },
+    # Claims 4 and 5 share one segmenter: equal training keys give one cached model.
+    "position_channels": {p: dict(t) for p, t in _SEGMENTATION.items()},
+    "region_attack": {p: dict(t) for p, t in _SEGMENTATION.items()},
 }
 
 

@@ -164,3 +164,23 @@ def train_classifier(config: dict, device=None, use_cache: bool = True) -> Train
             cache.store(config, {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                                  "history": history})
     return TrainedModel(model, task, history, evaluate(model, task, device), stored is not None)
+
+
+def cached_fit(config: dict, model: nn.Module, task, *, loss_fn=cross_entropy_loss, device=None,
+               desc: str = "train", use_cache: bool = True) -> tuple[list, bool]:
+    """``fit`` a model with the recipe in ``config`` unless the cache holds its weights already.
+
+    The generic half of ``train_classifier``: any model and task, keyed by the full config
+    (which must hold epochs, batch_size, lr, betas and seed). Returns (history, from_cache).
+    """
+    stored = cache.load(config) if use_cache else None
+    if stored is not None:
+        model.load_state_dict(stored["state_dict"])
+        return stored["history"], True
+    history = fit(model, task, epochs=config["epochs"], batch_size=config["batch_size"],
+                  lr=config["lr"], betas=config["betas"], generator=seeded_generator(config["seed"]),
+                  loss_fn=loss_fn, device=device, desc=desc)
+    if use_cache:
+        cache.store(config, {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                             "history": history})
+    return history, False

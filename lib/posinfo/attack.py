@@ -1,0 +1,175 @@
+"""Find position channels by flipping, zero them, and score segmentation by image region.
+
+The reference code's recipe: z = GAP of the backbone output. For each validation image x,
+d = z(x) - z(hflip x). Channels with the largest mean |d| are the *overall* position
+channels; the signed mean of d splits *region-specific* ones: a channel that responds more
+to the scenes as they are than to their mirror images carries the data set's own layout.
+In right-hand traffic scenes the layout that flipping moves is the right side's (sidewalk,
+buildings, parked cars), so positive mean d is called *right* and negative *left*, as in
+the reference. This naming is a convention tied to where the data's asymmetry sits; on a
+flip-symmetric data set E[d] = 0 for every channel and the signed ranking is noise.
+
+The attack zeroes a channel set of the backbone output (a forward hook, so it works on any
+model whose ``backbone`` returns a tensor or torchvision's {"out": tensor} dict) before the
+head, and mIoU is scored over the whole frame and over its left half, right half and centre.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from .models import global_average_pool
+from .segment import confusion_matrix, mean_iou
+from .train import pick_device
+
+RANKINGS = ("overall", "left", "right", "bottom")
+REGIONS = ("whole", "left", "right", "centre")
+
+
+@dataclass
+class PositionRanking:
+    """Channel orders (most position-coding first) and the per-channel scores behind them."""
+    overall: torch.Tensor  # by mean |z(x) - z(flip x)|, descending
+    right: torch.Tensor  # by mean z(x) - z(flip x), descending
+    left: torch.Tensor  # by mean z(flip x) - z(x), descending
+    abs_diff: torch.Tensor  # (C,) mean |d|
+    signed_diff: torch.Tensor  # (C,) mean d
+    channels: int
+
+    @property
+    def bottom(self) -> torch.Tensor:
+        """The least flip-sensitive channels first (the control at the other end)."""
+        return self.overall.flip(0)
+
+    def top(self, kind: str, n: int, model: nn.Module | None = None) -> torch.Tensor:
+        """The first n channels of one ranking (see RANKINGS); with ``model``, also check
+        that the ranking was computed on a backbone of that model's width."""
+        if kind not in RANKINGS:
+            raise ValueError(f"region must be one of {RANKINGS}, got {kind!r}")
+        if model is not None and _channels_of(model) != self.channels:
+            raise ValueError(f"the ranking was computed on a backbone of {self.channels} channels, "
+                             f"the model has {_channels_of(model)}: rank this model's channels")
+        check_n(n, self.channels)
+        return getattr(self, kind)[:n]
+
+
+def check_n(n, channels: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= channels:
+        raise ValueError(f"N must be an integer in [1, {channels}] (the backbone's channel count), "
+                         f"got {n!r}")
+    return n
+
+
+def _channels_of(model) -> int:
+    return int(getattr(model, "channels"))
+
+
+@torch.no_grad()
+def rank_position_channels(model: nn.Module, images: torch.Tensor, batch_size: int = 64,
+                           device=None) -> PositionRanking:
+    """Rank the backbone's channels by how much GAP changes when the image is mirrored."""
+    device = pick_device(device)
+    model.to(device).eval()
+    total_abs, total_signed, count = 0.0, 0.0, 0
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size].to(device)
+        d = (global_average_pool(model.features(x))
+             - global_average_pool(model.features(x.flip(-1)))).float().cpu()
+        total_abs = total_abs + d.abs().sum(0)
+        total_signed = total_signed + d.sum(0)
+        count += len(x)
+    abs_diff, signed_diff = total_abs / count, total_signed / count
+    return PositionRanking(overall=abs_diff.argsort(descending=True),
+                           right=signed_diff.argsort(descending=True),
+                           left=(-signed_diff).argsort(descending=True),
+                           abs_diff=abs_diff, signed_diff=signed_diff,
+                           channels=len(abs_diff))
+
+
+def random_channels(channels: int, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n distinct channels drawn uniformly: the attack's control."""
+    check_n(n, channels)
+    return torch.randperm(channels, generator=generator)[:n]
+
+
+def _check_channels(channels: torch.Tensor, width: int) -> torch.Tensor:
+    channels = torch.as_tensor(channels, dtype=torch.long).flatten()
+    if len(channels) and (channels.min() < 0 or channels.max() >= width):
+        raise ValueError(f"channels must lie in [0, {width - 1}] for a backbone of {width} channels, "
+                         f"got min {int(channels.min())}, max {int(channels.max())} (a ranking "
+                         f"computed on a model of another width?)")
+    return channels
+
+
+def zeroed(features: torch.Tensor, channels) -> torch.Tensor:
+    """A copy of (N, C, H, W) features with ``channels`` set to zero."""
+    channels = _check_channels(channels, features.shape[1])
+    features = features.clone()
+    features[:, channels.to(features.device)] = 0
+    return features
+
+
+@contextlib.contextmanager
+def zero_channels(model: nn.Module, channels):
+    """Within the block, the backbone's output has ``channels`` set to zero before the head."""
+    channels = _check_channels(channels, _channels_of(model))
+
+    def hook(_module, _inputs, output):
+        if isinstance(output, dict):
+            return dict(output, out=zeroed(output["out"], channels))
+        return zeroed(output, channels)
+
+    handle = model.backbone.register_forward_hook(hook)
+    try:
+        yield model
+    finally:
+        handle.remove()
+
+
+def region_masks(height: int, width: int) -> dict[str, torch.Tensor]:
+    """(H, W) boolean masks: the whole frame, left half, right half, centre (middle half)."""
+    cols = torch.arange(width)
+    masks = {"whole": cols >= 0, "left": cols < width // 2, "right": cols >= width - width // 2,
+             "centre": (cols >= width // 4) & (cols < width - width // 4)}
+    return {k: m[None, :].expand(height, width) for k, m in masks.items()}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, channels=None, features=None,
+            batch_size: int = 64, device=None) -> torch.Tensor:
+    """Label maps (N, H, W), with ``channels`` of the backbone output zeroed (None: clean).
+
+    With ``features`` (segment.backbone_features of the same images) only the head runs:
+    a sweep of many attacks pays for the backbone once.
+    """
+    device = pick_device(device)
+    model.to(device).eval()
+    size = images.shape[-2:]
+    attack = zero_channels(model, channels) if channels is not None else contextlib.nullcontext()
+    out = []
+    with attack:
+        for i in range(0, len(images), batch_size):
+            if features is None:
+                logits = model(images[i:i + batch_size].to(device))
+            else:
+                f = features[i:i + batch_size].to(device)
+                logits = model.decode(f if channels is None else zeroed(f, channels), size)
+            out.append(logits.argmax(1).cpu())
+    return torch.cat(out)
+
+
+def region_miou(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                channels=None, features=None, batch_size: int = 64, device=None) -> dict[str, float]:
+    """mIoU on each region of REGIONS with ``channels`` zeroed (None: clean); see ``predict``."""
+    pred = predict(model, images, channels, features, batch_size, device)
+    return {k: mean_iou(confusion_matrix(pred[:, m], labels[:, m], num_classes))
+            for k, m in region_masks(*labels.shape[-2:]).items()}
+
+
+def check_region(region: str) -> str:
+    if region not in REGIONS:
+        raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
+    return region
