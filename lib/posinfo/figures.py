@@ -42,15 +42,21 @@ def cell_heatmap(per_cell: np.ndarray, chance: float, ax=None, title: str = ""):
     return ax
 
 
-def grouped_bars(table: dict, chance: float | dict, ax=None, ylabel="accuracy", title=""):
-    """Bars for {group: {series: value}} with a dashed chance line (one value or per group)."""
+def grouped_bars(table: dict, chance: float | dict, ax=None, ylabel="accuracy", title="",
+                 errors: dict | None = None):
+    """Bars for {group: {series: value}} with a dashed chance line (one value or per group).
+
+    ``errors``, shaped like ``table``, draws an error bar on each bar (e.g. the seed spread).
+    """
     ax = ax or plt.subplots(figsize=(6, 2.8))[1]
     groups = list(table)
     series = list(dict.fromkeys(s for g in groups for s in table[g]))
     width = 0.8 / len(series)
     for i, s in enumerate(series):
         vals = [table[g].get(s, np.nan) for g in groups]
-        ax.bar(np.arange(len(groups)) + (i - (len(series) - 1) / 2) * width, vals, width, label=s)
+        err = [errors[g].get(s, 0) for g in groups] if errors else None
+        ax.bar(np.arange(len(groups)) + (i - (len(series) - 1) / 2) * width, vals, width, label=s,
+               yerr=err, capsize=2 if err else 0)
     for j, g in enumerate(groups):
         level = chance[g] if isinstance(chance, dict) else chance
         ax.hlines(level, j - 0.45, j + 0.45, colors="k", linestyles="--", lw=1)
@@ -60,4 +66,43 @@ def grouped_bars(table: dict, chance: float | dict, ax=None, ylabel="accuracy", 
     ax.set_title(title, fontsize=10)
     if len(series) > 1:
         ax.legend(fontsize=8, frameon=False, ncols=len(series))
+    return ax
+
+
+def image_grid(rows: dict, col_titles=(), height: float = 1.3):
+    """A grid of images: {row label: [HxWx3 arrays]}, one column per array."""
+    names = list(rows)
+    ncols = max(len(v) for v in rows.values())
+    aspect = rows[names[0]][0].shape[1] / rows[names[0]][0].shape[0]
+    fig, axes = plt.subplots(len(names), ncols, figsize=(height * aspect * ncols, height * len(names)),
+                             squeeze=False)
+    for r, name in enumerate(names):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_xticks([]), ax.set_yticks([])
+            if c < len(rows[name]):
+                ax.imshow(rows[name][c], interpolation="nearest")
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8)
+            if r == 0 and c < len(col_titles):
+                ax.set_title(col_titles[c], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def attack_curves(ns, curves: dict, spread: dict | None = None, clean: float | None = None,
+                  ax=None, xlabel="channels zeroed (N)", ylabel="mIoU", title=""):
+    """mIoU against N for several channel choices; ``spread`` {name: std} draws a band."""
+    ax = ax or plt.subplots(figsize=(5.5, 3.0))[1]
+    for name, values in curves.items():
+        ax.plot(ns, values, marker="o", ms=3, label=name)
+        if spread and name in spread:
+            lo = np.asarray(values) - np.asarray(spread[name])
+            hi = np.asarray(values) + np.asarray(spread[name])
+            ax.fill_between(ns, lo, hi, alpha=0.25)
+    if clean is not None:
+        ax.axhline(clean, color="k", ls="--", lw=1, label="no attack")
+    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
     return ax
