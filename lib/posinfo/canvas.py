@@ -226,13 +226,20 @@ class CanvasTask:
             yield self._canvases(self.train.images[idx_dev], self.train.labels[idx_dev],
                                  cells[idx], generator)
 
+    def _test_index(self):
+        n, k = len(self.test), self.grid ** 2
+        return torch.arange(n).repeat_interleave(k), torch.arange(k).repeat(n)
+
+    def test_labels(self) -> dict:
+        """Image index, cell and class of every test canvas, in test_batches' order."""
+        image_idx, cells = self._test_index()
+        return {"image": image_idx, "cell": cells, "class": self.test.labels.cpu()[image_idx]}
+
     def test_batches(self, batch_size: int = 512):
         """Every test image in every cell; backgrounds drawn from a fixed seed."""
         g = torch.Generator().manual_seed(12345)
-        n, k = len(self.test), self.grid ** 2
-        image_idx = torch.arange(n).repeat_interleave(k)
-        cells = torch.arange(k).repeat(n)
-        for start in range(0, n * k, batch_size):
+        image_idx, cells = self._test_index()
+        for start in range(0, len(cells), batch_size):
             idx = image_idx[start:start + batch_size].to(self.test.images.device)
             yield self._canvases(self.test.images[idx], self.test.labels[idx],
                                  cells[start:start + batch_size], g)

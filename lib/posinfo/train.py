@@ -19,6 +19,7 @@ from tqdm import tqdm
 from . import cache
 from .canvas import CanvasTask, make_task
 from .models import build_classifier
+from .permute import add_channel_permutation, reseed_permutations
 from .settings import Settings
 
 
@@ -151,6 +152,8 @@ def train_classifier(config: dict, device=None, use_cache: bool = True) -> Train
     generator = seeded_generator(config["seed"])  # before building: it seeds the weight init
     model = build_classifier(task.in_channels, task.num_outputs, config["width"],
                              config["blocks"], config["padding"], config["head"])
+    if config.get("permute_at"):
+        add_channel_permutation(model, config["permute_at"], seed=config["seed"])
     stored = cache.load(config) if use_cache else None
     if stored is not None:
         model.load_state_dict(stored["state_dict"])
@@ -163,6 +166,7 @@ def train_classifier(config: dict, device=None, use_cache: bool = True) -> Train
         if use_cache:
             cache.store(config, {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                                  "history": history})
+    reseed_permutations(model, config["seed"] + 1)
     return TrainedModel(model, task, history, evaluate(model, task, device), stored is not None)
 
 

@@ -1,0 +1,69 @@
+"""PermuteNet: shuffle the order of the channels at random on every forward pass.
+
+If position is carried by *which* channel fires, a fresh random channel order at every pass
+(in training and in evaluation alike) leaves the layers after it nothing stable to read
+position from, while information carried by the *values* regardless of order survives.
+
+Placements follow the reference code: k in 1..S shuffles the input of backbone stage k;
+S + 1 (5 for a four-stage ResNet-18) shuffles the pooled vector after GAP, before the
+linear classifier.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .models import Classifier, GAPLinear
+
+
+class ChannelPermutation(nn.Module):
+    """Reorders dim 1 with a new random permutation at every call, training or not.
+
+    It draws from its own seeded generator so that a run repeats exactly; the same
+    permutation is used for the whole batch, as in the reference code.
+    """
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, x):
+        perm = torch.randperm(x.shape[1], generator=self.generator).to(x.device)
+        return x[:, perm]
+
+
+def num_stages(model: Classifier) -> int:
+    return sum(1 for name in model.backbone._modules if name.startswith("stage"))
+
+
+def check_placement(placement: int, stages: int, name: str = "permute_at") -> int:
+    """Placements 1..stages (before that stage) or stages + 1 (after GAP)."""
+    if isinstance(placement, bool) or not isinstance(placement, int) \
+            or not 1 <= placement <= stages + 1:
+        raise ValueError(f"{name} must be an integer in 1..{stages + 1} (1..{stages}: before "
+                         f"that backbone stage, {stages + 1}: after GAP), got {placement!r}")
+    return placement
+
+
+def add_channel_permutation(model: Classifier, placement: int, seed: int = 0) -> Classifier:
+    """Insert a ChannelPermutation into ``model`` in place and return it."""
+    stages = num_stages(model)
+    check_placement(placement, stages)
+    shuffle = ChannelPermutation(seed)
+    if placement <= stages:
+        name = f"stage{placement}"
+        model.backbone._modules[name] = nn.Sequential(shuffle, model.backbone._modules[name])
+    else:
+        if not isinstance(model.head, GAPLinear):
+            raise ValueError(f"permute_at={placement} (after GAP) needs head='gap_linear': the "
+                             f"GAPNet head has no pooled vector before its logits")
+        model.head.fc = nn.Sequential(shuffle, model.head.fc)
+    return model
+
+
+def reseed_permutations(model: nn.Module, seed: int) -> None:
+    """Restart every ChannelPermutation's generator, so evaluation draws the same shuffles
+    whether the model was just trained or loaded from the cache."""
+    for module in model.modules():
+        if isinstance(module, ChannelPermutation):
+            module.generator.manual_seed(seed)

@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+
+from posinfo.canvas import CanvasTask, ImageSet
+from posinfo.models import build_classifier
+from posinfo.permute import (ChannelPermutation, add_channel_permutation, check_placement,
+                             reseed_permutations)
+from posinfo.probes import (cell_means, gap_latents, linear_probe, probe_table, selectivity,
+                            sorted_latent)
+
+
+def test_permutation_differs_across_calls_and_keeps_the_multiset_of_values():
+    shuffle = ChannelPermutation(seed=0).eval()  # eval mode too: PermuteNet shuffles at test time
+    x = torch.arange(2 * 32 * 3 * 3, dtype=torch.float32).reshape(2, 32, 3, 3)
+    a, b = shuffle(x), shuffle(x)
+    assert not torch.equal(a, b)
+    for out in (a, b):
+        assert torch.equal(out.sort(dim=1).values, x.sort(dim=1).values)
+        # whole channels move: each output channel equals some input channel
+        assert all(any(torch.equal(out[:, i], x[:, j]) for j in range(32)) for i in range(32))
+
+
+def test_same_seed_repeats_the_same_shuffles():
+    x = torch.rand(1, 16, 2, 2)
+    one, two = ChannelPermutation(seed=3), ChannelPermutation(seed=3)
+    assert all(torch.equal(one(x), two(x)) for _ in range(3))
+
+
+@pytest.mark.parametrize("placement", [1, 2, 3, 4, 5])
+def test_every_placement_inserts_one_shuffle_and_keeps_shapes(placement):
+    model = build_classifier(1, 9, width=4, blocks=(1, 1, 1, 1), head="gap_linear")
+    add_channel_permutation(model, placement, seed=0)
+    shuffles = [m for m in model.modules() if isinstance(m, ChannelPermutation)]
+    assert len(shuffles) == 1
+    assert model.eval()(torch.rand(2, 1, 48, 48)).shape == (2, 9)
+
+
+def test_after_gap_shuffle_really_changes_the_logits():
+    torch.manual_seed(0)
+    model = add_channel_permutation(build_classifier(1, 9, width=4, blocks=(1, 1),
+                                                     head="gap_linear"), 3, seed=0).eval()
+    x = torch.rand(4, 1, 32, 32)
+    assert not torch.allclose(model(x), model(x))
+    reseed_permutations(model, 7)
+    first = model(x)
+    reseed_permutations(model, 7)
+    assert torch.equal(first, model(x))
+
+
+def test_bad_placements_are_clear_errors():
+    with pytest.raises(ValueError, match=r"permute_at must be an integer in 1..5 .* got 6"):
+        check_placement(6, 4)
+    with pytest.raises(ValueError, match="permute_at must be an integer"):
+        check_placement(0, 4)
+    gapnet = build_classifier(1, 9, width=4, blocks=(1, 1, 1, 1), head="gapnet")
+    with pytest.raises(ValueError, match="needs head='gap_linear'"):
+        add_channel_permutation(gapnet, 5)
+
+
+def test_sorted_latent_is_invariant_to_channel_order():
+    z = np.random.default_rng(0).normal(size=(5, 12))
+    perm = np.random.default_rng(1).permutation(12)
+    assert np.array_equal(sorted_latent(z), sorted_latent(z[:, perm]))
+    assert np.array_equal(np.sort(sorted_latent(z), axis=1), sorted_latent(z))
+
+
+def test_probes_read_a_planted_signal_only_where_it_is():
+    rng = np.random.default_rng(0)
+    images = np.repeat(np.arange(60), 4)
+    cells = np.tile(np.arange(4), 60)
+    z = rng.normal(size=(240, 8))
+    z[np.arange(240), cells] += 3.0  # channel k fires for cell k: position in channel order
+    assert linear_probe(z, cells, images) > 0.9
+    # sorting keeps the values but not which channel holds the large one
+    assert linear_probe(sorted_latent(z), cells, images) < 0.5
+    table = probe_table(z, {"cell": cells, "class": images % 2, "image": images})
+    assert set(table) == {(o, n) for o in ("ordered", "sorted") for n in ("cell", "class")}
+
+
+def test_selectivity_is_one_for_a_label_copy_and_zero_for_a_constant():
+    labels = np.repeat(np.arange(3), 10)
+    z = np.stack([labels.astype(float), np.ones(30), np.random.default_rng(0).normal(size=30)], 1)
+    eta = selectivity(z, labels)
+    assert np.isclose(eta[0], 1.0) and eta[1] == 0.0 and eta[2] < 0.3
+
+
+def test_cell_means_average_each_channel_over_the_canvases_of_each_cell():
+    cells = np.array([0, 0, 1, 2, 3, 3])
+    z = np.array([[1.0, 0], [3, 0], [5, 1], [7, 2], [9, 3], [11, 3]])
+    assert np.array_equal(cell_means(z, cells, grid=2), [[2, 5, 7, 10], [0, 1, 2, 3]])
+
+
+def test_gap_latents_need_a_model_with_latents():
+    images = ImageSet(torch.rand(3, 1, 8, 8), torch.arange(3), 3)
+    task = CanvasTask(images, images, grid=2)
+    model = build_classifier(1, 4, width=4, blocks=(1,), head="gap_linear")
+    z = gap_latents(model, task, device="cpu")
+    assert z.shape == (12, 4) and len(task.test_labels()["cell"]) == 12
+    with pytest.raises(ValueError, match="probes need a model with GAP latents"):
+        gap_latents(torch.nn.Linear(2, 2), task, device="cpu")
