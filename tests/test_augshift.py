@@ -123,7 +123,7 @@ def test_position_regions_cover_the_shift_range():
 @pytest.mark.parametrize("name,value,message", [
     ("augshift_lambda", -0.5, r"augshift_lambda must be a number >= 0, got -0.5"),
     ("lambdas", (0.1, -1), r"lambdas\[1\] must be a number >= 0, got -1"),
-    ("max_shift", 9, r"max_shift must be an integer in \[0, 8\] \(the canvas margin, margin=8\), got 9"),
+    ("max_shift", 7, r"max_shift must be an integer in \[0, 6\] \(the canvas margin, margin=6\), got 7"),
     ("blur_size", 9, r"blur_size must be one of \(1, 2, 3, 4, 5, 6, 7\), got 9"),
     ("shift_protocol", "wrap", r"shift_protocol must be one of \('crop', 'roll'\), got 'wrap'"),
 ])
