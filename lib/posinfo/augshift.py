@@ -26,12 +26,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import cache
 from .canvas import ImageSet, load_images, make_background, paste, subset
 from .models import build_classifier, check_input_size, global_average_pool
 from .probes import linear_probe
-from .settings import SHIFT_PROTOCOLS
-from .train import TrainedModel, evaluate, fit, pick_device, seeded_generator
+from .settings import SHIFT_PROTOCOLS, Settings
+from .train import TrainedModel, cached_fit, evaluate, pick_device, seeded_generator
 
 
 # ---- parameters checked before any work ----------------------------------------------------
@@ -207,27 +206,14 @@ def augshift_config(settings, lam: float, blurpool: bool, seed: int) -> dict:
 def train_augshift(config: dict, device=None, use_cache: bool = True) -> TrainedModel:
     """Train (or load from the cache) one AugShift run and evaluate its clean accuracy."""
     device = pick_device(device)
-    task = make_shift_task(_Attrs(config), device=device)
-    generator = seeded_generator(config["seed"])  # before building: it seeds the weight init
+    task = make_shift_task(Settings(config), device=device)
+    seeded_generator(config["seed"])  # seeds the weight init
     model = build_classifier(task.in_channels, task.num_outputs, config["width"], config["blocks"],
                              config["padding"], config["head"], config["blurpool"])
-    stored = cache.load(config) if use_cache else None
-    if stored is not None:
-        model.load_state_dict(stored["state_dict"])
-        history = stored["history"]
-    else:
-        desc = f"lambda {config['lam']:g} blur {config['blurpool']} seed {config['seed']}"
-        history = fit(model, task, epochs=config["epochs"], batch_size=config["batch_size"],
-                      lr=config["lr"], betas=config["betas"], generator=generator,
-                      loss_fn=AugShiftLoss(config["lam"]), device=device, desc=desc)
-        if use_cache:
-            cache.store(config, {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                                 "history": history})
-    return TrainedModel(model, task, history, evaluate(model, task, device), stored is not None)
-
-
-class _Attrs(dict):
-    __getattr__ = dict.__getitem__
+    desc = f"lambda {config['lam']:g} blur {config['blurpool']} seed {config['seed']}"
+    history, from_cache = cached_fit(config, model, task, loss_fn=AugShiftLoss(config["lam"]),
+                                     device=device, desc=desc, use_cache=use_cache)
+    return TrainedModel(model, task, history, evaluate(model, task, device), from_cache)
 
 
 # ---- invariance metrics --------------------------------------------------------------------
@@ -401,4 +387,8 @@ def markdown_table(summary: dict) -> str:
 def check_settings(settings) -> None:
     """Cross-checks that need several values: the shift fits the margin, the net fits the canvas."""
     check_shift(settings.max_shift, settings.margin)
+    if settings.augshift_lambda == 0:
+        # lambda 0 *is* the baseline arm; the chapter compares AugShift against it
+        raise ValueError("augshift_lambda must be a number > 0 (lambda 0 is the baseline arm, "
+                         "always trained), got 0")
     check_input_size(settings.image_size + 2 * settings.margin, settings.blocks, settings.padding)

@@ -23,7 +23,8 @@ def cache_dir() -> Path:
 
 
 # Modules that only draw or launch: editing them must not invalidate trained models.
-_NOT_AFFECTING_WEIGHTS = {"figures.py", "run.py", "cache.py", "__init__.py"}
+_NOT_AFFECTING_WEIGHTS = {"figures.py", "run.py", "cache.py", "__init__.py", "report.py", "bench.py",
+                          "distributed.py"}
 
 
 @functools.lru_cache(maxsize=1)

@@ -142,40 +142,30 @@ def epochs_for_grid(epochs: int, grid: int, base_grid: int) -> int:
 
 
 def train_classifier(config: dict, device=None, use_cache: bool = True) -> TrainedModel:
-    """Train (or load from the cache) the classifier one config describes, and evaluate it.
-
-    The cache key is a hash of the config and the library version, so a prose-only rebuild
-    of the book retrains nothing, and any change to a knob trains afresh.
-    """
+    """Train (or load from the cache) the classifier one config describes, and evaluate it."""
     device = pick_device(device)
     task = make_task(Settings(config), config["target"], device=device)
-    generator = seeded_generator(config["seed"])  # before building: it seeds the weight init
+    seeded_generator(config["seed"])  # seeds the weight init
     model = build_classifier(task.in_channels, task.num_outputs, config["width"],
                              config["blocks"], config["padding"], config["head"])
     if config.get("permute_at"):
         add_channel_permutation(model, config["permute_at"], seed=config["seed"])
-    stored = cache.load(config) if use_cache else None
-    if stored is not None:
-        model.load_state_dict(stored["state_dict"])
-        history = stored["history"]
-    else:
-        desc = f"{config['target']} {config['padding']} g{config['grid']} {config['background']}"
-        history = fit(model, task, epochs=config["epochs"], batch_size=config["batch_size"],
-                      lr=config["lr"], betas=config["betas"], generator=generator, device=device,
-                      desc=desc)
-        if use_cache:
-            cache.store(config, {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                                 "history": history})
+    desc = f"{config['target']} {config['padding']} g{config['grid']} {config['background']}"
+    history, from_cache = cached_fit(config, model, task, device=device, desc=desc,
+                                     use_cache=use_cache)
     reseed_permutations(model, config["seed"] + 1)
-    return TrainedModel(model, task, history, evaluate(model, task, device), stored is not None)
+    return TrainedModel(model, task, history, evaluate(model, task, device), from_cache)
 
 
 def cached_fit(config: dict, model: nn.Module, task, *, loss_fn=cross_entropy_loss, device=None,
                desc: str = "train", use_cache: bool = True) -> tuple[list, bool]:
     """``fit`` a model with the recipe in ``config`` unless the cache holds its weights already.
 
-    The generic half of ``train_classifier``: any model and task, keyed by the full config
-    (which must hold epochs, batch_size, lr, betas and seed). Returns (history, from_cache).
+    Any model and task, keyed by the full config (which must hold epochs, batch_size, lr,
+    betas and seed); the key also hashes the library's training code, so a prose-only
+    rebuild of the book retrains nothing while any change to a knob or to the loop does.
+    The data order comes from a generator seeded with config["seed"]. Returns
+    (history, from_cache).
     """
     stored = cache.load(config) if use_cache else None
     if stored is not None:
