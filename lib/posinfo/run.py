@@ -81,10 +81,13 @@ def execute(key: str, source: Path, output: Path, parameters: dict, profile_env:
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     notebook = jupytext.read(source)
     notebook.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3",
                                                 "language": "python"})
-    staged = output.with_suffix(".source.ipynb")
+    staging = tempfile.TemporaryDirectory(prefix="posinfo-run-")
+    staged = Path(staging.name) / f"{source.stem}.ipynb"
     jupytext.write(notebook, staged)
     env = {"POSINFO_PROGRESS": "off"}
     if profile_env is not None:
@@ -104,7 +107,7 @@ def execute(key: str, source: Path, output: Path, parameters: dict, profile_env:
         raise ChapterFailed(f"chapter {source.stem!r} failed: {type(err).__name__}: {err}\n"
                             f"whatever was executed is kept at {output}") from None
     finally:
-        staged.unlink(missing_ok=True)
+        staging.cleanup()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
