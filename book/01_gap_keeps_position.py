@@ -17,11 +17,11 @@
 # **Claim 1.** Global average pooling (GAP) averages a feature map over all positions, so it
 # looks as if it must throw away *where* things are. It does not: a CNN whose only route to
 # the output is GAP can still say in which cell of a larger canvas an object sits, far above
-# chance.
+# chance {cite}`islam2021global`.
 #
 # The experiment is the paper's *location classification*: paste an image into one cell of a
 # $g \times g$ grid on an otherwise blank canvas and train a network to name the cell. The
-# network is GAPNet from the reference code: a ResNet backbone, a $3\times3$ convolution to
+# network is GAPNet from the reference code: a ResNet {cite}`he2016deep` backbone, a $3\times3$ convolution to
 # one map per cell, and GAP of each map *is* the logit. Nothing after the pooling can
 # recover position, so whatever position the logits know, the pooled channels carried.
 
@@ -67,7 +67,7 @@ print(settings.table())
 #
 # Each canvas holds one image in one cell; the label is the cell index, row by row. The
 # default images are scikit-learn's bundled handwritten digits, upsampled; the `paper`
-# profile uses CIFAR-10 on the paper's $96\times96$ canvas.
+# profile uses CIFAR-10 {cite}`krizhevsky2009learning` on the paper's $96\times96$ canvas.
 
 # %%
 task = make_task(settings, target="location")
@@ -131,7 +131,8 @@ figures.grouped_bars(ablation, chance, title="location accuracy by padding and b
 # total stride (8 here), so the pooled features of one image in two cells are *identical*.
 # No border, no position. Zero, reflect and replicate padding and valid convolution (`none`)
 # all let the border show, each in its own way. Position in a GAP network is a border
-# effect, and the padding is how the border gets in.
+# effect, and the padding is how the border gets in, as earlier work on zero padding
+# found {cite}`islam2020position,kayhan2020translation`.
 #
 # ## Larger grids
 #

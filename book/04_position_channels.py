@@ -19,7 +19,8 @@
 # A semantic segmentation network relies on them, so zeroing the top-$N$ of these channels
 # hurts mIoU far more than zeroing $N$ random channels.
 #
-# The reference code does this with DeepLabv3-ResNet50 on Cityscapes: GAP of the 2048-channel
+# The reference code does this with DeepLabv3-ResNet50 {cite}`chen2017rethinking` on Cityscapes
+# {cite}`cordts2016cityscapes`: GAP of the 2048-channel
 # backbone output for each validation image $x$ and its horizontal flip, channels ranked by
 # the mean of $|z(x) - z(\mathrm{flip}\,x)|$, the top-$N$ set to zero before the ASPP head.
 # This chapter runs the same recipe on a DeepLabv3-style network small enough for a CPU,

@@ -79,6 +79,47 @@ def training_throughput(settings, batch_size=64, steps=10):
     return batch_size / t, flops / t / 1e9
 
 
+def loop_overhead(settings, n_images=640, batch_size=64):
+    """Images/s of the library's ``fit`` against a bare PyTorch loop doing the same work:
+    the same model, optimizer, canvases (batched place_on_canvas) and batches."""
+    from .canvas import CanvasTask, ImageSet
+    from .train import fit
+
+    g = torch.Generator().manual_seed(0)
+    size = settings.image_size
+    images = ImageSet(torch.rand(n_images, 1, size, size, generator=g),
+                      torch.randint(0, 10, (n_images,), generator=g), 10)
+    task = CanvasTask(images, images, settings.grid)
+
+    def model_and_opt():
+        torch.manual_seed(0)
+        model = build_classifier(1, settings.grid ** 2, settings.width, settings.blocks,
+                                 settings.padding, settings.head)
+        return model, torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
+
+    def library():
+        model, _ = model_and_opt()
+        fit(model, task, epochs=1, batch_size=batch_size, lr=1e-3, betas=(0.5, 0.999),
+            generator=torch.Generator().manual_seed(0), device="cpu")
+
+    def bare():
+        model, opt = model_and_opt()
+        model.train()
+        gen = torch.Generator().manual_seed(0)
+        order = torch.randperm(n_images, generator=gen)
+        cells = torch.randint(0, settings.grid ** 2, (n_images,), generator=gen)
+        for start in range(0, n_images, batch_size):
+            idx = order[start:start + batch_size]
+            x = place_on_canvas(images.images[idx], cells[idx], settings.grid)
+            loss = F.cross_entropy(model(x), cells[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    t_lib, t_bare = _best_of(library, repeats=3), _best_of(bare, repeats=3)
+    return n_images / t_lib, n_images / t_bare
+
+
 def main():
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
@@ -93,6 +134,10 @@ def main():
     print(f"training step, chapter 1 default model (width {settings.width}, blocks "
           f"{settings.blocks}, {settings.image_size * settings.grid}px canvas, batch 64): "
           f"{images_s:.0f} images/s, {gflops:.1f} GFLOP/s = {gflops / peak:.0%} of matmul peak")
+    lib_rate, bare_rate = loop_overhead(settings)
+    print(f"posinfo.train.fit vs a bare PyTorch loop (same model, canvases, batches): "
+          f"{lib_rate:.0f} vs {bare_rate:.0f} images/s -> the library loop runs at "
+          f"{lib_rate / bare_rate:.0%} of the bare loop's speed")
 
 
 if __name__ == "__main__":

@@ -114,7 +114,10 @@ def execute(key: str, source: Path, output: Path, parameters: dict, profile_env:
             else:
                 os.environ[k] = v
     _hide_injected_parameters(output)
-    print(f"{source.stem}: executed in {time.time() - started:.0f}s -> {output}", flush=True)
+    import resource  # the kernel is our child: its peak resident memory, in MB (Linux: KiB)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"{source.stem}: executed in {time.time() - started:.0f}s "
+          f"(largest kernel so far {peak:.0f} MB) -> {output}", flush=True)
 
 
 class ChapterFailed(RuntimeError):
