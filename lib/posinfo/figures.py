@@ -64,8 +64,9 @@ def grouped_bars(table: dict, chance: float | dict, ax=None, ylabel="accuracy", 
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    if len(series) > 1:
-        ax.legend(fontsize=8, frameon=False, ncols=len(series))
+    if len(series) > 1:  # above the axes: bars near 1.0 would hide an inside legend
+        ax.legend(fontsize=8, frameon=False, ncols=len(series), loc="lower center",
+                  bbox_to_anchor=(0.5, 1.08))
     return ax
 
 
