@@ -32,6 +32,7 @@ from myst_nb import glue
 
 import posinfo
 from posinfo import figures
+from posinfo.canvas import NUM_CLASSES
 from posinfo.probes import cell_means, gap_latents, probe_table, selectivity
 from posinfo.train import model_config, train_classifier
 
@@ -78,7 +79,7 @@ accuracy = {target: {arm: [train_classifier(model_config(settings, target, permu
                            for s in seeds]
                      for arm, p in arms.items()}
             for target in ("location", "class")}
-chance = {"location": 1 / settings.grid**2, "class": 1 / 10}
+chance = {"location": 1 / settings.grid**2, "class": 1 / NUM_CLASSES[settings.dataset]}
 glue("ch2_after_gap", str(after_gap), display=False)
 inside = [arm for arm in arms if arm.startswith("stage")]  # shuffles inside the backbone
 if inside:
@@ -101,7 +102,7 @@ ax.axhline(chance["class"], color="tab:orange", ls=":", lw=1);
 # %% [markdown]
 # *Figure 1. Held-out accuracy for location and class with the channel shuffle at each
 # placement, mean over seeds with the spread as error bars. Dashed: location chance (1/9);
-# dotted: class chance (1/10).*
+# dotted: class chance (one over the number of classes).*
 #
 # Two things to notice. First, shuffling *inside* the backbone hardly touches position: the
 # lowest location accuracy over those placements is {glue:text}`ch2_inside_location`. The

@@ -50,3 +50,30 @@ def test_cifar10_loads_through_torchvision_from_the_real_layout(tmp_path, no_md5
 def test_missing_cifar10_says_where_to_put_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"dataset='cifar10' needs CIFAR-10 in .*cifar-10-batches-py"):
         load_cifar10(32, root=tmp_path / "nowhere")
+
+
+def write_cifar100_fixture(root, n_train=6, n_test=3):
+    """cifar-100-python/: `train`, `test` and `meta`, with fine and coarse labels."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for name, n in (("train", n_train), ("test", n_test)):
+        with open(folder / name, "wb") as f:
+            pickle.dump({"filenames": [f"{name}_{i}.png" for i in range(n)],
+                         "fine_labels": [(7 * i + 3) % 100 for i in range(n)],
+                         "coarse_labels": [i % 20 for i in range(n)],
+                         "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8)}, f, protocol=2)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"fine{i}" for i in range(100)],
+                     "coarse_label_names": [f"coarse{i}" for i in range(20)]}, f, protocol=2)
+
+
+def test_cifar100_fine_labels_load_through_torchvision(tmp_path, no_md5):
+    from posinfo.canvas import load_cifar
+
+    write_cifar100_fixture(tmp_path)
+    train, test = load_cifar("cifar100", 16, root=tmp_path)
+    assert train.images.shape == (6, 3, 16, 16) and train.num_classes == 100
+    assert test.labels.tolist() == [3, 10, 17]
+    with pytest.raises(FileNotFoundError, match=r"dataset='cifar100' needs CIFAR-100 in"):
+        load_cifar("cifar100", 32, root=tmp_path / "nowhere")

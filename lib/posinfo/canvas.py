@@ -60,34 +60,47 @@ def data_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "data"
 
 
-def load_cifar10(image_size: int = 32, root: str | Path | None = None) -> tuple[ImageSet, ImageSet]:
-    """CIFAR-10 through torchvision, never downloading: the user puts it under data/."""
+# torchvision class, folder it expects under root, archive the user downloads, classes
+_CIFAR = {"cifar10": ("CIFAR10", "cifar-10-batches-py", "cifar-10-python.tar.gz", 10),
+          "cifar100": ("CIFAR100", "cifar-100-python", "cifar-100-python.tar.gz", 100)}
+NUM_CLASSES = {"digits": 10, **{name: spec[3] for name, spec in _CIFAR.items()}}
+
+
+def load_cifar(name: str = "cifar10", image_size: int = 32,
+               root: str | Path | None = None) -> tuple[ImageSet, ImageSet]:
+    """CIFAR-10 or CIFAR-100 (fine labels) through torchvision, never downloading: the
+    user puts the python version under data/<name>/."""
     import torchvision
 
-    root = Path(root) if root is not None else data_dir() / "cifar10"
-    if not (root / "cifar-10-batches-py").is_dir():
+    cls, folder, archive, classes = _CIFAR[name]
+    root = Path(root) if root is not None else data_dir() / name
+    if not (root / folder).is_dir():
         raise FileNotFoundError(
-            f"dataset='cifar10' needs CIFAR-10 in {root / 'cifar-10-batches-py'}; download the "
-            "python version (cifar-10-python.tar.gz) and unpack it there, or set POSINFO_DATA "
-            "(see data/README.md). Nothing is downloaded at run time.")
+            f"dataset={name!r} needs {cls[:5]}-{cls[5:]} in {root / folder}; download the python "
+            f"version ({archive}) and unpack it there, or set POSINFO_DATA (see data/README.md). "
+            "Nothing is downloaded at run time.")
 
     def to_set(train):
-        ds = torchvision.datasets.CIFAR10(root=str(root), train=train, download=False)
+        ds = getattr(torchvision.datasets, cls)(root=str(root), train=train, download=False)
         x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float() / 255.0
         if image_size != 32:
             x = F.interpolate(x, size=(image_size, image_size), mode="bilinear",
                               align_corners=False).clamp_(0, 1)
-        return ImageSet(x, torch.tensor(ds.targets, dtype=torch.long), 10)
+        return ImageSet(x, torch.tensor(ds.targets, dtype=torch.long), classes)
 
     return to_set(True), to_set(False)
+
+
+def load_cifar10(image_size: int = 32, root: str | Path | None = None):
+    return load_cifar("cifar10", image_size, root)
 
 
 def load_images(dataset: str, image_size: int) -> tuple[ImageSet, ImageSet]:
     """Train and test images of a named dataset (see settings.DATASETS)."""
     if dataset == "digits":
         return load_digits(image_size)
-    if dataset == "cifar10":
-        return load_cifar10(image_size)
+    if dataset in _CIFAR:
+        return load_cifar(dataset, image_size)
     raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
 
 

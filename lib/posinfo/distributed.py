@@ -26,11 +26,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import cache
 from .canvas import make_task
-from .models import build_classifier
-from .permute import add_channel_permutation, reseed_permutations
+from .permute import reseed_permutations
 from .run import parse_value
 from .settings import Settings, chapter_settings
-from .train import evaluate, fit, model_config, seeded_generator
+from .train import build_model, evaluate, fit, model_config, seeded_generator
 
 CLASSIFIER_CHAPTERS = ("gap_keeps_position", "channel_order")
 
@@ -59,10 +58,7 @@ def train_distributed(config: dict) -> dict | None:
         device = torch.device("cpu")
     task = make_task(Settings(config), config["target"], device=device)
     generator = seeded_generator(config["seed"])  # same seed on every rank: same init, same data
-    model = build_classifier(task.in_channels, task.num_outputs, config["width"],
-                             config["blocks"], config["padding"], config["head"])
-    if config.get("permute_at"):
-        add_channel_permutation(model, config["permute_at"], seed=config["seed"])
+    model = build_model(config, task)
     if device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
@@ -73,10 +69,7 @@ def train_distributed(config: dict) -> dict | None:
     if rank != 0:
         return None
     if device.type == "cuda":  # back to plain BatchNorm so the chapter's model can load it
-        plain = build_classifier(task.in_channels, task.num_outputs, config["width"],
-                                 config["blocks"], config["padding"], config["head"])
-        if config.get("permute_at"):
-            add_channel_permutation(plain, config["permute_at"], seed=config["seed"])
+        plain = build_model(config, task)
         plain.load_state_dict(model.state_dict())
         model = plain.to(device)
     path = cache.store(config, {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},

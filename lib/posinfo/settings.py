@@ -14,7 +14,7 @@ PROFILE_ENV = "POSINFO_PROFILE"
 
 PADDINGS = ("zeros", "circular", "reflect", "replicate", "none")
 BACKGROUNDS = ("zeros", "noise", "texture")
-DATASETS = ("digits", "cifar10")
+DATASETS = ("digits", "cifar10", "cifar100")
 HEADS = ("gapnet", "gap_linear")
 # Binomial filter sizes of BlurPool (Zhang 2019 and antialiased-cnns offer 1 to 7; 1 = no blur).
 BLUR_SIZES = (1, 2, 3, 4, 5, 6, 7)

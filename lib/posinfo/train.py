@@ -141,15 +141,21 @@ def epochs_for_grid(epochs: int, grid: int, base_grid: int) -> int:
     return max(1, -(-epochs * grid * grid // (base_grid * base_grid)))
 
 
+def build_model(config: dict, task) -> nn.Module:
+    """The classifier a config describes (with its channel shuffle, if any), untrained."""
+    model = build_classifier(task.in_channels, task.num_outputs, config["width"],
+                             config["blocks"], config["padding"], config["head"])
+    if config.get("permute_at"):
+        add_channel_permutation(model, config["permute_at"], seed=config["seed"])
+    return model
+
+
 def train_classifier(config: dict, device=None, use_cache: bool = True) -> TrainedModel:
     """Train (or load from the cache) the classifier one config describes, and evaluate it."""
     device = pick_device(device)
     task = make_task(Settings(config), config["target"], device=device)
     seeded_generator(config["seed"])  # seeds the weight init
-    model = build_classifier(task.in_channels, task.num_outputs, config["width"],
-                             config["blocks"], config["padding"], config["head"])
-    if config.get("permute_at"):
-        add_channel_permutation(model, config["permute_at"], seed=config["seed"])
+    model = build_model(config, task)
     desc = f"{config['target']} {config['padding']} g{config['grid']} {config['background']}"
     history, from_cache = cached_fit(config, model, task, device=device, desc=desc,
                                      use_cache=use_cache)
