@@ -26,7 +26,6 @@
 # recover position, so whatever position the logits know, the pooled channels carried.
 
 # %%
-import matplotlib.pyplot as plt
 import torch
 from myst_nb import glue
 

@@ -192,8 +192,8 @@ print(f"Claim 4: {'holds' if holds else 'does not hold'}")
 # %% [markdown]
 # On this run the top-$N$ attack's extra damage over random-$N$ in the verdict's range was
 # {glue:text}`ch4_gap_range` (a negative value means top-$N$ hurt *less* than random). The
-same quantity for the *bottom*-$N$, the least flip-sensitive channels, was
-{glue:text}`ch4_bottom_gap_range`.
+# same quantity for the *bottom*-$N$, the least flip-sensitive channels, was
+# {glue:text}`ch4_bottom_gap_range`.
 #
 # ## What the effect depends on
 #
@@ -202,9 +202,9 @@ same quantity for the *bottom*-$N$, the least flip-sensitive channels, was
 # image and its mirror: mirroring moves content, not the border. So $|d|$ ranks channels
 # that tie content to a place (gravel on the right, brick up high): they are
 # flip-sensitive only as far as the data's content is asymmetric. Channels that carry
-position for every content alike are flip-*insensitive* and land at the bottom of the
-ranking, so a bottom-$N$ attack that hurts more than random (as it did in our exploration
-runs) is no contradiction of position coding, only of the flip as a way to find it. Exploring before sizing
+# position for every content alike are flip-*insensitive* and land at the bottom of the
+# ranking, so a bottom-$N$ attack that hurts more than random (as it did in our exploration
+# runs) is no contradiction of position coding, only of the flip as a way to find it. Exploring before sizing
 # this chapter (48x96 and 32x64 scenes, 6 to 8 epochs, a 3- and a 4-stage backbone), the
 # top-$N$ curve never fell below the random band: the small network spreads what it needs
 # over many channels, and the channels mirroring moves most are not the ones it leans on

@@ -26,7 +26,6 @@
 # data's asymmetry sits; on flip-symmetric data the signed ranking is noise.
 
 # %%
-import torch
 from myst_nb import glue
 
 import posinfo

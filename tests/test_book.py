@@ -1,13 +1,12 @@
 """The book's sources: paired chapters in sync, no lib -> book imports, parameters cells."""
 import ast
 import re
-from pathlib import Path
 
 import jupytext
 import nbformat
 import pytest
 
-from posinfo.run import BOOK, REPO, chapter_sources
+from posinfo.run import REPO, chapter_sources
 
 CHAPTERS = list(chapter_sources().values())
 
