@@ -50,3 +50,12 @@ def test_larger_grids_get_proportionally_more_epochs():
     assert epochs_for_grid(3, 3, 3) == 3
     assert epochs_for_grid(3, 4, 3) == 6  # 3 * 16 / 9 = 5.33, rounded up
     assert epochs_for_grid(3, 2, 3) == 2
+
+
+def test_cache_fingerprint_ignores_docstrings_and_comments_but_not_code():
+    code = 'def f(x):\n    """Doubles."""\n    return 2 * x  # why\n'
+    assert cache.code_digest(code) == cache.code_digest(
+        'def f(x):\n    """Twice x, reworded."""\n    # a comment\n    return 2 * x\n')
+    assert cache.code_digest(code) != cache.code_digest('def f(x):\n    return 3 * x\n')
+    assert cache.code_digest('def g():\n    """Only a docstring."""\n') == \
+        cache.code_digest('def g():\n    pass\n')

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .canvas import ImageSet, load_images, make_background, paste, subset
+from .canvas import ImageSet, load_split, make_background, paste
 from .models import build_classifier, check_input_size, global_average_pool
 from .probes import linear_probe
 from .settings import SHIFT_PROTOCOLS, Settings
@@ -156,10 +156,7 @@ class ShiftTask:
 
 
 def make_shift_task(settings, device=None) -> ShiftTask:
-    train, test = load_images(settings.dataset, settings.image_size)
-    train, test = subset(train, settings.n_train), subset(test, settings.n_test)
-    if device is not None:
-        train, test = train.to(device), test.to(device)
+    train, test = load_split(settings, device)
     return ShiftTask(train, test, settings.margin, settings.max_shift, settings.shift_protocol,
                      settings.background)
 
@@ -297,7 +294,7 @@ def position_bins(dy: torch.Tensor, dx: torch.Tensor, max_shift: int, bins: int 
 def position_probe_accuracy(model: nn.Module, task: ShiftTask, bins: int = 3, n_views: int = 4,
                             seed: int = EVAL_SEED) -> float:
     """Position decodability: held-out accuracy of a linear probe (``probes.linear_probe``,
-    logistic regression) that reads the image's position, one of bins x bins regions of the
+    a ridge classifier) that reads the image's position, one of bins x bins regions of the
     shift range, from the frozen GAP latent. Every test image is seen at n_views random
     shifts; the probe trains on half the images and is scored on the other half, so it cannot
     score by recognising an image. Chance is 1 / bins^2; lower means the latent carries less

@@ -6,6 +6,7 @@ The cache lives in $POSINFO_CACHE, else ~/.cache/posinfo: never under data/ or b
 """
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
@@ -27,17 +28,33 @@ _NOT_AFFECTING_WEIGHTS = {"figures.py", "run.py", "cache.py", "__init__.py", "re
                           "distributed.py"}
 
 
+def code_digest(source: str) -> str:
+    """A hash of what a module *does*: its syntax tree with every docstring removed.
+
+    Comments never reach the tree, so neither comments nor docstrings change the digest; any
+    change to the code itself does.
+    """
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
+
+
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
     """A hash of the library code that decides what training produces.
 
     Keying on this (besides the version) means a change to the loop or the models retrains,
-    while a change to a figure or to the prose of the book does not.
+    while a change to a figure, to the prose of the book, or to a docstring or comment in
+    the library does not.
     """
     digest = hashlib.sha256()
     for path in sorted(Path(__file__).parent.glob("*.py")):
         if path.name not in _NOT_AFFECTING_WEIGHTS:
-            digest.update(path.name.encode() + path.read_bytes())
+            digest.update(path.name.encode() + code_digest(path.read_text()).encode())
     return digest.hexdigest()[:16]
 
 

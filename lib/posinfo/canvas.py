@@ -264,12 +264,19 @@ def subset(images: ImageSet, n: int) -> ImageSet:
     return ImageSet(images.images[:n], images.labels[:n], images.num_classes)
 
 
-def make_task(settings, target: str = "location", grid: int | None = None,
-              background: str | None = None, device=None) -> CanvasTask:
-    """Build a CanvasTask from chapter settings (dataset, image_size, n_train, n_test...)."""
+def load_split(settings, device=None) -> tuple[ImageSet, ImageSet]:
+    """The train and test images chapter settings name (dataset, image_size, n_train,
+    n_test), on ``device``."""
     train, test = load_images(settings.dataset, settings.image_size)
     train, test = subset(train, settings.n_train), subset(test, settings.n_test)
     if device is not None:
         train, test = train.to(device), test.to(device)
+    return train, test
+
+
+def make_task(settings, target: str = "location", grid: int | None = None,
+              background: str | None = None, device=None) -> CanvasTask:
+    """Build a CanvasTask from chapter settings (dataset, image_size, n_train, n_test...)."""
+    train, test = load_split(settings, device)
     return CanvasTask(train, test, grid or settings.grid, target,
                       background or settings.background)
