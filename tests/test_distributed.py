@@ -32,7 +32,9 @@ def test_torchrun_with_two_processes_trains_the_model_the_chapter_then_loads(tmp
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 "--nproc_per_node=2"]
     done = subprocess.run(torchrun + ["-m", "posinfo.distributed", "channel_order", *TINY,
-                                      "--target", "class", "--permute-at", "5"],
+                                      "--target", "class", "--permute-at", "5",
+                                      # DDP under torch.compile (trace only: no C++ here)
+                                      "--compile", "aot_eager"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "on 2 processes" in done.stdout

@@ -59,3 +59,26 @@ def test_a_failing_chapter_names_its_cell_and_keeps_the_notebook(tmp_path, monke
     injected = [c for c in kept["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and "seed = 3" in "".join(injected[0]["source"])
     assert not (book / "01_broken.ipynb").exists()
+
+
+def test_compile_flag_reaches_the_kernel_and_a_bad_backend_is_refused_first(tmp_path, monkeypatch,
+                                                                          capsys):
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "01_env.py").write_text(textwrap.dedent('''\
+        # %% tags=["parameters"]
+        profile = "smoke"
+
+        # %%
+        import os
+        print("compile backend:", os.environ.get("POSINFO_COMPILE"))
+    '''))
+    monkeypatch.setattr(run, "BOOK", book)
+    with pytest.raises(SystemExit):  # argparse refuses it before anything runs
+        run.main(["env", "--out", str(tmp_path / "bad"), "--compile", "turbo"])
+    assert "invalid choice: 'turbo'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    assert run.main(["env", "--out", str(tmp_path / "out"), "--compile"]) == 0
+    executed = json.loads((tmp_path / "out" / "01_env.ipynb").read_text())
+    printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert "compile backend: inductor" in printed

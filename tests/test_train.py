@@ -1,10 +1,14 @@
 import numpy as np
+import pytest
 import torch
 
 from posinfo import cache
-from posinfo.canvas import CanvasTask, ImageSet
+from posinfo.canvas import CanvasTask, ImageSet, make_task
+from posinfo.permute import reseed_permutations
 from posinfo.settings import chapter_settings
-from posinfo.train import epochs_for_grid, evaluate, model_config, train_classifier
+from posinfo.train import (COMPILE_ENV, build_model, compile_backend, epochs_for_grid, evaluate, fit,
+                           model_config, prepare_model, seeded_generator, to_device,
+                           train_classifier)
 
 TINY = dict(image_size=8, width=4, epochs=1, n_train=64, n_test=10)
 
@@ -59,3 +63,61 @@ def test_cache_fingerprint_ignores_docstrings_and_comments_but_not_code():
     assert cache.code_digest(code) != cache.code_digest('def f(x):\n    return 3 * x\n')
     assert cache.code_digest('def g():\n    """Only a docstring."""\n') == \
         cache.code_digest('def g():\n    pass\n')
+
+
+def _permuted_model_and_task():
+    settings = chapter_settings("channel_order", "smoke", image_size=8, width=4, n_train=64, n_test=4)
+    config = model_config(settings, permute_at=2)
+    task = make_task(settings)
+    seeded_generator(0)
+    return build_model(config, task), task
+
+
+def test_compiled_training_matches_eager_and_keeps_the_models_state_dict():
+    # aot_eager traces forward and backward like inductor but generates no C++, so the
+    # test checks that the models compile at all in seconds rather than a minute.
+    histories, models = {}, {}
+    for backend in ("off", "aot_eager"):
+        model, task = _permuted_model_and_task()
+        histories[backend] = fit(model, task, epochs=1, batch_size=32, lr=1e-3,
+                                 generator=torch.Generator().manual_seed(0), device="cpu",
+                                 compile=backend)
+        models[backend] = model
+    assert np.allclose(histories["off"], histories["aot_eager"], rtol=1e-4)
+    assert list(models["off"].state_dict()) == list(models["aot_eager"].state_dict())
+    # The channel shuffle must stay a fresh draw per call under compile, not a traced constant.
+    model = models["aot_eager"].eval()
+    x = to_device(next(iter(task.test_batches(4)))[0], torch.device("cpu"))
+    with torch.no_grad():
+        reseed_permutations(model, 1)
+        first, second = model(x), model(x)
+        reseed_permutations(model, 1)
+        again = model(x)
+    assert not torch.allclose(first, second) and torch.allclose(first, again)
+
+
+def test_compile_backend_is_checked_from_the_argument_and_the_environment(monkeypatch):
+    monkeypatch.delenv(COMPILE_ENV, raising=False)
+    assert compile_backend() == "off"
+    monkeypatch.setenv(COMPILE_ENV, "inductor")
+    assert compile_backend() == "inductor" and compile_backend("off") == "off"
+    monkeypatch.setenv(COMPILE_ENV, "turbo")
+    with pytest.raises(ValueError, match="POSINFO_COMPILE must be one of .*'turbo'"):
+        compile_backend()
+    with pytest.raises(ValueError, match="compile must be one of"):
+        fit(torch.nn.Linear(1, 1), None, epochs=1, batch_size=1, lr=1e-3, generator=None,
+            compile="fast")
+
+
+def test_cpu_keeps_the_default_layout_and_labels_pass_through():
+    # channels_last on CPU is unsafe with this torch build (see train.to_device); on cuda
+    # both the model and the image batches switch to it.
+    model, _ = _permuted_model_and_task()
+    cpu = torch.device("cpu")
+    prepare_model(model, cpu)
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous()
+    images = torch.rand(2, 3, 5, 5).contiguous(memory_format=torch.channels_last)
+    assert to_device(images, cpu) is images
+    labels = torch.arange(4)
+    assert to_device(labels, cpu) is labels

@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from .models import global_average_pool
 from .segment import confusion_matrix, mean_iou
-from .train import pick_device
+from .train import pick_device, prepare_model, to_device
 
 RANKINGS = ("overall", "left", "right", "bottom")
 REGIONS = ("whole", "left", "right", "centre")
@@ -72,10 +72,10 @@ def rank_position_channels(model: nn.Module, images: torch.Tensor, batch_size: i
                            device=None) -> PositionRanking:
     """Rank the backbone's channels by how much GAP changes when the image is mirrored."""
     device = pick_device(device)
-    model.to(device).eval()
+    prepare_model(model, device).eval()
     total_abs, total_signed, count = 0.0, 0.0, 0
     for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].to(device)
+        x = to_device(images[i:i + batch_size], device)
         d = (global_average_pool(model.features(x))
              - global_average_pool(model.features(x.flip(-1)))).float().cpu()
         total_abs = total_abs + d.abs().sum(0)
@@ -146,16 +146,16 @@ def predict(model: nn.Module, images: torch.Tensor, channels=None, features=None
     a sweep of many attacks pays for the backbone once.
     """
     device = pick_device(device)
-    model.to(device).eval()
+    prepare_model(model, device).eval()
     size = images.shape[-2:]
     attack = zero_channels(model, channels) if channels is not None else contextlib.nullcontext()
     out = []
     with attack:
         for i in range(0, len(images), batch_size):
             if features is None:
-                logits = model(images[i:i + batch_size].to(device))
+                logits = model(to_device(images[i:i + batch_size], device))
             else:
-                f = features[i:i + batch_size].to(device)
+                f = to_device(features[i:i + batch_size], device)
                 logits = model.decode(f if channels is None else zeroed(f, channels), size)
             out.append(logits.argmax(1).cpu())
     return torch.cat(out)

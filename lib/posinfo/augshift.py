@@ -30,7 +30,7 @@ from .canvas import ImageSet, load_split, make_background, paste
 from .models import build_classifier, check_input_size, global_average_pool
 from .probes import linear_probe
 from .settings import SHIFT_PROTOCOLS, Settings
-from .train import TrainedModel, cached_fit, evaluate, pick_device, seeded_generator
+from .train import TrainedModel, cached_fit, evaluate, pick_device, seeded_generator, to_device
 
 
 # ---- parameters checked before any work ----------------------------------------------------
@@ -224,7 +224,7 @@ def _outputs(model: nn.Module, x: torch.Tensor, batch_size: int = 512):
     device = next(iter(model.parameters()), torch.empty(0)).device
     logits, latents = [], []
     for start in range(0, len(x), batch_size):
-        xb = x[start:start + batch_size].to(device)
+        xb = to_device(x[start:start + batch_size], device)
         if hasattr(model, "backbone"):
             features = model.backbone(xb)
             logits.append(model.head(features).float().cpu())

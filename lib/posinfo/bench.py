@@ -1,6 +1,7 @@
 """Speed benchmarks, printed as ratios measured in one run on one machine.
 
-    python -m posinfo.bench
+    python -m posinfo.bench              # canvases, training step, loop overhead (~2 min)
+    python -m posinfo.bench --chapters   # + each chapter's time, training vs the rest (~15 min)
 
 Machines are noisy, so nothing here is asserted in a test; the README quotes the output
 together with the machine it came from.
@@ -30,24 +31,37 @@ def _best_of(fn, repeats=5):
     return min(times)
 
 
-def canvas_speedup(n=2048, image_size=24, grid=3):
-    """Batched place_on_canvas against the reference code's per-sample Python loop."""
+def canvas_speedup(n=2048, image_size=24, grid=3) -> dict:
+    """Seconds to build n canvases: batched place_on_canvas, two per-sample Python loops, and
+    the floor any method pays (allocating the zero-filled canvases)."""
     g = torch.Generator().manual_seed(0)
     images = torch.rand(n, 1, image_size, image_size, generator=g)
     cells = torch.randint(0, grid * grid, (n,), generator=g)
+    side = grid * image_size
 
-    def loop():
-        canvas = torch.zeros(n, 1, grid * image_size, grid * image_size)
+    def loop():  # per-sample slicing into one preallocated batch
+        canvas = torch.zeros(n, 1, side, side)
         for i in range(n):
             r, c = divmod(int(cells[i]), grid)
             canvas[i, :, r * image_size:(r + 1) * image_size,
                    c * image_size:(c + 1) * image_size] = images[i]
         return canvas
 
+    def reference_loop():  # the reference code: a canvas per sample in __getitem__, then collate
+        out = []
+        for i in range(n):
+            canvas = torch.zeros(1, side, side)
+            r, c = divmod(int(cells[i]), grid)
+            canvas[:, r * image_size:(r + 1) * image_size,
+                   c * image_size:(c + 1) * image_size] = images[i]
+            out.append(canvas)
+        return torch.stack(out)
+
     batched = lambda: place_on_canvas(images, cells, grid)
-    assert torch.equal(loop(), batched())
-    t_loop, t_batched = _best_of(loop), _best_of(batched)
-    return t_loop, t_batched
+    assert torch.equal(loop(), batched()) and torch.equal(reference_loop(), batched())
+    return {"batched": _best_of(batched), "loop": _best_of(loop),
+            "reference loop": _best_of(reference_loop),
+            "zero-fill floor": _best_of(lambda: torch.zeros(n, 1, side, side))}
 
 
 def matmul_gflops(n=1024, repeats=10):
@@ -57,9 +71,12 @@ def matmul_gflops(n=1024, repeats=10):
     return 2 * n ** 3 * repeats / t / 1e9
 
 
-def training_throughput(settings, batch_size=64, steps=10):
-    """Images/s of one training step of the chapter-1 model, and its achieved GFLOP/s."""
+def training_throughput(settings, batch_size=64, steps=10, compile: str = "off",
+                        threads: int | None = None):
+    """Images/s of one training step of the chapter-1 model, its achieved GFLOP/s, and the
+    seconds the first step took (compilation, when ``compile`` names a backend)."""
     canvas = settings.image_size * settings.grid
+    torch.manual_seed(0)
     model = build_classifier(1, settings.grid ** 2, settings.width, settings.blocks,
                              settings.padding, settings.head)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -75,8 +92,19 @@ def training_throughput(settings, batch_size=64, steps=10):
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
-    t = _best_of(lambda: [step() for _ in range(steps)], repeats=3) / steps
-    return batch_size / t, flops / t / 1e9
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads or saved)
+    try:
+        if compile != "off":
+            model.compile(backend=compile)
+        start = time.perf_counter()
+        step()
+        first = time.perf_counter() - start
+        t = _best_of(lambda: [step() for _ in range(steps)], repeats=3) / steps
+    finally:
+        torch.set_num_threads(saved)
+        torch._dynamo.reset()
+    return batch_size / t, flops / t / 1e9, first
 
 
 def loop_overhead(settings, n_images=640, batch_size=64):
@@ -116,28 +144,110 @@ def loop_overhead(settings, n_images=640, batch_size=64):
             loss.backward()
             opt.step()
 
-    t_lib, t_bare = _best_of(library, repeats=3), _best_of(bare, repeats=3)
+    # Interleaved, best of five each: on a shared machine a slow spell then hits both.
+    times = {library: [], bare: []}
+    bare()  # warm-up
+    for _ in range(5):
+        for fn, seen in times.items():
+            start = time.perf_counter()
+            fn()
+            seen.append(time.perf_counter() - start)
+    t_lib, t_bare = min(times[library]), min(times[bare])
     return n_images / t_lib, n_images / t_bare
 
 
-def main():
+def chapter_time_shares(profile: str = "default", keep: str | None = None) -> list[dict]:
+    """Each chapter executed twice into a scratch folder: with an empty model cache, then with
+    the cache it filled. The difference is training; the warm run's cells are evaluation,
+    probes and figures; the rest of its wall time is kernel start-up. ``keep``: a folder
+    that keeps the executed notebooks (cold/ and warm/) and the cache."""
+    import resource
+    import tempfile
+    from pathlib import Path
+
+    import nbformat
+
+    from .cache import CACHE_ENV
+    from .run import chapter_sources, execute
+    from .settings import PROFILE_ENV
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="posinfo-bench-") as tmp:
+        scratch = keep or tmp
+        env = {PROFILE_ENV: profile, CACHE_ENV: str(Path(scratch) / "cache")}
+        for key, source in chapter_sources().items():
+            wall = {}
+            for run in ("cold", "warm"):
+                out = Path(scratch) / run / f"{source.stem}.ipynb"
+                start = time.perf_counter()
+                execute(key, source, out, {}, env)
+                wall[run] = time.perf_counter() - start
+            cells = sum(c.metadata.get("papermill", {}).get("duration") or 0
+                        for c in nbformat.read(out, as_version=4).cells)
+            rows.append({"chapter": source.stem, "wall": wall["cold"],
+                         "training": wall["cold"] - wall["warm"], "evaluation": cells,
+                         "start-up": wall["warm"] - cells})
+    # The kernels were our children: the largest one's peak resident memory (Linux: KiB).
+    rows.append({"peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024})
+    return rows
+
+
+def main(argv=None):
+    import argparse
+
+    os.environ.setdefault("POSINFO_PROGRESS", "off")  # no progress bars between the lines
+
+    parser = argparse.ArgumentParser(prog="python -m posinfo.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chapters", action="store_true",
+                        help="also time every chapter at the default profile, cold and warm")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="with --chapters: keep the executed notebooks and cache in DIR")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="skip the torch.compile measurement (about a minute on CPU)")
+    args = parser.parse_args(argv)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     for n in (64, 2048):
-        t_loop, t_batched = canvas_speedup(n)
-        print(f"canvas construction, {n} images: per-sample loop {t_loop * 1e3:.2f} ms, "
-              f"batched {t_batched * 1e3:.2f} ms -> {t_loop / t_batched:.1f}x faster")
+        t = canvas_speedup(n)
+        print(f"canvas construction, {n} images: batched {t['batched'] * 1e3:.2f} ms; "
+              f"{t['loop'] / t['batched']:.1f}x faster than a per-sample loop, "
+              f"{t['reference loop'] / t['batched']:.1f}x faster than the reference code's "
+              f"per-sample canvases + collate; the zero-filled allocation alone takes "
+              f"{t['zero-fill floor'] / t['batched']:.0%} of the batched time")
     peak = matmul_gflops()
     print(f"fp32 matmul (1024x1024): {peak:.0f} GFLOP/s")
     settings = chapter_settings("gap_keeps_position", "default")
-    images_s, gflops = training_throughput(settings)
+    images_s, gflops, _ = training_throughput(settings)
+    step_ms = 64 / images_s * 1e3
     print(f"training step, chapter 1 default model (width {settings.width}, blocks "
           f"{settings.blocks}, {settings.image_size * settings.grid}px canvas, batch 64): "
-          f"{images_s:.0f} images/s, {gflops:.1f} GFLOP/s = {gflops / peak:.0%} of matmul peak")
+          f"{images_s:.0f} images/s ({step_ms:.0f} ms/step), {gflops:.1f} GFLOP/s = "
+          f"{gflops / peak:.0%} of matmul peak; building its canvases is "
+          f"{canvas_speedup(64)['batched'] * 1e3 / step_ms:.1%} of a step")
+    one_thread, _, _ = training_throughput(settings, threads=1)
+    print(f"  1 thread instead of {torch.get_num_threads()}: {one_thread:.0f} images/s "
+          f"({images_s / one_thread:.2f}x slower)")
+    if not args.no_compile:
+        compiled, _, first = training_throughput(settings, compile="inductor")
+        print(f"  torch.compile (inductor): {compiled:.0f} images/s ({compiled / images_s:.2f}x "
+              f"eager) after {first:.0f} s of compilation")
     lib_rate, bare_rate = loop_overhead(settings)
     print(f"posinfo.train.fit vs a bare PyTorch loop (same model, canvases, batches): "
           f"{lib_rate:.0f} vs {bare_rate:.0f} images/s -> the library loop runs at "
           f"{lib_rate / bare_rate:.0%} of the bare loop's speed")
+    if args.chapters:
+        rows = chapter_time_shares(keep=args.keep)
+        peak_mb = rows.pop()["peak_mb"]
+        print("chapters at the default profile, empty model cache (seconds and share of wall):")
+        for r in rows:
+            print(f"  {r['chapter']:<24} {r['wall']:6.0f} s: training {r['training'] / r['wall']:4.0%}, "
+                  f"evaluation/probes/figures {r['evaluation'] / r['wall']:4.0%}, "
+                  f"kernel start-up {r['start-up'] / r['wall']:4.0%}")
+        total = sum(r["wall"] for r in rows)
+        train = sum(r["training"] for r in rows)
+        print(f"  whole book {total / 60:.1f} min, {train / total:.0%} of it training; "
+              f"largest kernel {peak_mb:.0f} MB resident")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ from .canvas import make_task
 from .permute import reseed_permutations
 from .run import parse_value
 from .settings import Settings, chapter_settings
-from .train import build_model, evaluate, fit, model_config, seeded_generator
+from .train import (COMPILE_BACKENDS, build_model, evaluate, fit, model_config, prepare_model,
+                    seeded_generator)
 
 CLASSIFIER_CHAPTERS = ("gap_keeps_position", "channel_order")
 
@@ -47,8 +48,11 @@ class ShardedTask:
                    cells[self.rank::self.world_size])
 
 
-def train_distributed(config: dict) -> dict | None:
-    """Train one classifier config under the process group; rank 0 caches and evaluates it."""
+def train_distributed(config: dict, compile: str | None = None) -> dict | None:
+    """Train one classifier config under the process group; rank 0 caches and evaluates it.
+
+    ``compile``: a torch.compile backend for ``fit`` (None: $POSINFO_COMPILE, else off).
+    """
     rank, world = dist.get_rank(), dist.get_world_size()
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", 0))
@@ -61,11 +65,11 @@ def train_distributed(config: dict) -> dict | None:
     model = build_model(config, task)
     if device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(device)
+    prepare_model(model, device)  # the layout is fixed before DDP builds its gradient buckets
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     history = fit(ddp, ShardedTask(task, rank, world), epochs=config["epochs"],
                   batch_size=config["batch_size"], lr=config["lr"], betas=config["betas"],
-                  generator=generator, device=device, desc=f"rank {rank}")
+                  generator=generator, device=device, desc=f"rank {rank}", compile=compile)
     if rank != 0:
         return None
     if device.type == "cuda":  # back to plain BatchNorm so the chapter's model can load it
@@ -88,6 +92,8 @@ def main(argv=None) -> int:
     parser.add_argument("--target", choices=("location", "class"), default="location")
     parser.add_argument("--permute-at", type=int, default=0,
                         help="channel shuffle placement (channel_order chapter), 0 for none")
+    parser.add_argument("--compile", nargs="?", const="inductor", choices=COMPILE_BACKENDS,
+                        help="train with torch.compile (default backend: inductor)")
     args = parser.parse_args(argv)
     params = {name: parse_value(value) for name, value in args.parameter}
     profile = params.pop("profile", "paper")
@@ -105,7 +111,7 @@ def main(argv=None) -> int:
         if settings.batch_size % dist.get_world_size():
             raise ValueError(f"batch_size={settings.batch_size} must be divisible by the "
                              f"{dist.get_world_size()} processes")
-        result = train_distributed(config)
+        result = train_distributed(config, args.compile)
         if result is not None:
             print(f"trained {args.chapter} ({args.target}) on {dist.get_world_size()} processes: "
                   f"accuracy {result['accuracy']:.3f}; cached at {result['path']}", flush=True)

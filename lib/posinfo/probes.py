@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .canvas import CanvasTask
-from .train import autocast, pick_device
+from .train import autocast, pick_device, prepare_model, to_device
 
 LABELS = ("cell", "class")
 
@@ -29,11 +29,11 @@ def gap_latents(model, task: CanvasTask, device=None, batch_size: int = 512) -> 
         raise ValueError(f"probes need a model with GAP latents (a posinfo Classifier with a "
                          f"`latent` method), got {type(model).__name__}")
     device = pick_device(device)
-    model.to(device).eval()
+    prepare_model(model, device).eval()
     chunks = []
     for x, _, _ in task.test_batches(batch_size):
         with autocast(device):
-            chunks.append(model.latent(x.to(device)).float().cpu())
+            chunks.append(model.latent(to_device(x, device)).float().cpu())
     return torch.cat(chunks).numpy()
 
 

@@ -4,6 +4,7 @@
     python -m posinfo.run gap_keeps_position --out runs/circ -p padding circular -p seed 3
     python -m posinfo.run --book            # the book build: every chapter, default profile
     python -m posinfo.run --book 2          # re-execute one chapter of the book in place
+    python -m posinfo.run 3 --out runs/paper -p profile paper --compile   # torch.compile (GPU)
 
 A user's run writes ``OUT/<chapter>.ipynb`` and never touches the committed chapters. Its
 parameters are validated before a kernel starts. When a cell fails, the message names the
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 from .settings import CHAPTERS, PROFILE_ENV, PROFILES, chapter_settings
+from .train import COMPILE_BACKENDS, COMPILE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 BOOK = REPO / "book"
@@ -75,8 +77,9 @@ def _hide_injected_parameters(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def execute(key: str, source: Path, output: Path, parameters: dict, profile_env: str | None = None):
-    """Execute one chapter's jupytext source into ``output`` with papermill."""
+def execute(key: str, source: Path, output: Path, parameters: dict, env: dict | None = None):
+    """Execute one chapter's jupytext source into ``output`` with papermill; ``env`` holds
+    environment variables for its kernel (profile, torch.compile backend)."""
     import jupytext
     import papermill
 
@@ -89,9 +92,7 @@ def execute(key: str, source: Path, output: Path, parameters: dict, profile_env:
     staging = tempfile.TemporaryDirectory(prefix="posinfo-run-")
     staged = Path(staging.name) / f"{source.stem}.ipynb"
     jupytext.write(notebook, staged)
-    env = {"POSINFO_PROGRESS": "off"}
-    if profile_env is not None:
-        env[PROFILE_ENV] = profile_env
+    env = {"POSINFO_PROGRESS": "off", **(env or {})}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     started = time.time()
@@ -124,7 +125,7 @@ class ChapterFailed(RuntimeError):
     pass
 
 
-def build_book(chapters=(), profile: str = "default") -> None:
+def build_book(chapters=(), profile: str = "default", env: dict | None = None) -> None:
     """Execute chapters in place (book/NN_name.ipynb): the outputs the book renders.
 
     With no names, every chapter; otherwise only the named ones (name or number).
@@ -134,7 +135,7 @@ def build_book(chapters=(), profile: str = "default") -> None:
         validate(key, {"profile": profile})
         # No injected parameters: the committed notebook must stay runnable at any profile
         # (nbval re-executes it at smoke through POSINFO_PROFILE).
-        execute(key, source, source.with_suffix(".ipynb"), {}, profile_env=profile)
+        execute(key, source, source.with_suffix(".ipynb"), {}, {PROFILE_ENV: profile, **(env or {})})
 
 
 def main(argv=None) -> int:
@@ -148,6 +149,9 @@ def main(argv=None) -> int:
     parser.add_argument("--book", action="store_true",
                         help="execute every chapter at the default profile into book/")
     parser.add_argument("--list", action="store_true", help="list chapters and their parameters")
+    parser.add_argument("--compile", nargs="?", const="inductor", choices=COMPILE_BACKENDS,
+                        help="train with torch.compile (default backend: inductor); worth it on "
+                        "a GPU at the paper profile, not on a CPU")
     args = parser.parse_args(argv)
 
     try:
@@ -156,8 +160,9 @@ def main(argv=None) -> int:
                 names = sorted(set(CHAPTERS.get(key, {}).get("default", {})) | set(COMMON_PARAMETERS))
                 print(f"{path.stem}\n    parameters: {', '.join(names)}")
             return 0
+        env = {COMPILE_ENV: args.compile} if args.compile else {}
         if args.book:
-            build_book(args.chapter)
+            build_book(args.chapter, env=env)
             return 0
         if len(args.chapter) != 1:
             parser.error("name one chapter (or use --book / --list)")
@@ -169,7 +174,7 @@ def main(argv=None) -> int:
             raise ValueError(f"--out must not be {out_dir}: choose a folder of your own (e.g. runs/)")
         parameters = {name: parse_value(value) for name, value in args.parameter}
         validate(key, parameters)
-        execute(key, source, out_dir / f"{source.stem}.ipynb", parameters)
+        execute(key, source, out_dir / f"{source.stem}.ipynb", parameters, env)
         return 0
     except (ValueError, FileNotFoundError, ChapterFailed) as err:
         print(f"error: {err}", file=sys.stderr)

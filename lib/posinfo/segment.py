@@ -22,7 +22,7 @@ from .models import build_backbone
 from .canvas import data_dir
 from .scenes import (CITYSCAPES_CLASSES, CLASSES, IGNORE, SceneTask, cityscapes_missing,
                      load_cityscapes, make_scene_task)
-from .train import cached_fit, pick_device, seeded_generator
+from .train import cached_fit, pick_device, prepare_model, seeded_generator, to_device
 
 
 class Segmenter(nn.Module):
@@ -186,8 +186,8 @@ def backbone_features(model: nn.Module, images: torch.Tensor, batch_size: int = 
     """The backbone output for a stack of images, computed once so that many attacks on the
     head can reuse it (only the head runs again per attack)."""
     device = pick_device(device)
-    model.to(device).eval()
-    return torch.cat([model.features(images[i:i + batch_size].to(device)).cpu()
+    prepare_model(model, device).eval()
+    return torch.cat([model.features(to_device(images[i:i + batch_size], device)).cpu()
                       for i in range(0, len(images), batch_size)])
 
 
