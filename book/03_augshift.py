@@ -231,12 +231,13 @@ print(f"consistency: baseline {base['consistency'][0]:.3f}, AugShift {aug['consi
 # **How much to trust the verdict at this scale.** Single training runs disagree a lot
 # here: the largest spread over seeds is {glue:text}`ch3_max_acc_std` in clean accuracy and
 # {glue:text}`ch3_max_cons_std` in consistency, the same order as the effect being measured.
-# While this chapter was written, a run of the identical code that differed only in the
-# number of CPU threads (which changes the order of floating-point sums, and so every
-# trajectory after the first steps) came out with the opposite verdict. The latent-side
-# effects of AugShift (smaller latent distance, lower position probe) held in both runs; the
-# prediction-side consistency gain did not. More seeds, longer training or the `paper`
-# profile are what would settle it.
+# While this chapter was written with 3 seeds, a run of the identical code that differed
+# only in the number of CPU threads (which changes the order of floating-point sums, and so
+# every trajectory after the first steps) came out with the opposite verdict. The
+# latent-side effects of AugShift (smaller latent distance, lower position probe) held in
+# both runs; the prediction-side consistency gain did not. The default profile has run 8
+# seeds since (the noise level below shrinks as one over the square root of the number of
+# seeds); longer training or the `paper` profile would say more.
 #
 # ## Verdict
 #
