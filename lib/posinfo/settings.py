@@ -254,7 +254,7 @@ CHAPTERS: dict[str, dict[str, dict]] = {
                       blocks=(1, 1, 1), epochs=4, batch_size=32, n_train=1000, n_test=120,
                       blur_size=3, augshift_lambda=1.0, lambdas=(1.0,), n_seeds=2, n_pairs=2,
                       accuracy_margin=0.02, **_RECIPE),
-        # 12px digits on a 24px canvas, 8 seeds x 6 arms in about 4 minutes on 2 cores. Seed
+        # 12px digits on a 24px canvas, 8 seeds x 6 arms in about 6 minutes on 2 cores. Seed
         # spreads in clean accuracy reach 0.2 here: with 3 seeds a change of CPU thread count
         # flipped the verdict, with 8 the two-standard-error rule is a real test.
         "default": dict(dataset="digits", image_size=12, margin=6, max_shift=6, shift_protocol="crop",
