@@ -71,14 +71,19 @@ def matmul_gflops(n=1024, repeats=10):
     return 2 * n ** 3 * repeats / t / 1e9
 
 
+def _chapter1_model(settings):
+    """The chapter-1 location classifier the settings describe, with seeded weights."""
+    torch.manual_seed(0)
+    return build_classifier(1, settings.grid ** 2, settings.width, settings.blocks,
+                            settings.padding, settings.head)
+
+
 def training_throughput(settings, batch_size=64, steps=10, compile: str = "off",
                         threads: int | None = None):
     """Images/s of one training step of the chapter-1 model, its achieved GFLOP/s, and the
     seconds the first step took (compilation, when ``compile`` names a backend)."""
     canvas = settings.image_size * settings.grid
-    torch.manual_seed(0)
-    model = build_classifier(1, settings.grid ** 2, settings.width, settings.blocks,
-                             settings.padding, settings.head)
+    model = _chapter1_model(settings)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.rand(batch_size, 1, canvas, canvas)
     y = torch.randint(0, settings.grid ** 2, (batch_size,))
@@ -120,9 +125,7 @@ def loop_overhead(settings, n_images=640, batch_size=64):
     task = CanvasTask(images, images, settings.grid)
 
     def model_and_opt():
-        torch.manual_seed(0)
-        model = build_classifier(1, settings.grid ** 2, settings.width, settings.blocks,
-                                 settings.padding, settings.head)
+        model = _chapter1_model(settings)
         return model, torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
 
     def library():
@@ -161,14 +164,13 @@ def chapter_time_shares(profile: str = "default", keep: str | None = None) -> li
     the cache it filled. The difference is training; the warm run's cells are evaluation,
     probes and figures; the rest of its wall time is kernel start-up. ``keep``: a folder
     that keeps the executed notebooks (cold/ and warm/) and the cache."""
-    import resource
     import tempfile
     from pathlib import Path
 
     import nbformat
 
     from .cache import CACHE_ENV
-    from .run import chapter_sources, execute
+    from .run import chapter_sources, execute, largest_kernel_mb
     from .settings import PROFILE_ENV
 
     rows = []
@@ -187,8 +189,7 @@ def chapter_time_shares(profile: str = "default", keep: str | None = None) -> li
             rows.append({"chapter": source.stem, "wall": wall["cold"],
                          "training": wall["cold"] - wall["warm"], "evaluation": cells,
                          "start-up": wall["warm"] - cells})
-    # The kernels were our children: the largest one's peak resident memory (Linux: KiB).
-    rows.append({"peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024})
+    rows.append({"peak_mb": largest_kernel_mb()})
     return rows
 
 

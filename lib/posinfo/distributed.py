@@ -24,13 +24,12 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from . import cache
 from .canvas import make_task
 from .permute import reseed_permutations
 from .run import parse_value
 from .settings import Settings, chapter_settings
 from .train import (COMPILE_BACKENDS, build_model, evaluate, fit, model_config, prepare_model,
-                    seeded_generator)
+                    seeded_generator, store_trained)
 
 CLASSIFIER_CHAPTERS = ("gap_keeps_position", "channel_order")
 
@@ -76,8 +75,7 @@ def train_distributed(config: dict, compile: str | None = None) -> dict | None:
         plain = build_model(config, task)
         plain.load_state_dict(model.state_dict())
         model = plain.to(device)
-    path = cache.store(config, {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                                "history": history})
+    path = store_trained(config, model, history)
     reseed_permutations(model, config["seed"] + 1)
     result = evaluate(model, task, device)
     return {"path": path, "accuracy": result.accuracy, "history": history}

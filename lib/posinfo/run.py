@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,8 +86,6 @@ def execute(key: str, source: Path, output: Path, parameters: dict, env: dict | 
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    import tempfile
-
     notebook = jupytext.read(source)
     notebook.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3",
                                                 "language": "python"})
@@ -115,10 +115,16 @@ def execute(key: str, source: Path, output: Path, parameters: dict, env: dict | 
             else:
                 os.environ[k] = v
     _hide_injected_parameters(output)
-    import resource  # the kernel is our child: its peak resident memory, in MB (Linux: KiB)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"{source.stem}: executed in {time.time() - started:.0f}s "
-          f"(largest kernel so far {peak:.0f} MB) -> {output}", flush=True)
+          f"(largest kernel so far {largest_kernel_mb():.0f} MB) -> {output}", flush=True)
+
+
+def largest_kernel_mb() -> float:
+    """Peak resident memory of the largest kernel this process has run and reaped, in MB.
+
+    Kernels are our children, so RUSAGE_CHILDREN holds their peak (Linux reports KiB).
+    """
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 class ChapterFailed(RuntimeError):
