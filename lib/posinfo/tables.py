@@ -1,0 +1,38 @@
+"""One printer for every table of numbers a chapter shows, so no chapter aligns f-strings.
+
+A table is ``{row label: {column: value}}``. Floats print with a fixed number of decimals,
+anything with a ``text()`` method (a verdict's Estimate) prints as that text, and everything
+else as ``str``. Columns are the union of the rows' keys in first-seen order; a missing
+value prints as an empty cell.
+"""
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+
+def format_value(value, digits: int = 3) -> str:
+    if hasattr(value, "text"):
+        return value.text()
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
+    if isinstance(value, Integral):
+        return str(int(value))
+    if isinstance(value, Real):
+        return f"{float(value):.{digits}f}"
+    return str(value)
+
+
+def format_table(rows: dict, index: str = "", digits: int = 3) -> str:
+    """Rows of labelled values as aligned plain text (label column left, values right)."""
+    if not rows:
+        raise ValueError("format_table needs at least one row, got none")
+    columns = list(dict.fromkeys(c for row in rows.values() for c in row))
+    cells = [[str(label)] + [format_value(row.get(c), digits) if c in row else ""
+                             for c in columns] for label, row in rows.items()]
+    header = [index] + [str(c) for c in columns]
+    widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
+
+    def line(items):
+        return "  ".join([items[0].ljust(widths[0])]
+                         + [s.rjust(w) for s, w in zip(items[1:], widths[1:])]).rstrip()
+    return "\n".join([line(header), *map(line, cells)])

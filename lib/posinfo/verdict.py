@@ -1,0 +1,172 @@
+"""Verdicts decided by evidence: one statistic, its 95% interval, and three outcomes.
+
+A chapter tests its claim with one *primary statistic*, named in the chapter before the run,
+and a *minimal effect*: the value the statistic must clear for the claim to hold. Both are
+fixed before the seeds that decide are run (the settings were chosen on other, pilot seeds).
+
+**The unit is the training run.** Every statistic here is computed once per seed, and a seed
+fixes a whole experiment: weight initialisation, data order, views, scenes. What varies from
+seed to seed is exactly what would vary on a reader's machine, where another CPU sums floats
+in another order and every trajectory parts after the first steps. So the interval is a
+Student-t interval over seeds, not a bootstrap over test images: images are a unit only for a
+*fixed* network, and the fixed network is the thing that does not reproduce.
+
+**Pairing.** Arms that share a seed (baseline and AugShift trained from the same initial
+weights on the same views) are compared seed by seed: the statistic is the per-seed
+difference, and the interval is over those differences. Most of the seed-to-seed spread is
+common to both arms and cancels.
+
+**Three outcomes.** With the claim needing the statistic above the minimal effect:
+``holds`` when the whole interval lies above it, ``does not hold`` when the whole interval
+lies below it, ``inconclusive`` when the interval straddles it. One seed has no spread, so
+its interval is unbounded and its verdict is inconclusive, never a coin toss called a result.
+An inconclusive verdict says how many seeds the observed spread would need.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+OUTCOMES = ("holds", "does not hold", "inconclusive")
+# ">": the claim needs the statistic above the minimal effect; "<": below it.
+DIRECTIONS = (">", "<")
+# How many seeds ``seeds_needed`` will consider before calling an effect out of reach.
+MAX_SEEDS = 1000
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What "holds" means in numbers: ``statistic`` must lie ``direction`` ``threshold``."""
+    statistic: str
+    threshold: float
+    direction: str = ">"
+
+    def __post_init__(self):
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
+        if not math.isfinite(self.threshold):
+            raise ValueError(f"threshold must be a finite number, got {self.threshold!r}")
+
+    def text(self) -> str:
+        return f"{self.direction} {signed(self.threshold)}"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over ``n`` units with its confidence interval [low, high] at ``level``.
+
+    ``sd`` is the standard deviation of one unit (one seed, or one seed's paired
+    difference); ``seeds_needed`` scales the interval with it."""
+    value: float
+    low: float
+    high: float
+    n: int
+    level: float
+    sd: float
+
+    def text(self) -> str:
+        return (f"{signed(self.value)} [{self.level:.0%} CI {signed(self.low)}, "
+                f"{signed(self.high)}]")
+
+
+def signed(x: float) -> str:
+    """+0.011, -0.020, +inf: one format for every number in a verdict."""
+    return f"{x:+.3f}" if math.isfinite(x) else ("+inf" if x > 0 else "-inf")
+
+
+def check_level(level) -> float:
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ValueError(f"confidence must be a number in (0, 1), got {level!r}")
+    return float(level)
+
+
+def _t_quantile(level: float, n: int) -> float:
+    return float(stats.t.ppf((1 + level) / 2, n - 1))
+
+
+def t_interval(values, level: float = 0.95) -> Estimate:
+    """Student-t interval for the mean of per-seed values (unbounded for a single seed)."""
+    level = check_level(level)
+    x = np.asarray(values, dtype=float).ravel()
+    if x.size == 0:
+        raise ValueError("t_interval needs at least one value, got none")
+    if not np.isfinite(x).all():
+        raise ValueError(f"t_interval needs finite values, got {x.tolist()}")
+    mean = float(x.mean())
+    if x.size < 2:
+        return Estimate(mean, -math.inf, math.inf, 1, level, math.nan)
+    sd = float(x.std(ddof=1))
+    half = _t_quantile(level, x.size) * sd / math.sqrt(x.size)
+    return Estimate(mean, mean - half, mean + half, int(x.size), level, sd)
+
+
+def paired_difference(treated, control, level: float = 0.95) -> Estimate:
+    """t interval of the per-seed differences ``treated[i] - control[i]`` (same seed i)."""
+    a, b = np.asarray(treated, dtype=float), np.asarray(control, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired arms need one value per shared seed each, got {a.shape} "
+                         f"and {b.shape}")
+    return t_interval(a - b, level)
+
+
+def decide(estimate: Estimate, rule: Rule) -> str:
+    """holds / does not hold / inconclusive: where the interval lies against the rule."""
+    beyond, short = ((estimate.low > rule.threshold, estimate.high < rule.threshold)
+                     if rule.direction == ">" else
+                     (estimate.high < rule.threshold, estimate.low > rule.threshold))
+    return "holds" if beyond else "does not hold" if short else "inconclusive"
+
+
+def seeds_needed(estimate: Estimate, rule: Rule) -> int | None:
+    """How many seeds a t interval with the observed mean and spread would need to lie
+    wholly on one side of the threshold; None when no number of seeds would do (a mean on
+    the threshold, no spread to scale, or more than MAX_SEEDS)."""
+    gap = abs(estimate.value - rule.threshold)
+    if not math.isfinite(estimate.sd) or gap == 0:
+        return None
+    if estimate.sd == 0:
+        return 2
+    for n in range(2, MAX_SEEDS + 1):
+        if _t_quantile(estimate.level, n) * estimate.sd / math.sqrt(n) < gap:
+            return n
+    return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: int
+    rule: Rule
+    estimate: Estimate
+
+    @property
+    def outcome(self) -> str:
+        return decide(self.estimate, self.rule)
+
+    def line(self) -> str:
+        """The one line every chapter prints and the front page reads."""
+        return (f"Claim {self.claim}: {self.outcome} — {self.rule.statistic} = "
+                f"{self.estimate.text()}; needs {self.rule.text()}; n = {self.estimate.n}")
+
+    def explanation(self) -> str:
+        """Why this outcome, in words; for an inconclusive one, what would decide it."""
+        side = "above" if self.rule.direction == ">" else "below"
+        where = {"holds": f"the whole interval lies {side} {signed(self.rule.threshold)}",
+                 "does not hold": f"the whole interval lies short of "
+                                  f"{signed(self.rule.threshold)}"}
+        if self.outcome in where:
+            return where[self.outcome] + "."
+        if self.estimate.n < 2:
+            return "one seed has no spread to measure: run n_seeds >= 2 to decide."
+        n = seeds_needed(self.estimate, self.rule)
+        if n is None:
+            return (f"the interval straddles {signed(self.rule.threshold)} and the mean sits "
+                    f"so close to it that no practical number of seeds would decide it.")
+        return (f"the interval straddles {signed(self.rule.threshold)}; at the observed spread "
+                f"(sd {self.estimate.sd:.3f} per seed) about {n} seeds would decide it.")
+
+
+def judge(claim: int, rule: Rule, estimate: Estimate) -> Verdict:
+    return Verdict(claim, rule, estimate)

@@ -1,0 +1,116 @@
+"""The verdict rules on synthetic per-seed numbers whose answers are known by hand."""
+import math
+
+import numpy as np
+import pytest
+
+from posinfo.report import VERDICT_LINE
+from posinfo.tables import format_table
+from posinfo.verdict import (Estimate, Rule, decide, judge, paired_difference, seeds_needed,
+                             t_interval)
+
+GAIN = Rule("gain", 0.02)
+
+
+def test_t_interval_matches_a_hand_computation():
+    # mean 2, sd 1, n 3: t(0.975, 2 df) = 4.302653, half-width 4.302653 / sqrt(3) = 2.484138
+    est = t_interval([1.0, 2.0, 3.0])
+    assert est.value == pytest.approx(2.0) and est.sd == pytest.approx(1.0)
+    assert (est.low, est.high) == pytest.approx((2 - 2.484138, 2 + 2.484138), abs=1e-6)
+    assert est.n == 3 and est.level == 0.95
+    # a 90% interval is narrower: t(0.95, 2 df) = 2.919986
+    assert t_interval([1.0, 2.0, 3.0], 0.9).high == pytest.approx(2 + 2.919986 / 3 ** 0.5)
+
+
+def test_a_clear_effect_holds():
+    verdict = judge(3, GAIN, t_interval([0.10, 0.11, 0.12, 0.09, 0.10]))
+    assert verdict.outcome == "holds"
+    assert "above +0.020" in verdict.explanation()
+
+
+def test_a_clear_absence_does_not_hold():
+    verdict = judge(3, Rule("gain", 0.05), t_interval([-0.01, 0.0, 0.01, -0.005]))
+    assert verdict.outcome == "does not hold"
+
+
+def test_an_interval_that_straddles_the_rule_is_inconclusive_and_says_what_would_decide_it():
+    est = t_interval([0.0, 0.04, 0.08])  # mean 0.04, sd 0.04: [-0.059, +0.139]
+    verdict = judge(3, GAIN, est)
+    assert verdict.outcome == "inconclusive"
+    n = seeds_needed(est, GAIN)
+    assert n is not None and n > 3
+    assert f"about {n} seeds" in verdict.explanation()
+    # at that many seeds, an interval with the same mean and spread clears the rule...
+    half = lambda k: est.sd * float(__import__("scipy").stats.t.ppf(0.975, k - 1)) / k ** 0.5
+    assert half(n) < est.value - GAIN.threshold <= half(n - 1)
+
+
+def test_seeds_needed_hand_worked():
+    # sd 1, gap 1: t(0.975, 5)/sqrt(6) = 1.0497 > 1, t(0.975, 6)/sqrt(7) = 0.9248 < 1 -> 7
+    est = Estimate(1.0, -1.0, 3.0, 3, 0.95, 1.0)
+    assert seeds_needed(est, Rule("x", 0.0)) == 7
+    assert seeds_needed(Estimate(0.0, -1, 1, 3, 0.95, 1.0), Rule("x", 0.0)) is None  # on the line
+
+
+def test_one_seed_is_inconclusive_whatever_its_value():
+    est = t_interval([0.9])
+    assert math.isinf(est.low) and math.isinf(est.high)
+    verdict = judge(1, GAIN, est)
+    assert verdict.outcome == "inconclusive"
+    assert "n_seeds >= 2" in verdict.explanation()
+    assert verdict.line().endswith("[95% CI -inf, +inf]; needs > +0.020; n = 1")
+
+
+def test_a_below_rule_mirrors_the_above_rule():
+    below = Rule("location kept", 0.5, "<")
+    assert decide(t_interval([0.1, 0.12, 0.11]), below) == "holds"
+    assert decide(t_interval([0.9, 0.92, 0.91]), below) == "does not hold"
+    assert decide(t_interval([0.3, 0.7, 0.5]), below) == "inconclusive"
+
+
+def test_pairing_removes_the_spread_the_arms_share():
+    rng = np.random.default_rng(0)
+    control = rng.normal(0.8, 0.1, size=6)  # seeds differ a lot...
+    treated = control + 0.05 + rng.normal(0, 0.002, size=6)  # ...the effect hardly at all
+    paired = paired_difference(treated, control)
+    assert decide(paired, GAIN) == "holds"
+    # the same numbers compared as two unpaired means cannot tell
+    unpaired_half = 2.228 * math.sqrt(treated.var(ddof=1) / 6 + control.var(ddof=1) / 6)
+    assert treated.mean() - control.mean() - unpaired_half < GAIN.threshold
+    with pytest.raises(ValueError, match="one value per shared seed"):
+        paired_difference([1, 2, 3], [1, 2])
+
+
+@pytest.mark.parametrize("bad", [0, 1, 1.5, -0.1, True, "0.95"])
+def test_a_bad_confidence_level_is_refused(bad):
+    with pytest.raises(ValueError, match="confidence must be a number in"):
+        t_interval([1, 2], bad)
+
+
+def test_bad_rules_and_values_are_refused():
+    with pytest.raises(ValueError, match="direction must be one of"):
+        Rule("x", 0.1, ">=")
+    with pytest.raises(ValueError, match="finite"):
+        t_interval([1.0, float("nan")])
+    with pytest.raises(ValueError, match="at least one value"):
+        t_interval([])
+
+
+def test_the_verdict_line_has_the_books_form_and_the_front_page_reads_it():
+    line = judge(4, Rule("random-N minus top-N mIoU", 0.05), t_interval([0.01, -0.02, 0.0])).line()
+    m = VERDICT_LINE.match(line)
+    assert m, line
+    assert m.group("claim") == "4" and m.group("outcome") == "does not hold"
+    assert m.group("statistic") == "random-N minus top-N mIoU"
+    assert m.group("estimate") == "-0.003" and m.group("rule") == "> +0.050"
+    assert m.group("n") == "3"
+
+
+def test_format_table_aligns_labels_left_and_values_right():
+    text = format_table({"baseline": {"acc": 0.9, "n": 3},
+                         "after GAP": {"acc": 0.25, "n": 3, "note": "x"}}, index="arm")
+    assert text.splitlines() == ["arm          acc  n  note",
+                                 "baseline   0.900  3",
+                                 "after GAP  0.250  3     x"]
+    assert format_table({"a": {"ci": t_interval([1.0, 2.0, 3.0])}}).endswith(
+        "+2.000 [95% CI -0.484, +4.484]")
