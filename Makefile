@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch/torchvision are pinned exactly: these builds install from local disk in about a minute.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup book html test browser clean
+.PHONY: setup book html test browser mathjax clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -20,7 +20,7 @@ book: setup
 	$(MAKE) html
 
 # Render the already executed notebooks (no training): verdict table, then Jupyter Book.
-html: setup
+html: setup mathjax
 	$(BIN)/python -m posinfo.report
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 
@@ -38,6 +38,29 @@ browser:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
+
+# MathJax served by the book itself (offline readers see math, not raw TeX): MathJax's own npm
+# package, unpacked into the ignored book/_vendor, which _config.yml adds to the static files.
+# Without npm (or if npm fails), PyPI's django-static-mathjax: its own build of MathJax 3.2.2.
+# MathJax is Apache-2.0; about 7 MB of it is kept (TeX input, CommonHTML output, menu, a11y).
+MATHJAX_VERSION := 3.2.2
+MATHJAX_DIR     := book/_vendor/mathjax
+mathjax: $(MATHJAX_DIR)/tex-chtml.js
+
+$(MATHJAX_DIR)/tex-chtml.js: | $(VENV)/.installed
+	rm -rf $(MATHJAX_DIR) && tmp=$$(mktemp -d) && \
+	if command -v npm >/dev/null && (cd $$tmp && npm pack -q mathjax@$(MATHJAX_VERSION) >/dev/null \
+	    && tar xzf mathjax-$(MATHJAX_VERSION).tgz); then \
+	  src=$$tmp/package; \
+	else \
+	  $(BIN)/python -m pip download -q --disable-pip-version-check --no-deps -d $$tmp \
+	    django-static-mathjax==$(MATHJAX_VERSION).1 && \
+	  $(BIN)/python -m zipfile -e $$tmp/*.whl $$tmp/whl && src=$$tmp/whl/mathjax/static/mathjax; \
+	fi && \
+	mkdir -p $(MATHJAX_DIR)/output $(MATHJAX_DIR)/input && cp $$src/LICENSE $(MATHJAX_DIR)/ && \
+	cp -r $$src/es5/ui $$src/es5/a11y $$src/es5/sre $$src/es5/adaptors $(MATHJAX_DIR)/ && \
+	cp -r $$src/es5/input/tex $(MATHJAX_DIR)/input/ && cp -r $$src/es5/output/chtml $(MATHJAX_DIR)/output/ && \
+	cp $$src/es5/tex-chtml.js $(MATHJAX_DIR)/ && rm -rf $$tmp
 
 clean:
 	rm -rf _build
