@@ -82,3 +82,106 @@ def test_compile_flag_reaches_the_kernel_and_a_bad_backend_is_refused_first(tmp_
     executed = json.loads((tmp_path / "out" / "01_env.ipynb").read_text())
     printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
     assert "compile backend: inductor" in printed
+
+
+def test_parameters_cell_gives_each_value_and_its_comment(tmp_path):
+    source = tmp_path / "01_demo.py"
+    source.write_text(BROKEN.replace('seed = 0\n', 'seed = 0  # first seed\nwidth = None\n'))
+    assert run.parameters_cell(source) == {"profile": ("smoke", ""), "seed": (0, "first seed"),
+                                           "width": (None, "")}
+
+
+def test_list_shows_values_per_profile_meaning_and_allowed_values(capsys):
+    from posinfo.settings import CHAPTERS, CHECKS
+
+    assert run.main(["--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    chapter = lines[lines.index(next(l for l in lines if l.startswith("01_gap_keeps_position"))):]
+    start = next(i for i, l in enumerate(chapter) if l.startswith("  image_size"))
+    block = [chapter[start]] + [l for l in chapter[start + 1:start + 3] if l.startswith("      ")]
+    text = "\n".join(block)
+    # the meaning: the comment of the chapter's parameters cell
+    source = (run.BOOK / "01_gap_keeps_position.py").read_text()
+    meaning = next(l for l in source.splitlines() if l.startswith("image_size = ")).split("# ")[1]
+    assert block[0] == f"  image_size: {meaning}"
+    value = CHAPTERS["gap_keeps_position"]["default"]["image_size"]
+    assert f"default={value}" in text or f"{value} at every profile" in text, text
+    assert f"allowed: {CHECKS['image_size'].allowed}" in text
+    assert "an integer in [4, 512]" in text
+
+
+def test_every_knob_says_which_values_it_allows():
+    from posinfo.settings import CHECKS
+
+    assert [name for name, check in CHECKS.items() if not getattr(check, "allowed", "")] == []
+
+
+def _settings_keywords(source):
+    """Keyword names of the chapter's ``posinfo.chapter_settings(...)`` call (its AST)."""
+    import ast
+    calls = [node for node in ast.walk(ast.parse(source.read_text()))
+             if isinstance(node, ast.Call)
+             and getattr(node.func, "attr", getattr(node.func, "id", None)) == "chapter_settings"]
+    assert len(calls) == 1, f"{source.name}: expected one chapter_settings call, found {len(calls)}"
+    assert all(kw.arg is not None for kw in calls[0].keywords), \
+        f"{source.name}: pass every parameter by name, not with **"
+    return {kw.arg for kw in calls[0].keywords}
+
+
+@pytest.mark.parametrize("chapter", sorted(run.chapter_sources()))
+def test_every_parameter_of_the_cell_reaches_the_chapters_settings(chapter):
+    # The runner accepts exactly the parameters cell's names; each must then reach
+    # chapter_settings, or a -p value would be accepted and silently dropped.
+    source = run.chapter_sources()[chapter]
+    names = set(run.parameters_cell(source)) - {"profile"}  # profile is passed positionally
+    missing = names - _settings_keywords(source)
+    assert not missing, f"{source.name}: parameters {sorted(missing)} never reach chapter_settings"
+
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """run.execute replaced: a test fails, rather than starts a kernel, if a check is missing."""
+    started = []
+    monkeypatch.setattr(run, "execute", lambda *args, **kwargs: started.append(args))
+    return started
+
+
+def test_a_parameter_outside_the_parameters_cell_is_refused_before_any_kernel(tmp_path, capsys,
+                                                                             no_kernel):
+    # n_train is in the chapter's profile table but not in its parameters cell: papermill
+    # would inject it and the chapter would never read it.
+    assert run.main(["gap_keeps_position", "--out", str(tmp_path), "-p", "n_train", "64"]) == 1
+    err = capsys.readouterr().err
+    names = list(run.parameters_cell(run.chapter_sources()["gap_keeps_position"]))
+    assert "no parameter(s) ['n_train']" in err and str(names) in err
+    assert no_kernel == [] and not any(tmp_path.iterdir())
+    # a name of the cell is accepted (and would run)
+    assert run.main(["gap_keeps_position", "--out", str(tmp_path), "-p", "epochs", "1"]) == 0
+    assert len(no_kernel) == 1 and no_kernel[0][3] == {"epochs": 1}
+
+
+@pytest.mark.parametrize("where", ["book", "book/sub", "book/sub/deeper", "data", "data/x",
+                                   "book/../data/y"])
+def test_out_inside_book_or_data_is_refused(where, capsys, no_kernel):
+    assert run.main(["gap_keeps_position", "--out", str(run.REPO / where)]) == 1
+    err = capsys.readouterr().err
+    assert "--out must not be" in err and "choose a folder of your own" in err
+    assert no_kernel == []
+
+
+def test_out_inside_a_symlink_to_book_is_refused(tmp_path, capsys, no_kernel):
+    (tmp_path / "link").symlink_to(run.BOOK)
+    assert run.main(["gap_keeps_position", "--out", str(tmp_path / "link" / "sub")]) == 1
+    assert "--out must not be" in capsys.readouterr().err and no_kernel == []
+    # a sibling whose name merely starts like book/ is fine
+    assert run.check_out(run.REPO / "bookish") == (run.REPO / "bookish").resolve()
+
+
+def test_list_shows_exactly_the_names_of_each_parameters_cell(capsys):
+    assert run.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for chapter, source in run.chapter_sources().items():
+        block = out.split(source.stem, 1)[1].split("\n", 1)[1].split("\n\n")[0]
+        listed = [line.split(":")[0].strip() for line in block.splitlines()
+                  if line.startswith("  ") and not line.startswith("      ")]
+        assert listed == list(run.parameters_cell(source)), chapter

@@ -31,6 +31,19 @@ def _best_of(fn, repeats=5):
     return min(times)
 
 
+class UnfairBaseline(RuntimeError):
+    """A baseline built something else than the library: its timing would compare nothing."""
+
+
+def check_same(name: str, baseline: torch.Tensor, library: torch.Tensor) -> None:
+    # A real check, not an assert: ``python -O`` strips asserts, and a benchmark of two
+    # methods that build different canvases would still print a speed-up.
+    if baseline.shape != library.shape or not torch.equal(baseline, library):
+        raise UnfairBaseline(f"baseline {name!r} does not build what the library builds "
+                             f"(shapes {tuple(baseline.shape)} and {tuple(library.shape)}); "
+                             f"its timing would not be comparable")
+
+
 def canvas_speedup(n=2048, image_size=24, grid=3) -> dict:
     """Seconds to build n canvases: batched place_on_canvas, two per-sample Python loops, and
     the floor any method pays (allocating the zero-filled canvases)."""
@@ -58,7 +71,8 @@ def canvas_speedup(n=2048, image_size=24, grid=3) -> dict:
         return torch.stack(out)
 
     batched = lambda: place_on_canvas(images, cells, grid)
-    assert torch.equal(loop(), batched()) and torch.equal(reference_loop(), batched())
+    check_same("loop", loop(), batched())
+    check_same("reference loop", reference_loop(), batched())
     return {"batched": _best_of(batched), "loop": _best_of(loop),
             "reference loop": _best_of(reference_loop),
             "zero-fill floor": _best_of(lambda: torch.zeros(n, 1, side, side))}

@@ -23,9 +23,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "posinfo")
 
 
-# Modules that only draw or launch: editing them must not invalidate trained models.
+# Modules that only draw, launch, judge or evaluate trained models: editing them must not
+# invalidate trained models (the cache stores weights and loss histories, nothing they compute).
+# A new module is fingerprinted unless it is named here (tests pin the fingerprinted set).
 _NOT_AFFECTING_WEIGHTS = {"figures.py", "run.py", "cache.py", "__init__.py", "report.py", "bench.py",
-                          "distributed.py"}
+                          "distributed.py", "verdict.py", "tables.py", "attack.py", "probes.py"}
+
+
+def fingerprinted_modules() -> list[Path]:
+    """The library modules whose code is part of every cache key, sorted by name."""
+    return [path for path in sorted(Path(__file__).parent.glob("*.py"))
+            if path.name not in _NOT_AFFECTING_WEIGHTS]
 
 
 def code_digest(source: str) -> str:
@@ -52,9 +60,8 @@ def code_fingerprint() -> str:
     the library does not.
     """
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if path.name not in _NOT_AFFECTING_WEIGHTS:
-            digest.update(path.name.encode() + code_digest(path.read_text()).encode())
+    for path in fingerprinted_modules():
+        digest.update(path.name.encode() + code_digest(path.read_text()).encode())
     return digest.hexdigest()[:16]
 
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
 import os
 import resource
 import sys
 import tempfile
 import time
+import tokenize
 from pathlib import Path
 
-from .settings import CHAPTERS, PROFILE_ENV, PROFILES, chapter_settings
+from .settings import (CHAPTERS, CHECKS, FIRST_VERDICT_SEED, PROFILE_ENV, PROFILES,
+                       chapter_settings)
 from .train import COMPILE_BACKENDS, COMPILE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +60,62 @@ def parse_value(text: str):
         return text
 
 
+def parameters_cell(source: Path) -> dict[str, tuple[object, str]]:
+    """The chapter's cell tagged ``parameters``: {name: (value, meaning)}, in cell order.
+
+    The value is the assignment's literal (None, "the profile's value", also for a call such
+    as ``posinfo.default_profile()``); the meaning is the comment that ends its line.
+    """
+    import jupytext
+
+    cell = next((c for c in jupytext.read(source).cells
+                 if "parameters" in c.metadata.get("tags", ())), None)
+    if cell is None:
+        raise ValueError(f"chapter {source.stem!r} has no cell tagged 'parameters'")
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(cell.source).readline)
+                if tok.type == tokenize.COMMENT}
+    found = {}
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+                and isinstance(node.targets[0], ast.Name):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                value = None
+            found[node.targets[0].id] = (value, comments.get(node.end_lineno, ""))
+    return found
+
+
+def _shown(value) -> str:
+    """A value as ``-p NAME VALUE`` takes it: strings bare, tuples as (a, b)."""
+    return "-" if value is None else str(value)
+
+
+def describe(key: str, source: Path) -> str:
+    """``--list`` for one chapter: per parameter of its parameters cell, its meaning, its
+    value at every profile of the chapter's table, and the values it accepts."""
+    tables = CHAPTERS.get(key, {})
+    lines = [f"{source.stem}   python -m posinfo.run {key} --out DIR -p NAME VALUE ..."]
+    for name, (value, meaning) in parameters_cell(source).items():
+        lines.append(f"  {name}" + (f": {meaning}" if meaning else ""))
+        if name != "profile" and tables:
+            if value is not None:  # a value in the cell overrides every profile's
+                values = f"{_shown(value)} at every profile (set in the chapter)"
+            else:
+                fallback = FIRST_VERDICT_SEED if name == "seed" else None
+                at = {profile: _shown(table.get(name, fallback))
+                      for profile, table in tables.items()}
+                values = (f"{next(iter(at.values()))} at every profile"
+                          if len(set(at.values())) == 1
+                          else "  ".join(f"{profile}={v}" for profile, v in at.items()))
+            lines.append(f"      {values}")
+        allowed = getattr(CHECKS.get(name), "allowed", None)
+        if allowed:
+            lines.append(f"      allowed: {allowed}")
+    return "\n".join(lines)
+
+
 def validate(key: str, parameters: dict) -> None:
     """Raise the chapter's own parameter error now, before any kernel or training starts."""
     params = dict(parameters)
@@ -65,6 +124,31 @@ def validate(key: str, parameters: dict) -> None:
         chapter_settings(key, profile, **params)
     elif profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+
+
+def check_parameter_names(source: Path, parameters: dict) -> None:
+    """Refuse names the chapter would not read. papermill injects every ``-p`` value as a new
+    cell after the ``parameters`` cell, but a chapter passes only the names of that cell to
+    its settings: any other name would be ignored (papermill merely warns), and a user who
+    asked for ``-p n_train 64`` would get the profile's 800 images without being told."""
+    allowed = list(parameters_cell(source))
+    unknown = [name for name in parameters if name not in allowed]
+    if unknown:
+        raise ValueError(f"chapter {source.stem!r} has no parameter(s) {unknown}: a chapter "
+                         f"reads only the names of its parameters cell, which are {allowed}")
+
+
+def check_out(out: Path) -> Path:
+    """The resolved ``--out`` (symbolic links and ``..`` followed), refused when it is or lies
+    in the repository's book/ or data/: a run must never add notebooks among the committed
+    chapters or the data."""
+    out = out.resolve()
+    for folder in (BOOK.resolve(), (REPO / "data").resolve()):
+        if out == folder or folder in out.parents:
+            raise ValueError(f"--out must not be {out}: it lies inside {folder}, which holds the "
+                             f"repository's {'chapters' if folder == BOOK.resolve() else 'data'}; "
+                             f"choose a folder of your own (e.g. runs/)")
+    return out
 
 
 def _hide_injected_parameters(path: Path) -> None:
@@ -162,9 +246,10 @@ def main(argv=None) -> int:
 
     try:
         if args.list:
-            for key, path in chapter_sources().items():
-                names = sorted(set(CHAPTERS.get(key, {}).get("default", {})) | set(COMMON_PARAMETERS))
-                print(f"{path.stem}\n    parameters: {', '.join(names)}")
+            print(f"profiles: {', '.join(PROFILES)} (-p profile NAME; else ${PROFILE_ENV}, else "
+                  "default). Values per profile are lib/posinfo/settings.py's tables; "
+                  "-p NAME VALUE overrides one.\n")
+            print("\n\n".join(describe(key, path) for key, path in chapter_sources().items()))
             return 0
         env = {COMPILE_ENV: args.compile} if args.compile else {}
         if args.book:
@@ -175,10 +260,9 @@ def main(argv=None) -> int:
         if not args.out:
             parser.error("--out DIR is required: a run never writes over the committed chapter")
         key, source = resolve_chapter(args.chapter[0])
-        out_dir = Path(args.out).resolve()
-        if out_dir == BOOK.resolve() or out_dir == (REPO / "data").resolve():
-            raise ValueError(f"--out must not be {out_dir}: choose a folder of your own (e.g. runs/)")
+        out_dir = check_out(Path(args.out))
         parameters = {name: parse_value(value) for name, value in args.parameter}
+        check_parameter_names(source, parameters)
         validate(key, parameters)
         execute(key, source, out_dir / f"{source.stem}.ipynb", parameters, env)
         return 0

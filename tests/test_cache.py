@@ -1,0 +1,92 @@
+"""What the cache of trained models keys on, and when it refuses a stored entry."""
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import posinfo
+from posinfo import cache
+
+# The modules whose code decides what training produces (data, models, losses, the loop).
+# A new module must be placed on one side on purpose: fingerprinted (editing it retrains
+# every model) or listed in cache._NOT_AFFECTING_WEIGHTS (editing it retrains nothing).
+FINGERPRINTED = ["augshift.py", "canvas.py", "models.py", "permute.py", "scenes.py",
+                 "segment.py", "settings.py", "train.py"]
+
+
+def test_the_fingerprint_covers_exactly_the_modules_that_shape_training():
+    assert [p.name for p in cache.fingerprinted_modules()] == FINGERPRINTED
+    package = Path(posinfo.__file__).parent
+    every = {p.name for p in package.glob("*.py")}
+    assert every == set(FINGERPRINTED) | (cache._NOT_AFFECTING_WEIGHTS & every)
+
+
+@pytest.fixture
+def package_copy(tmp_path, monkeypatch):
+    """The library's modules copied to tmp_path, with the fingerprint reading them there."""
+    copy = tmp_path / "posinfo"
+    shutil.copytree(Path(posinfo.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cache, "__file__", str(copy / "cache.py"))
+    cache.code_fingerprint.cache_clear()
+    yield copy
+    cache.code_fingerprint.cache_clear()
+
+
+def _fingerprint_after(copy, module, edit):
+    path = copy / module
+    original = path.read_text()
+    path.write_text(edit(original))
+    cache.code_fingerprint.cache_clear()
+    try:
+        return cache.code_fingerprint()
+    finally:
+        path.write_text(original)
+
+
+def test_editing_a_training_module_changes_the_key_and_a_figure_module_does_not(package_copy):
+    base = cache.code_fingerprint()
+    config = {"seed": 0}
+    base_key = cache.key(config)
+    assert _fingerprint_after(package_copy, "models.py", lambda s: s + "\nX = 1\n") != base
+    assert _fingerprint_after(package_copy, "train.py", lambda s: s + "\ndef f():\n    pass\n") != base
+    # comments, and every module that draws, launches or judges, leave trained models valid
+    assert _fingerprint_after(package_copy, "models.py", lambda s: s + "\n# a comment\n") == base
+    for module in ("figures.py", "run.py", "verdict.py", "report.py", "bench.py"):
+        if (package_copy / module).exists():
+            assert _fingerprint_after(package_copy, module, lambda s: s + "\nX = 1\n") == base
+    cache.code_fingerprint.cache_clear()
+    (package_copy / "models.py").write_text((package_copy / "models.py").read_text() + "\nX = 2\n")
+    assert cache.key(config) != base_key  # the key follows the fingerprint
+
+
+def test_a_stored_entry_whose_key_does_not_match_is_ignored(fresh_cache):
+    a, b = {"seed": 0, "width": 4}, {"seed": 0, "width": 8}
+    path = cache.store(a, {"weights": torch.ones(2)})
+    assert torch.equal(cache.load(a)["weights"], torch.ones(2))
+    # the same file under b's name (a hash collision, or a file copied by hand): b's stored
+    # configuration differs from the one asked for, so it is refused, not used
+    shutil.copy(path, cache.path_for(b))
+    assert cache.load(b) is None
+    # an entry written by another version of the code: same config, another stored key
+    stored = torch.load(path, weights_only=True)
+    stored["key"]["code"] = "0" * 16
+    torch.save(stored, path)
+    assert cache.load(a) is None
+    # a bare payload without the key wrapper
+    torch.save({"weights": torch.ones(2)}, path)
+    assert cache.load(a) is None
+
+
+def test_posinfo_cache_off_neither_reads_nor_writes(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSINFO_CACHE", str(tmp_path / "cache"))
+    config = {"seed": 0}
+    cache.store(config, {"weights": torch.ones(1)})
+    assert cache.load(config) is not None
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("POSINFO_CACHE", "off")
+    assert cache.load(config) is None  # the stored entry is not read...
+    assert cache.store(config, {"weights": torch.zeros(1)}) is None  # ...nor is a new one written
+    assert not (tmp_path / "off").exists()
+    monkeypatch.setenv("POSINFO_CACHE", str(tmp_path / "cache"))
+    assert torch.equal(cache.load(config)["weights"], torch.ones(1))  # untouched
