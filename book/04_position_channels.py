@@ -27,16 +27,18 @@
 # trained on procedural street scenes (the `paper` profile runs the real thing).
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from myst_nb import glue
 
 import posinfo
 from posinfo import figures
-from posinfo.attack import random_channels, rank_position_channels, region_miou
+from posinfo.attack import extra_damage, flip_attack
 from posinfo.scenes import CLASSES, PALETTE, colorize, make_scenes
-from posinfo.segment import backbone_features, segmentation_setup
+from posinfo.segment import segmentation_budgets
+from posinfo.tables import format_table
+from posinfo.verdict import (Rule, budget_table, judge, t_interval,
+                             where_it_holds)
 
 figures.setup()
 
@@ -48,22 +50,29 @@ figures.setup()
 # other parameter left at `None` takes the profile's value.
 
 # %% tags=["parameters"]
-profile = posinfo.default_profile()  # "default" unless POSINFO_PROFILE says otherwise
-seed = 0
-scene_mode = None  # asymmetric | symmetric (mirrored at random) | distinct (own texture per class)
+profile = posinfo.default_profile()  # "default" unless POSINFO_PROFILE says so
+seed = None  # first verdict seed (100); segmenters at seed, seed + 1, ..
+n_seeds = None  # segmenters, each trained on its own scenes and ranked alone
+scene_mode = None  # asymmetric | symmetric (mirrored) | distinct
 padding = None  # zeros | circular | reflect | replicate | none
-width = None  # channels of the first backbone stage; the backbone output has 4x as many
-epochs = None
-channel_fractions = None  # the sweep: N as fractions of the backbone's channels
-verdict_fractions = None  # (low, high): the N range the verdict looks at
+width = None  # first backbone stage's channels; its output has 4x as many
+epochs = None  # training budget of the segmenters the verdict reads
+budgets = None  # shorter budgets (epochs) of the budget curve
+channel_fractions = None  # the sweep: N as fractions of the backbone output
+verdict_fractions = None  # (low, high): the fractions the verdict judges
 n_random = None  # random channel sets drawn per N
+min_gap = None  # minimal effect: random-N minus top-N mIoU the claim needs
+confidence = None  # confidence level of the verdict's interval
 checkpoint = None  # paper profile: the DeepLabv3-ResNet50 weights
 
 # %%
 settings = posinfo.chapter_settings(
-    "position_channels", profile, seed=seed, scene_mode=scene_mode, padding=padding,
-    width=width, epochs=epochs, channel_fractions=channel_fractions,
-    verdict_fractions=verdict_fractions, n_random=n_random, checkpoint=checkpoint)
+    "position_channels", profile, seed=seed, n_seeds=n_seeds,
+    scene_mode=scene_mode, padding=padding, width=width, epochs=epochs,
+    budgets=budgets, channel_fractions=channel_fractions,
+    verdict_fractions=verdict_fractions,
+    n_random=n_random, min_gap=min_gap, confidence=confidence,
+    checkpoint=checkpoint)
 print(settings.table())
 
 # %% [markdown]
@@ -78,122 +87,153 @@ print(settings.table())
 # (photos) on the right, a grass verge and trees on the left. Black in the label maps is
 # the ego vehicle's bonnet, ignored in scoring as in Cityscapes.
 
-# %%
-examples = make_scenes(4, settings.scene_height, settings.scene_width, settings.scene_mode,
-                       torch.Generator().manual_seed(seed))
-figures.image_grid({"image": [im.permute(1, 2, 0).numpy() for im in examples.images],
-                    "labels": [colorize(lab) for lab in examples.labels]})
-handles = [plt.Rectangle((0, 0), 1, 1, color=PALETTE[k]) for k in range(len(CLASSES))]
-plt.figlegend(handles, CLASSES, loc="lower center", ncols=len(CLASSES), fontsize=7, frameon=False,
-              bbox_to_anchor=(0.5, -0.06));
+# %% tags=["hide-input"]
+examples = make_scenes(4, settings.scene_height, settings.scene_width,
+                       settings.scene_mode,
+                       torch.Generator().manual_seed(settings.seed))
+figures.image_grid({
+    "image": [im.permute(1, 2, 0).numpy() for im in examples.images],
+    "labels": [colorize(lab) for lab in examples.labels]})
+figures.class_legend(CLASSES, PALETTE[:len(CLASSES)]);
 
 # %% [markdown]
 # *Figure 1. Four generated scenes (top) and their label maps (bottom).* Road and sidewalk,
 # building and wall, sky and puddle are painted with the same texture; only where they sit
 # (and a curb) tells them apart.
 #
-# ## Train the segmenter
+# ## Train the segmenters, rank their channels, attack them
 #
 # The network is the project's ResNet backbone (zero padding unless changed) with
 # torchvision's DeepLabv3 head (ASPP with atrous rates scaled to the small feature map, and
 # its image-pooling branch), trained with per-pixel cross-entropy through the project's one
-# training loop. No flip augmentation: it would make the data symmetric. The trained model is
-# cached, and the next chapter reuses it.
+# training loop. No flip augmentation: it would make the data symmetric. One segmenter is
+# trained per seed, on scenes drawn from that seed, and cached; the next chapter reuses
+# them. Each segmenter gets its own ranking and its own attacks:
+#
+# - **rank** its channels by what a mirror changes: for each validation image
+#   $d = z(x) - z(\mathrm{flip}\,x)$ with $z$ the GAP of the backbone output, channels
+#   sorted by the mean of $|d|$;
+# - **attack**: for each $N$ of the sweep, zero the top-$N$ (most flip-sensitive), the
+#   bottom-$N$ (least), and `n_random` random sets of $N$ channels of the backbone output,
+#   and score whole-frame mIoU.
 
 # %%
-setup = segmentation_setup(settings)
-model, images, labels, K = setup.model, setup.images, setup.labels, setup.num_classes
-features = backbone_features(model, images)  # computed once: every attack reruns only the head
-clean = region_miou(model, images, labels, K, features=features)
-C = model.channels
-print(f"backbone output: {C} channels; validation images: {len(images)}")
-print("clean mIoU  " + "  ".join(f"{k} {v:.3f}" for k, v in clean.items()))
-glue("ch4_clean", f"{clean['whole']:.3f}", display=False)
-glue("ch4_channels", str(C), display=False)
+# One segmenter per seed, snapshotted at every budget of the budget curve; the
+# verdict reads the full budget (`epochs`), the curve only the judged N.
+at_budget = {}
+for s in settings.seeds:
+    setups = segmentation_budgets(settings, s, settings.budget_epochs)
+    for k, setup in setups.items():
+        at_budget[s, k] = flip_attack(setup, settings, seed=s,
+                                      every_n=(k == settings.epochs))
+runs = {s: at_budget[s, settings.epochs] for s in settings.seeds}
+clean = np.array([run["clean"] for run in runs.values()])
+ns, n_channels = runs[settings.seed]["ns"], setup.model.channels
+print(f"backbone output: {n_channels} channels; {len(setup.images)} "
+      f"validation scenes per seed; swept N = {ns}")
+print(format_table({f"seed {s}": {"clean mIoU": run["clean"]}
+                    for s, run in runs.items()}))
+glue("ch4_clean", f"{clean.mean():.3f}", display=False)
+glue("ch4_channels", str(n_channels), display=False)
 
 # %% [markdown]
-# The clean model reaches mIoU {glue:text}`ch4_clean` on held-out scenes; its backbone output
-# has {glue:text}`ch4_channels` channels.
-#
-# ## Rank channels by what a mirror changes
-#
-# For each validation image, $d = z(x) - z(\mathrm{flip}\,x)$ with $z$ the GAP of the backbone
-# output. The overall ranking sorts channels by the mean of $|d|$.
+# The clean segmenters reach mIoU {glue:text}`ch4_clean` on held-out scenes (mean over
+# seeds); each backbone output has {glue:text}`ch4_channels` channels.
 
-# %%
-ranking = rank_position_channels(model, images)
-order = ranking.abs_diff[ranking.overall]
-plt.figure(figsize=(5.5, 2.4))
-plt.bar(np.arange(C), order.numpy(), width=1.0)
-plt.xlabel("channel, by rank"), plt.ylabel("mean |z(x) - z(flip x)|");
+# %% tags=["hide-input"]
+figures.sorted_profiles(
+    {f"seed {s}": run["ranking"].abs_diff.numpy() for s, run in runs.items()},
+    xlabel="channel, by rank", ylabel="mean |z(x) - z(flip x)|");
 
 # %% [markdown]
-# *Figure 2. Flip sensitivity of every backbone channel, sorted.* A few channels change a lot
-# under mirroring; most change little.
-#
-# ## Zero the top-$N$, the bottom-$N$, or $N$ random channels
-#
-# For each $N$ in the sweep the attack zeroes the top-$N$ (most flip-sensitive), the
-# bottom-$N$ (least) and `n_random` random sets of $N$ channels of the backbone output, and
-# scores whole-frame mIoU.
+# *Figure 2. Flip sensitivity of every backbone channel, sorted, one line per segmenter.*
+# A few channels change a lot under mirroring; most change little.
 
 # %%
-ns = sorted({max(1, round(f * C)) for f in settings.channel_fractions})
-draws = torch.Generator().manual_seed(seed)
-sweep = {"top-N": [], "bottom-N": [], "random-N": [], "random std": [], "random min": []}
-for n in ns:
-    sweep["top-N"].append(region_miou(model, images, labels, K, ranking.top("overall", n, model),
-                                      features=features)["whole"])
-    sweep["bottom-N"].append(region_miou(model, images, labels, K, ranking.top("bottom", n, model),
-                                         features=features)["whole"])
-    rnd = torch.tensor([region_miou(model, images, labels, K, random_channels(C, n, draws),
-                                    features=features)["whole"] for _ in range(settings.n_random)])
-    sweep["random-N"].append(rnd.mean().item())
-    sweep["random std"].append(rnd.std().item())
-    sweep["random min"].append(rnd.min().item())
-print(f"{'N':>5}" + "".join(f"{k:>12}" for k in sweep))
-for i, n in enumerate(ns):
-    print(f"{n:>5}" + "".join(f"{sweep[k][i]:>12.3f}" for k in sweep))
+curves = {k: np.array([run["sweep"][k] for run in runs.values()])
+          for k in ("top-N", "bottom-N", "random-N")}
+print(format_table({f"N = {n}": {k: v[:, i].mean() for k, v in curves.items()}
+                    for i, n in enumerate(ns)}, index="mean over seeds"))
 
-# %%
-figures.attack_curves(ns, {k: sweep[k] for k in ("top-N", "bottom-N", "random-N")},
-                      spread={"random-N": sweep["random std"]}, clean=clean["whole"],
-                      title=f"zeroing N of {C} backbone channels");
+# %% tags=["hide-input"]
+figures.attack_curves(
+    ns, {k: v.mean(0) for k, v in curves.items()},
+    spread={"random-N": curves["random-N"].std(0)}, clean=clean.mean(),
+    title=f"zeroing N of {n_channels} backbone channels");
 
 # %% [markdown]
 # *Figure 3. Whole-frame mIoU after zeroing $N$ channels: the most flip-sensitive ones
-# (top-$N$), the least (bottom-$N$), and random sets (mean, band = one standard deviation over
-# draws); dashed: no attack.* If segmentation leaned on the flip-sensitive channels, the
-# top-$N$ curve would fall well below the random band.
+# (top-$N$), the least (bottom-$N$), and random sets, each the mean over the segmenters
+# (band: one standard deviation of the random-$N$ mean over seeds); dashed: no attack.* If
+# segmentation leaned on the flip-sensitive channels, the top-$N$ curve would fall well
+# below the random one.
 #
 # ## Verdict
 #
-# The rule, fixed before the run: **Claim 4 holds** when, at every swept $N$ whose fraction
-# of the channels lies in `verdict_fractions`, zeroing the top-$N$ lowers mIoU below the
-# random-$N$ mean by more than two standard deviations of the random draws.
+# **The statistic and the rule, fixed before the run.** For each segmenter (seed), the
+# *extra damage* of the flip ranking: random-$N$ mIoU (mean over the random draws) minus
+# top-$N$ mIoU, averaged over the swept $N$ whose fraction of the channels lies in
+# `verdict_fractions`. The unit is the segmenter: the random draws only measure one
+# segmenter's control precisely, while a new seed is a new network, new scenes and a new
+# ranking, which is what the claim is about. The mean over seeds gets a 95% Student-t
+# interval. **Claim 4 holds** when the whole interval lies above `min_gap` (0.05 mIoU: the
+# paper says "far more"), **does not hold** when it lies below, and is **inconclusive**
+# when it straddles it. The same quantity for the *bottom*-$N$ is shown beside it.
 
 # %%
-low, high = settings.verdict_fractions
-in_range = [i for i, n in enumerate(ns) if low * C - 1e-9 <= n <= high * C + 1e-9]
-gaps = [sweep["random-N"][i] - sweep["top-N"][i] for i in in_range]
-bars = [2 * sweep["random std"][i] for i in in_range]
-print(f"{'N':>5}{'random - top':>14}{'needed':>9}")
-for i, gap, bar in zip(in_range, gaps, bars):
-    print(f"{ns[i]:>5}{gap:>14.3f}{bar:>9.3f}")
-glue("ch4_gap_range", f"{min(gaps):.3f} to {max(gaps):.3f}", display=False)
-bottom_gaps = [sweep["random-N"][i] - sweep["bottom-N"][i] for i in in_range]
-glue("ch4_bottom_gap_range", f"{min(bottom_gaps):.3f} to {max(bottom_gaps):.3f}", display=False)
+judged = runs[settings.seed]["judged"]
+top_gap = np.array([extra_damage(run) for run in runs.values()])
+cols = [ns.index(n) for n in judged]
+bottom_gap = (curves["random-N"] - curves["bottom-N"])[:, cols].mean(1)
+extra = t_interval(top_gap, settings.confidence)
+bottom_damage = t_interval(bottom_gap, settings.confidence)
+print(f"judged N = {judged}")
+print(format_table({
+    "random - top (primary)": {"estimate [CI]": extra,
+                               "needs": f"> {settings.min_gap:.3f}"},
+    "random - bottom": {"estimate [CI]": bottom_damage}}))
+glue("ch4_gap", extra.text(), display=False)
+glue("ch4_bottom_gap", bottom_damage.text(), display=False)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-holds = bool(in_range) and all(gap > bar for gap, bar in zip(gaps, bars))
-print(f"Claim 4: {'holds' if holds else 'does not hold'}")
+rule = Rule("random-N minus top-N mIoU", settings.min_gap)
+verdict = judge(4, rule, extra)
+print(verdict.line())
+
+# %%
+print(verdict.explanation())
+
+# %% [markdown]
+# ## How the effect depends on the training budget
+#
+# A network that has not finished learning may not lean on anything yet. The same
+# statistic, on the same segmenters, at shorter training budgets: each is a snapshot of
+# the verdict's run (Adam at a constant learning rate, one seeded data order: the first
+# $k$ epochs of a long run *are* a $k$-epoch run), so the curve costs no extra training.
+
+# %%
+curve = {k: t_interval([extra_damage(at_budget[s, k]) for s in settings.seeds],
+                       settings.confidence)
+         for k in settings.budget_epochs}
+print(budget_table(curve, rule, "random - top [CI]"))
+glue("ch4_first_budget", where_it_holds(curve, rule), display=False)
+
+# %% tags=["budget-curve", "hide-input"]
+figures.budget_curve({"random-N minus top-N": curve}, settings.min_gap,
+                     ylabel="mIoU",
+                     title="claim 4's statistic by training budget");
+
+# %% [markdown]
+# *Figure 4. Claim 4's statistic (mean over segmenters, 95% interval) against the
+# segmenters' training budget; dashed: the minimal effect.* The claim held first at:
+# **{glue:text}`ch4_first_budget`**.
 
 # %% [markdown]
 # On this run the top-$N$ attack's extra damage over random-$N$ in the verdict's range was
-# {glue:text}`ch4_gap_range` (a negative value means top-$N$ hurt *less* than random). The
-# same quantity for the *bottom*-$N$, the least flip-sensitive channels, was
-# {glue:text}`ch4_bottom_gap_range`.
+# {glue:text}`ch4_gap` (a negative value means top-$N$ hurt *less* than random). The same
+# quantity for the *bottom*-$N$, the least flip-sensitive channels, was
+# {glue:text}`ch4_bottom_gap`.
 #
 # ## What the effect depends on
 #

@@ -144,3 +144,163 @@ def test_paper_profile_names_what_is_missing(tmp_path, monkeypatch):
         segmentation_setup(settings)
     message = str(err.value)
     assert "leftImg8bit/val" in message and "gtFine/val" in message and "weights.pth" in message
+
+
+# ---- the paper path: torchvision's DeepLabv3 layout, at toy size ---------------------------------
+class _TinyResNet(nn.Module):
+    """Stands in for torchvision's resnet50: the same child names up to layer4 (which
+    IntermediateLayerGetter keeps) and 2048 output channels, at a few thousand weights."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.kwargs = kwargs
+        self.conv1 = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.layer4 = nn.Conv2d(8, 2048, 1, stride=2)
+        self.fc = nn.Linear(2048, 10)  # dropped by IntermediateLayerGetter, as in resnet50
+
+
+def _tiny_head(in_channels, num_classes, *rates):
+    return nn.Sequential(nn.Conv2d(in_channels, 4, 1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Conv2d(4, num_classes, 1))
+
+
+@pytest.fixture
+def tiny_torchvision(monkeypatch):
+    """load_paper_segmenter imports resnet50 and DeepLabHead when called: swap in toy ones."""
+    import torchvision.models
+    import torchvision.models.segmentation.deeplabv3 as deeplabv3
+    built = []
+
+    def resnet50(**kwargs):
+        built.append(kwargs)
+        return _TinyResNet(**kwargs)
+
+    monkeypatch.setattr(torchvision.models, "resnet50", resnet50)
+    monkeypatch.setattr(deeplabv3, "DeepLabHead", _tiny_head)
+    return built
+
+
+def _reference_deeplab(num_classes=19):
+    """A trained-looking DeepLabV3 state dict, aux classifier included (the torchvision
+    training recipe saves one; the paper model does not use it)."""
+    from torchvision.models._utils import IntermediateLayerGetter
+    from torchvision.models.segmentation.deeplabv3 import DeepLabV3
+
+    torch.manual_seed(0)
+    backbone = IntermediateLayerGetter(_TinyResNet(), return_layers={"layer4": "out"})
+    model = DeepLabV3(backbone, _tiny_head(2048, num_classes), _tiny_head(2048, num_classes))
+    for p in model.parameters():
+        nn.init.normal_(p)
+    state = model.state_dict()
+    assert any(k.startswith("aux_classifier.") for k in state)
+    return state
+
+
+@pytest.mark.parametrize("layout", ["bare", "model_state", "state_dict", "model", "module_prefix"])
+def test_paper_checkpoint_loads_from_every_supported_layout(tmp_path, tiny_torchvision, layout):
+    from posinfo.segment import load_paper_segmenter
+    state = _reference_deeplab()
+    prefixed = {f"module.{k}": v for k, v in state.items()}  # DataParallel's names
+    payload = {"bare": state, "model_state": {"model_state": state, "epoch": 30},
+               "state_dict": {"state_dict": prefixed}, "model": {"model": state},
+               "module_prefix": prefixed}[layout]
+    torch.save(payload, tmp_path / "ckpt.pth")
+    model = load_paper_segmenter(tmp_path / "ckpt.pth")
+    assert tiny_torchvision == [{"replace_stride_with_dilation": [False, False, True]}]  # OS 16
+    loaded = {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()}
+    loaded.update({f"classifier.{k}": v for k, v in model.head.state_dict().items()})
+    expected = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
+    assert loaded.keys() == expected.keys()
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+    assert model.channels == 2048 and not model.training
+
+
+def test_paper_checkpoint_with_a_missing_weight_is_an_error(tmp_path, tiny_torchvision):
+    from posinfo.segment import load_paper_segmenter
+    state = _reference_deeplab()
+    del state["classifier.3.weight"]
+    torch.save(state, tmp_path / "ckpt.pth")
+    with pytest.raises(RuntimeError, match="classifier.3.weight"):
+        load_paper_segmenter(tmp_path / "ckpt.pth")
+    with pytest.raises(FileNotFoundError, match="DeepLabv3-ResNet50 Cityscapes state dict"):
+        load_paper_segmenter(tmp_path / "absent.pth")
+
+
+def test_attack_zeroes_channels_of_a_backbone_that_returns_a_dict(tmp_path, tiny_torchvision):
+    # torchvision's DeepLabV3 backbone returns {"out": tensor}: the hook must edit the tensor
+    # inside the dict, and the hook path must agree with the precomputed-features path.
+    from posinfo.segment import load_paper_segmenter
+    torch.save(_reference_deeplab(), tmp_path / "ckpt.pth")
+    model = load_paper_segmenter(tmp_path / "ckpt.pth")
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert isinstance(model.backbone(x), dict)
+        clean = model.features(x)
+        with zero_channels(model, [0, 7, 2047]):
+            attacked = model.features(x)
+            attacked_logits = model(x)
+        after = model.features(x)
+    assert attacked[:, [0, 7, 2047]].abs().max() == 0 and clean[:, [0, 7, 2047]].abs().max() > 0
+    keep = torch.ones(2048, dtype=torch.bool)
+    keep[[0, 7, 2047]] = False
+    assert torch.equal(attacked[:, keep], clean[:, keep]) and torch.equal(after, clean)
+    assert torch.allclose(attacked_logits, model.decode(zeroed(clean, [0, 7, 2047]), (32, 32)))
+    labels = torch.randint(0, 19, (2, 32, 32), generator=torch.Generator().manual_seed(2))
+    feats = backbone_features(model, x, device="cpu")
+    assert (region_miou(model, x, labels, 19, [0, 7, 2047], device="cpu")
+            == region_miou(model, x, labels, 19, [0, 7, 2047], features=feats, device="cpu"))
+
+
+def test_the_verdict_judges_the_ends_of_its_fraction_range_at_paper_scale():
+    from posinfo.attack import channel_counts, verdict_counts
+    from posinfo.settings import chapter_settings
+    s = chapter_settings("position_channels", "paper")
+    swept = channel_counts(s.channel_fractions, 2048)
+    assert swept == [20, 51, 100, 205, 410, 717, 1024]
+    # 1% of 2048 rounds to 20 < 20.48: comparing N with the range would drop it
+    assert verdict_counts(s.channel_fractions, s.verdict_fractions, 2048) == [20, 51, 100, 205, 410]
+    assert verdict_counts((0.05, 0.1, 0.2, 0.35, 0.5), (0.05, 0.35), 64) == [3, 6, 13, 22]
+
+
+def test_side_specificity_hand_worked():
+    from posinfo.attack import side_specificity
+    scores = {"clean": {"left": 0.8, "right": 0.7},
+              "left attack": {"left": 0.5, "right": 0.6},   # drops 0.3 left, 0.1 right
+              "right attack": {"left": 0.75, "right": 0.7}}  # drops 0.05 left, 0.0 right
+    spec = side_specificity(scores)
+    assert spec["left attack"] == pytest.approx(0.2)
+    assert spec["right attack"] == pytest.approx(-0.05)
+
+
+def test_zeroing_sweep_scores_a_planted_position_channel_below_random():
+    """A model that reads only channel 0 of its features: zeroing it (top-1 by a ranking
+    that puts it first) must destroy the prediction, random single channels mostly not."""
+    from posinfo.attack import PositionRanking, zeroing_sweep
+
+    class OneChannel(nn.Module):
+        channels = 8
+
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Identity()
+
+        def features(self, x):
+            return x
+
+        def decode(self, f, size):
+            # class 1 where channel 0 is positive, else class 0
+            return torch.stack([torch.zeros_like(f[:, 0]), f[:, 0]], 1)
+
+    images = torch.ones(4, 8, 2, 2)
+    labels = torch.ones(4, 2, 2, dtype=torch.long)
+    order = torch.arange(8)
+    ranking = PositionRanking(overall=order, right=order, left=order,
+                              abs_diff=torch.linspace(1, 0, 8), signed_diff=torch.zeros(8),
+                              channels=8)
+    model = OneChannel()
+    sweep = zeroing_sweep(model, images, labels, 2, ranking, [1], 8,
+                          torch.Generator().manual_seed(0), features=images)
+    assert sweep["top-N"] == [0.0]  # every pixel now predicted class 0
+    assert sweep["bottom-N"] == [1.0]  # channel 7 is unused
+    assert 0.0 < sweep["random-N"][0] < 1.0  # some draws hit channel 0, most do not

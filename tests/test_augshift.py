@@ -139,3 +139,108 @@ def test_library_level_checks_name_the_parameter():
         build_backbone(1, blurpool=8)
     with pytest.raises(ValueError, match=r"max_shift must be an integer in \[0, 3\]"):
         _task(margin=3).__class__(_task().train, _task().test, margin=3, max_shift=4)
+
+
+class _GapLogits(torch.nn.Module):
+    """backbone = identity, head = GAP: the logits are the GAP latent itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Identity()
+        self.head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+
+
+def test_augshift_loss_is_ce_plus_lambda_times_the_latent_mse_by_hand():
+    # Two images, two channels, 1x2 maps. GAP latents: view 1 (2, 0), (0, 2); view 2 (1, 0),
+    # (1, 3). Differences (1, 0), (-1, -1): MSE over images and channels = (1 + 0 + 1 + 1) / 4.
+    view1 = torch.tensor([[[[1., 3.]], [[0., 0.]]], [[[0., 0.]], [[2., 2.]]]])
+    view2 = torch.tensor([[[[1., 1.]], [[1., -1.]]], [[[0., 2.]], [[4., 2.]]]])
+    y = torch.tensor([0, 1])
+    e = torch.tensor(1.0).exp()
+    # CE of logits (a, b) for the true class a: log(1 + e^(b - a)).
+    ce1 = (torch.log(1 + e ** -2) + torch.log(1 + e ** -2)) / 2  # (2, 0) y=0; (0, 2) y=1
+    ce2 = (torch.log(1 + e ** -1) + torch.log(1 + e ** -2)) / 2  # (1, 0) y=0; (1, 3) y=1
+    got1, got2, mse = augshift_terms(_GapLogits(), view1, view2, y)
+    assert torch.isclose(got1, ce1) and torch.isclose(got2, ce2)
+    assert mse.item() == pytest.approx(0.75)
+    for lam in (0.5, 2.5, 10.0):
+        loss = AugShiftLoss(lam)(_GapLogits(), torch.cat([view1, view2]), y)
+        assert loss.item() == pytest.approx(float(ce1 + ce2) + lam * 0.75, rel=1e-6)
+
+
+class _Offsets(torch.nn.Module):
+    """Feature maps x * (row - centre) and x * (column - centre): on a blank canvas holding an
+    all-ones image of side s, their GAP is s^2 / side^2 times the image's offset (dy, dx)."""
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        rows = torch.arange(h, dtype=x.dtype) - (h - 1) / 2
+        cols = torch.arange(w, dtype=x.dtype) - (w - 1) / 2
+        return torch.cat([x * rows[:, None], x * cols[None, :]], 1)
+
+
+class _SideOfCentre(torch.nn.Module):
+    """Logits from the GAP of _Offsets: class 0 left of centre, 1 centred, 2 right."""
+
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale  # s^2 / side^2, so that dx = GAP / scale exactly
+
+    def forward(self, features):
+        dx = features.mean(dim=(-2, -1))[:, 1] / self.scale
+        return torch.stack([-dx, torch.full_like(dx, 0.5), dx], 1)
+
+
+def _position_model(task, side=6):
+    model = torch.nn.Module()
+    model.backbone, model.head = _Offsets(), _SideOfCentre(side ** 2 / task.canvas_size ** 2)
+    return model
+
+
+def _blank_task(n=40, side=6, margin=3):
+    images = ImageSet(torch.ones(n, 1, side, side), torch.arange(n) % 3, 3)
+    return ShiftTask(images, images, margin=margin, max_shift=margin, protocol="crop",
+                     background="zeros")
+
+
+@pytest.mark.parametrize("n_pairs", [1, 3])
+def test_consistency_of_a_model_that_reads_the_side_equals_the_offsets_agreement(n_pairs):
+    from posinfo.augshift import EVAL_SEED, _pairs
+    task = _blank_task()
+    _, _, (dy1, dx1, dy2, dx2) = _pairs(task, task.test.images, n_pairs, EVAL_SEED)
+    # The prediction is the sign of the horizontal offset: two views agree when their
+    # offsets have the same sign (probability 19/49 for offsets uniform on -3..3).
+    expected = float((dx1.sign() == dx2.sign()).float().mean())
+    got = consistency(_position_model(task), task, n_pairs=n_pairs)
+    assert got == pytest.approx(expected, abs=1e-9)
+    assert 0.15 < got < 0.65  # neither 0 nor 1: the test can tell a wrong pairing apart
+
+
+def test_latent_distance_of_a_position_latent_is_the_offset_distance_ratio():
+    from posinfo.augshift import EVAL_SEED, _pairs
+    task = _blank_task()
+    _, _, (dy1, dx1, dy2, dx2) = _pairs(task, task.test.images, 2, EVAL_SEED)
+    # The latent is (dy, dx) times a constant that cancels: numerator, the distance between the
+    # two offsets of each image; denominator, between an image's first offset and the next
+    # image's second one (the metric's "different image").
+    p1, p2 = torch.stack([dy1, dx1], 1).float(), torch.stack([dy2, dx2], 1).float()
+    other = torch.roll(torch.arange(len(p2)), 1)
+    expected = float((p1 - p2).norm(dim=1).mean() / (p1 - p2[other]).norm(dim=1).mean())
+    got = latent_distance(_position_model(task), task, n_pairs=2)
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert 0.5 < got < 1.5  # an identity-free latent: a shift moves it as far as another image
+
+
+def test_per_seed_lines_arms_up_by_seed_for_pairing():
+    from posinfo.augshift import RunResult, per_seed
+
+    def result(arm, seed, consistency):
+        return RunResult(arm, 0.0, False, seed, 0.5, consistency, 0.1, 0.2, [], False)
+
+    # stored out of order: pairing must follow the seed, not the list position
+    results = [result("baseline", 101, 0.8), result("AugShift", 100, 0.95),
+               result("baseline", 100, 0.9), result("AugShift", 101, 0.82)]
+    assert per_seed(results, "baseline", "consistency").tolist() == [0.9, 0.8]
+    assert per_seed(results, "AugShift", "consistency").tolist() == [0.95, 0.82]
+    with pytest.raises(ValueError, match="arm must be one of"):
+        per_seed(results, "BlurPool", "consistency")

@@ -99,3 +99,18 @@ def test_gap_latents_need_a_model_with_latents():
     assert z.shape == (12, 4) and len(task.test_labels()["cell"]) == 12
     with pytest.raises(ValueError, match="probes need a model with GAP latents"):
         gap_latents(torch.nn.Linear(2, 2), task, device="cpu")
+
+
+def test_retention_puts_both_tasks_on_one_scale():
+    from posinfo.permute import retention
+    # location: chance 1/9, baseline 1.0, shuffled at chance -> keeps 0
+    # class: chance 0.1, baseline 0.9, shuffled 0.7 -> keeps (0.6 / 0.8) = 0.75
+    assert retention([1 / 9], [1.0], 1 / 9)[0] == pytest.approx(0.0)
+    assert retention([0.7, 0.9], [0.9, 0.9], 0.1) == pytest.approx([0.75, 1.0])
+
+
+def test_retention_of_a_baseline_that_learnt_nothing_stays_bounded():
+    from posinfo.permute import LEARNT_FLOOR, retention
+    # baseline exactly at chance: the share is (shuffled - chance) / (0.1 * (1 - chance))
+    kept = retention([0.12], [0.1], 0.1)[0]
+    assert kept == pytest.approx(0.02 / (LEARNT_FLOOR * 0.9))

@@ -122,3 +122,21 @@ def test_cpu_keeps_the_default_layout_and_labels_pass_through():
     assert to_device(images, cpu) is images
     labels = torch.arange(4)
     assert to_device(labels, cpu) is labels
+
+
+def test_a_budget_snapshot_is_the_shorter_run_and_costs_no_training(fresh_cache):
+    from posinfo.settings import chapter_settings
+    from posinfo.train import train_budgets
+    settings = chapter_settings("gap_keeps_position", "smoke", image_size=8, width=4,
+                                epochs=2, n_train=64, n_test=10)
+    config = model_config(settings)
+    runs = train_budgets(train_classifier, config, [1, 2])
+    # the longest budget trains; the shorter one is read from its snapshot
+    assert not runs[2].from_cache and runs[1].from_cache
+    assert runs[1].history == runs[2].history[:1]
+    direct = train_classifier({**config, "epochs": 1}, use_cache=False)
+    snapshot = runs[1].model.state_dict()
+    for name, value in direct.model.state_dict().items():
+        torch.testing.assert_close(snapshot[name], value, rtol=0, atol=1e-6)
+    # a snapshot is only kept for a budget below the run's own
+    assert train_budgets(train_classifier, config, [2])[2].from_cache

@@ -114,3 +114,15 @@ def test_format_table_aligns_labels_left_and_values_right():
                                  "after GAP  0.250  3     x"]
     assert format_table({"a": {"ci": t_interval([1.0, 2.0, 3.0])}}).endswith(
         "+2.000 [95% CI -0.484, +4.484]")
+
+
+def test_a_budget_curve_reports_each_outcome_and_where_the_claim_first_holds():
+    from posinfo.verdict import budget_table, first_holding, where_it_holds
+    curve = {4: t_interval([0.10, 0.11, 0.12]), 1: t_interval([0.0, 0.01, -0.01]),
+             2: t_interval([0.0, 0.08, 0.04])}
+    table = budget_table(curve, GAIN, "gain [CI]").splitlines()
+    assert [line.split()[2] for line in table[1:]] == ["1", "2", "4"]  # sorted by budget
+    assert table[1].endswith("does not hold") and table[2].endswith("inconclusive")
+    assert table[3].endswith("holds")
+    assert first_holding(curve, GAIN) == 4 and where_it_holds(curve, GAIN) == "4 epochs"
+    assert where_it_holds({1: curve[1]}, GAIN) == "none of the budgets tried"

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from .models import global_average_pool
-from .segment import confusion_matrix, mean_iou
+from .segment import backbone_features, confusion_matrix, mean_iou
 from .train import pick_device, prepare_model, to_device
 
 RANKINGS = ("overall", "left", "right", "bottom")
@@ -173,3 +173,87 @@ def check_region(region: str) -> str:
     if region not in REGIONS:
         raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
     return region
+
+
+# ---- the chapters' experiments: a zeroing sweep, and the two side attacks --------------------
+def channel_counts(fractions, channels: int) -> list[int]:
+    """The swept N: each fraction of the backbone's channels, rounded, at least 1, distinct."""
+    return sorted({max(1, round(f * channels)) for f in fractions})
+
+
+def verdict_counts(fractions, verdict_range, channels: int) -> list[int]:
+    """The N the verdict judges: those of the swept *fractions* that lie in ``verdict_range``.
+
+    Selecting by fraction, before rounding, keeps the range's ends: at 2048 channels the
+    fraction 0.01 is N = 20, and 20 < 0.01 * 2048 would drop it if N were compared instead.
+    """
+    low, high = verdict_range
+    return channel_counts([f for f in fractions if low <= f <= high], channels)
+
+
+def zeroing_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                  num_classes: int, ranking: PositionRanking, ns, n_random: int,
+                  generator: torch.Generator, features=None) -> dict[str, list[float]]:
+    """Whole-frame mIoU after zeroing N channels, for each N: the top-N flip-sensitive ones,
+    the bottom-N, and the mean (and standard deviation) over ``n_random`` random sets."""
+    def score(channels):
+        return region_miou(model, images, labels, num_classes, channels, features)["whole"]
+
+    sweep = {"top-N": [], "bottom-N": [], "random-N": [], "random std": []}
+    for n in ns:
+        sweep["top-N"].append(score(ranking.top("overall", n, model)))
+        sweep["bottom-N"].append(score(ranking.top("bottom", n, model)))
+        draws = torch.tensor([score(random_channels(ranking.channels, n, generator))
+                              for _ in range(n_random)])
+        sweep["random-N"].append(draws.mean().item())
+        sweep["random std"].append(draws.std().item() if n_random > 1 else 0.0)
+    return sweep
+
+
+SIDE_ATTACKS = {"left attack": ("left", "right"), "right attack": ("right", "left")}
+
+
+def side_attacks(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                 num_classes: int, ranking: PositionRanking, n: int,
+                 features=None) -> dict[str, dict[str, float]]:
+    """Region mIoU clean and after zeroing the n most left- and most right-specific channels."""
+    attacks = {"clean": None, "left attack": ranking.top("left", n, model),
+               "right attack": ranking.top("right", n, model)}
+    return {name: region_miou(model, images, labels, num_classes, chans, features)
+            for name, chans in attacks.items()}
+
+
+def side_specificity(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """For each side attack, how much more it lowered its own half's mIoU than the other's:
+    (clean - attacked) on its own side minus the same on the other side."""
+    clean = scores["clean"]
+    return {name: (clean[own] - scores[name][own]) - (clean[other] - scores[name][other])
+            for name, (own, other) in SIDE_ATTACKS.items()}
+
+
+def flip_attack(setup, settings, seed: int, every_n: bool = True) -> dict:
+    """Claim 4's experiment on one segmenter: rank its channels by flipping, score it clean,
+    and run the zeroing sweep, at every swept N or (``every_n=False``, for the budget
+    curve) only at the N the verdict judges. The backbone runs once per image; every attack
+    reruns only the head. Returns clean mIoU, ranking, swept and judged N, and the sweep."""
+    model, images, labels = setup.model, setup.images, setup.labels
+    ns = channel_counts(settings.channel_fractions, model.channels)
+    judged = verdict_counts(settings.channel_fractions, settings.verdict_fractions,
+                            model.channels)
+    features = backbone_features(model, images)
+    ranking = rank_position_channels(model, images)
+    swept = ns if every_n else judged
+    return {"clean": region_miou(model, images, labels, setup.num_classes,
+                                 features=features)["whole"],
+            "ranking": ranking, "ns": swept, "judged": judged,
+            "sweep": zeroing_sweep(model, images, labels, setup.num_classes, ranking, swept,
+                                   settings.n_random, torch.Generator().manual_seed(seed),
+                                   features)}
+
+
+def extra_damage(result: dict) -> float:
+    """Claim 4's per-segmenter statistic: random-N minus top-N mIoU, averaged over the
+    judged N (``result`` from ``flip_attack``)."""
+    cols = [result["ns"].index(n) for n in result["judged"]]
+    sweep = result["sweep"]
+    return float(sum(sweep["random-N"][i] - sweep["top-N"][i] for i in cols) / len(cols))

@@ -19,7 +19,7 @@ blank canvas the two give identical pixels; on a textured one they differ at the
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,10 +27,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .canvas import ImageSet, load_split, make_background, paste
-from .models import build_classifier, check_input_size, global_average_pool
+from .models import build_classifier, check_blur_size, check_input_size, global_average_pool
 from .probes import linear_probe
 from .settings import SHIFT_PROTOCOLS, Settings
-from .train import TrainedModel, cached_fit, evaluate, pick_device, seeded_generator, to_device
+from .train import (TrainedModel, cached_fit, evaluate, pick_device, seeded_generator,
+                    to_device, train_budgets)
 
 
 # ---- parameters checked before any work ----------------------------------------------------
@@ -200,8 +201,10 @@ def augshift_config(settings, lam: float, blurpool: bool, seed: int) -> dict:
     return config
 
 
-def train_augshift(config: dict, device=None, use_cache: bool = True) -> TrainedModel:
-    """Train (or load from the cache) one AugShift run and evaluate its clean accuracy."""
+def train_augshift(config: dict, device=None, use_cache: bool = True,
+                   snapshots=()) -> TrainedModel:
+    """Train (or load from the cache) one AugShift run and evaluate its clean accuracy;
+    ``snapshots``: shorter budgets to cache on the way (see ``train.cached_fit``)."""
     device = pick_device(device)
     task = make_shift_task(Settings(config), device=device)
     seeded_generator(config["seed"])  # seeds the weight init
@@ -209,7 +212,8 @@ def train_augshift(config: dict, device=None, use_cache: bool = True) -> Trained
                              config["padding"], config["head"], config["blurpool"])
     desc = f"lambda {config['lam']:g} blur {config['blurpool']} seed {config['seed']}"
     history, from_cache = cached_fit(config, model, task, loss_fn=AugShiftLoss(config["lam"]),
-                                     device=device, desc=desc, use_cache=use_cache)
+                                     device=device, desc=desc, use_cache=use_cache,
+                                     snapshots=snapshots)
     return TrainedModel(model, task, history, evaluate(model, task, device), from_cache)
 
 
@@ -320,15 +324,21 @@ class RunResult:
     position_probe: float
     shift_curve: list
     from_cache: bool
+    # consistency at each training budget (epochs) of the budget curve
+    by_budget: dict = field(default_factory=dict)
 
 
-def measure(arm: str, config: dict, n_pairs: int) -> RunResult:
-    run = train_augshift(config)
+def measure(arm: str, config: dict, n_pairs: int, budgets=()) -> RunResult:
+    """Every metric of one arm at config["epochs"]; with ``budgets``, also its consistency
+    at each budget (snapshots of the same run, see ``train.train_budgets``)."""
+    runs = train_budgets(train_augshift, config, {*budgets, config["epochs"]})
+    run = runs[config["epochs"]]
     model, task = run.model, run.task
     return RunResult(arm, config["lam"], config["blurpool"] is not None, config["seed"],
                      run.evaluation.accuracy, consistency(model, task, n_pairs),
                      latent_distance(model, task, n_pairs), position_probe_accuracy(model, task),
-                     accuracy_vs_shift(model, task)[1], run.from_cache)
+                     accuracy_vs_shift(model, task)[1], run.from_cache,
+                     {k: consistency(r.model, r.task, n_pairs) for k, r in runs.items()})
 
 
 def arms(settings) -> dict:
@@ -343,13 +353,22 @@ def arms(settings) -> dict:
     return table
 
 
+def verdict_arms(settings) -> tuple[str, str]:
+    """(baseline, AugShift at augshift_lambda): the two arms the verdict compares."""
+    return "baseline", f"AugShift λ={settings.augshift_lambda:g}"
+
+
 def run_experiment(settings, progress=print) -> list[RunResult]:
-    """Every arm at seeds seed .. seed + n_seeds - 1, each trained with the same budget."""
+    """Every arm trained with the same budget (epochs). The verdict's two arms run at every
+    seed and carry the budget curve; the others (ablations) at the first ablation_seeds."""
     results = []
+    judged = verdict_arms(settings)
     for name, (lam, blur) in arms(settings).items():
-        for seed in range(settings.seed, settings.seed + settings.n_seeds):
-            result = measure(name, augshift_config(settings, lam, blur, seed), settings.n_pairs)
-            results.append(result)
+        seeds = settings.seeds if name in judged else settings.ablations
+        budgets = settings.budget_epochs if name in judged else ()
+        for seed in seeds:
+            config = augshift_config(settings, lam, blur, seed)
+            results.append(measure(name, config, settings.n_pairs, budgets))
         if progress:
             progress(f"{name:<28} done")
     return results
@@ -372,6 +391,17 @@ def summarise(results: list[RunResult]) -> dict:
     return {arm: {m: stats(v) for m, v in row.items()} for arm, row in summary.items()}
 
 
+def per_seed(results: list[RunResult], arm: str, metric: str, budget=None) -> np.ndarray:
+    """One arm's metric at each seed, in seed order: arms that share seeds line up, so
+    two such arrays can be compared seed by seed (paired). With ``budget``, the metric
+    (consistency) at that many epochs of training."""
+    found = sorted((r.seed, getattr(r, metric) if budget is None else r.by_budget[budget])
+                   for r in results if r.arm == arm)
+    if not found:
+        raise ValueError(f"arm must be one of {sorted({r.arm for r in results})}, got {arm!r}")
+    return np.array([value for _, value in found], dtype=float)
+
+
 def markdown_table(summary: dict) -> str:
     """The chapter's table: mean ± std over seeds of every metric, one row per arm."""
     header = ("| arm | clean accuracy ↑ | consistency ↑ | latent distance ↓ | position probe ↓ |\n"
@@ -389,3 +419,7 @@ def check_settings(settings) -> None:
         raise ValueError("augshift_lambda must be a number > 0 (lambda 0 is the baseline arm, "
                          "always trained), got 0")
     check_input_size(settings.image_size + 2 * settings.margin, settings.blocks, settings.padding)
+    # The BlurPool arms always train: a blur wider than the last stage's map would fail in
+    # its padding after the baseline arms had trained.
+    check_blur_size(settings.blur_size, settings.image_size + 2 * settings.margin,
+                    settings.blocks, settings.padding)

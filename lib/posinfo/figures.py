@@ -107,3 +107,117 @@ def attack_curves(ns, curves: dict, spread: dict | None = None, clean: float | N
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, frameon=False)
     return ax
+
+
+def selectivity_map(by_cell: np.ndarray, channels, position: np.ndarray,
+                    semantic: np.ndarray):
+    """Left: each listed channel's mean pooled value per cell (rows z-scored, which
+    magnifies small differences). Right: every channel's position selectivity against its
+    class selectivity."""
+    normalised = (by_cell - by_cell.mean(1, keepdims=True)) / (
+        by_cell.std(1, keepdims=True) + 1e-9)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8.5, 3.2),
+                               gridspec_kw={"width_ratios": [1.4, 1]})
+    im = a.imshow(normalised, aspect="auto", cmap="coolwarm", vmin=-2.5, vmax=2.5)
+    a.set_xlabel("cell (row-major)")
+    a.set_ylabel(f"channel (top {len(channels)} by position selectivity)")
+    a.set_yticks(range(len(channels)), channels, fontsize=7)
+    a.set_xticks(range(by_cell.shape[1]))
+    fig.colorbar(im, ax=a, label="mean GAP value (z-scored)")
+    b.scatter(semantic, position, s=10)
+    b.set_xlabel("class selectivity")
+    b.set_ylabel("position selectivity")
+    # position is a small signal: keep its axis readable
+    b.set_xlim(0, 1)
+    b.set_ylim(0, max(0.05, 1.2 * float(position.max())))
+    fig.tight_layout()
+    return fig
+
+
+def shift_curves(shifts, curves: dict, colours: dict | None = None):
+    """Accuracy against shift, one line per arm: {arm: (mean, std)} over seeds, band ± std."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for arm, (mean, std) in curves.items():
+        colour = (colours or {}).get(arm)
+        ax.plot(shifts, mean, marker="o", ms=3, color=colour, label=arm)
+        ax.fill_between(shifts, mean - std, mean + std, color=colour, alpha=0.15)
+    ax.set_xlabel("diagonal shift from the centre (pixels down and right)")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return ax
+
+
+def metric_vs_weight(series: dict, ylabel: str, xlabel: str):
+    """{label: {weight: [values over seeds]}} as mean ± std against the weight, log axis;
+    weight 0 sits one decade left of the smallest positive weight."""
+    weights = sorted({w for points in series.values() for w in points})
+    positive = [w for w in weights if w > 0]
+    zero_at = min(positive) / 10 if positive else 0.01
+    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    for label, points in series.items():
+        ws = sorted(points)
+        values = [np.asarray(points[w], dtype=float) for w in ws]
+        ax.errorbar([w or zero_at for w in ws], [v.mean() for v in values],
+                    yerr=[v.std(ddof=1) if len(v) > 1 else 0 for v in values],
+                    marker="o", capsize=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xticks([w or zero_at for w in weights], [f"{w:g}" for w in weights])
+    ax.minorticks_off()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return ax
+
+
+def budget_curve(curves: dict, threshold: float | None = None, ylabel: str = "",
+                 title: str = ""):
+    """A statistic against training budget: {label: {epochs: Estimate}}, each point its
+    estimate with its confidence interval; dashed: the minimal effect the claim needs."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    for i, (label, points) in enumerate(curves.items()):
+        epochs = sorted(points)
+        # a small sideways offset keeps several curves' bars apart on the log axis
+        x = np.asarray(epochs, dtype=float) * 1.04 ** (i - (len(curves) - 1) / 2)
+        est = [points[k] for k in epochs]
+        value = np.array([e.value for e in est])
+        low = np.array([e.low for e in est])
+        high = np.array([e.high for e in est])
+        # an unbounded interval (one seed) is drawn as no bar, not as an infinite one
+        finite = np.isfinite(low) & np.isfinite(high)
+        err = np.where(finite, [value - low, high - value], 0.0)
+        ax.errorbar(x, value, yerr=err, marker="o", capsize=3, label=label)
+    if threshold is not None:
+        ax.axhline(threshold, color="k", ls="--", lw=1, label="minimal effect")
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ticks = sorted({k for points in curves.values() for k in points})
+    ax.set_xticks(ticks, [str(k) for k in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("training budget (epochs)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return ax
+
+
+def class_legend(names, colours) -> None:
+    """A row of colour patches naming each class, under the current figure."""
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours]
+    plt.figlegend(handles, names, loc="lower center", ncols=len(names), fontsize=7,
+                  frameon=False, bbox_to_anchor=(0.5, -0.06))
+
+
+def sorted_profiles(profiles: dict, xlabel: str, ylabel: str):
+    """One line per {label: values}, each sorted from largest to smallest."""
+    fig, ax = plt.subplots(figsize=(5.5, 2.4))
+    for label, values in profiles.items():
+        values = np.sort(np.asarray(values, dtype=float))[::-1]
+        ax.plot(np.arange(len(values)), values, lw=1, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return ax

@@ -10,6 +10,7 @@ linear classifier.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -67,3 +68,22 @@ def reseed_permutations(model: nn.Module, seed: int) -> None:
     for module in model.modules():
         if isinstance(module, ChannelPermutation):
             module.generator.manual_seed(seed)
+
+
+# A baseline less than this share of the way from chance to perfect has not learnt the task:
+# dividing by its margin over chance would turn noise into any number at all.
+LEARNT_FLOOR = 0.1
+
+
+def retention(shuffled, baseline, chance: float):
+    """Share of the above-chance accuracy a network keeps under the shuffle:
+    (shuffled - chance) / (baseline - chance), elementwise over paired seeds. 1 means the
+    shuffle cost nothing, 0 means it fell to chance. Location and class have different
+    chance levels; on this scale the two tasks can be compared (the paper's asymmetry).
+
+    The denominator is at least LEARNT_FLOOR * (1 - chance): a baseline still at chance
+    (after one epoch, say) has nothing to keep, and its share stays near 0 instead of
+    exploding."""
+    shuffled, baseline = np.asarray(shuffled, float), np.asarray(baseline, float)
+    floor = LEARNT_FLOOR * (1 - chance)
+    return (shuffled - chance) / np.maximum(baseline - chance, floor)

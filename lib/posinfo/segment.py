@@ -19,10 +19,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .models import build_backbone
+from .settings import PAPER_SEGMENTER_CHANNELS
 from .canvas import data_dir
 from .scenes import (CITYSCAPES_CLASSES, CLASSES, IGNORE, SceneTask, cityscapes_missing,
                      load_cityscapes, make_scene_task)
-from .train import cached_fit, pick_device, prepare_model, seeded_generator, to_device
+from .train import (cached_fit, pick_device, prepare_model, seeded_generator, to_device,
+                    train_budgets)
 
 
 class Segmenter(nn.Module):
@@ -75,7 +77,7 @@ class _TorchvisionSegmenter(nn.Module):
         super().__init__()
         self.backbone = model.backbone
         self.head = model.classifier
-        self.channels = 2048
+        self.channels = PAPER_SEGMENTER_CHANNELS
         # Cityscapes checkpoints are trained on ImageNet-normalised inputs; ours take [0, 1].
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406])[:, None, None])
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225])[:, None, None])
@@ -106,7 +108,8 @@ def load_paper_segmenter(checkpoint: str | Path, num_classes: int = 19) -> _Torc
         raise FileNotFoundError(_missing_checkpoint(checkpoint))
     backbone = IntermediateLayerGetter(resnet50(replace_stride_with_dilation=[False, False, True]),
                                        return_layers={"layer4": "out"})
-    model = DeepLabV3(backbone, DeepLabHead(2048, num_classes, (6, 12, 18)), None)
+    head = DeepLabHead(PAPER_SEGMENTER_CHANNELS, num_classes, (6, 12, 18))
+    model = DeepLabV3(backbone, head, None)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     for k in ("model_state", "state_dict", "model"):
         if isinstance(state, dict) and k in state and isinstance(state[k], dict):
@@ -166,8 +169,10 @@ class TrainedSegmenter:
     from_cache: bool
 
 
-def train_segmenter(config: dict, device=None, use_cache: bool = True) -> TrainedSegmenter:
-    """Train (or load from the cache) the segmenter a config describes, on its scenes."""
+def train_segmenter(config: dict, device=None, use_cache: bool = True,
+                    snapshots=()) -> TrainedSegmenter:
+    """Train (or load from the cache) the segmenter a config describes, on its scenes;
+    ``snapshots``: shorter budgets to cache on the way (see ``train.cached_fit``)."""
     device = pick_device(device)
     task = make_scene_task(config["n_train"], config["n_val"], config["scene_height"],
                            config["scene_width"], config["scene_mode"], config["seed"])
@@ -176,7 +181,7 @@ def train_segmenter(config: dict, device=None, use_cache: bool = True) -> Traine
                             config["atrous_rates"], config["head_channels"])
     desc = f"segmenter {config['scene_mode']} w{config['width']}"
     history, from_cache = cached_fit(config, model, task, loss_fn=segmentation_loss, device=device,
-                                     desc=desc, use_cache=use_cache)
+                                     desc=desc, use_cache=use_cache, snapshots=snapshots)
     return TrainedSegmenter(model.eval(), task, history, from_cache)
 
 
@@ -214,12 +219,14 @@ def _repo_path(path: str) -> Path:
     return path if path.is_absolute() else Path(__file__).resolve().parents[2] / path
 
 
-def segmentation_setup(settings, device=None) -> SegmentationSetup:
-    """Scenes: train (or load from the cache) the small segmenter. Cityscapes: load the
-    user's DeepLabv3-ResNet50 checkpoint and the validation split; whatever of the two is
-    missing is named in one error, before anything is loaded."""
+def segmentation_setup(settings, device=None, seed: int | None = None) -> SegmentationSetup:
+    """Scenes: train (or load from the cache) the small segmenter at ``seed`` (default: the
+    settings' seed; the seed also draws the scenes). Cityscapes: load the user's
+    DeepLabv3-ResNet50 checkpoint and the validation split; whatever of the two is missing
+    is named in one error, before anything is loaded."""
     if settings.data == "scenes":
-        run = train_segmenter(segmenter_config(settings), device)
+        seed = settings.seed if seed is None else seed
+        run = train_segmenter(segmenter_config(settings, seed=seed), device)
         return SegmentationSetup(run.model, run.task.val.images, run.task.val.labels, CLASSES, run)
     root, checkpoint = data_dir() / "cityscapes", _repo_path(settings.checkpoint)
     missing = cityscapes_missing(root) + ([] if checkpoint.is_file() else
@@ -230,3 +237,16 @@ def segmentation_setup(settings, device=None) -> SegmentationSetup:
     model = load_paper_segmenter(checkpoint, len(CITYSCAPES_CLASSES))
     val = load_cityscapes(root, "val", settings.scene_height, settings.scene_width, settings.n_val)
     return SegmentationSetup(model, val.images, val.labels, CITYSCAPES_CLASSES, None)
+
+
+def segmentation_budgets(settings, seed: int, budgets, device=None) -> dict:
+    """{epochs: SegmentationSetup} of one seed's segmenter at each training budget, for the
+    price of the longest (shorter budgets are its cached snapshots). A checkpoint
+    (data='cityscapes') has no training history: its one model stands at every budget."""
+    if settings.data != "scenes":
+        return {max(budgets): segmentation_setup(settings, device)}
+    runs = train_budgets(lambda config, snapshots: train_segmenter(config, device,
+                                                                   snapshots=snapshots),
+                         segmenter_config(settings, seed=seed), budgets)
+    return {k: SegmentationSetup(run.model, run.task.val.images, run.task.val.labels,
+                                 CLASSES, run) for k, run in runs.items()}

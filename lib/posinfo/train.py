@@ -95,8 +95,12 @@ def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> to
 
 def fit(model: nn.Module, task: CanvasTask, *, epochs: int, batch_size: int, lr: float,
         betas=(0.9, 0.999), generator: torch.Generator, loss_fn=cross_entropy_loss,
-        device=None, desc: str = "train", compile: str | None = None) -> list[float]:
+        device=None, desc: str = "train", compile: str | None = None,
+        on_epoch_end=None) -> list[float]:
     """Train with Adam; returns the mean training loss of each epoch.
+
+    ``on_epoch_end(epoch, model, history)``, if given, runs after each epoch (1-based): the
+    hook ``cached_fit`` uses to keep snapshots of a long run at shorter budgets.
 
     ``compile`` names a torch.compile backend (see ``compile_backend``; default: the
     POSINFO_COMPILE environment variable, else off). The model is compiled in place, so its
@@ -127,6 +131,8 @@ def fit(model: nn.Module, task: CanvasTask, *, epochs: int, batch_size: int, lr:
                 bar.update(1)
             history.append(total / count)
             bar.set_postfix(loss=f"{history[-1]:.3f}")
+            if on_epoch_end is not None:
+                on_epoch_end(len(history), model, history)
     return history
 
 
@@ -190,21 +196,24 @@ def build_model(config: dict, task) -> nn.Module:
     return model
 
 
-def train_classifier(config: dict, device=None, use_cache: bool = True) -> TrainedModel:
-    """Train (or load from the cache) the classifier one config describes, and evaluate it."""
+def train_classifier(config: dict, device=None, use_cache: bool = True,
+                     snapshots=()) -> TrainedModel:
+    """Train (or load from the cache) the classifier one config describes, and evaluate it;
+    ``snapshots``: shorter budgets to cache on the way (see ``cached_fit``)."""
     device = pick_device(device)
     task = make_task(Settings(config), config["target"], device=device)
     seeded_generator(config["seed"])  # seeds the weight init
     model = build_model(config, task)
     desc = f"{config['target']} {config['padding']} g{config['grid']} {config['background']}"
     history, from_cache = cached_fit(config, model, task, device=device, desc=desc,
-                                     use_cache=use_cache)
+                                     use_cache=use_cache, snapshots=snapshots)
     reseed_permutations(model, config["seed"] + 1)
     return TrainedModel(model, task, history, evaluate(model, task, device), from_cache)
 
 
 def cached_fit(config: dict, model: nn.Module, task, *, loss_fn=cross_entropy_loss, device=None,
-               desc: str = "train", use_cache: bool = True) -> tuple[list, bool]:
+               desc: str = "train", use_cache: bool = True,
+               snapshots=()) -> tuple[list, bool]:
     """``fit`` a model with the recipe in ``config`` unless the cache holds its weights already.
 
     Any model and task, keyed by the full config (which must hold epochs, batch_size, lr,
@@ -212,14 +221,24 @@ def cached_fit(config: dict, model: nn.Module, task, *, loss_fn=cross_entropy_lo
     rebuild of the book retrains nothing while any change to a knob or to the loop does.
     The data order comes from a generator seeded with config["seed"]. Returns
     (history, from_cache).
+
+    ``snapshots``: budgets (epochs) below config["epochs"] whose weights are cached on the
+    way, each under the config of a run of that many epochs. With Adam at a constant
+    learning rate and the data order drawn from one seeded generator, the first k epochs of
+    a long run *are* a k-epoch run, so a budget curve costs its longest budget only.
     """
     stored = cache.load(config) if use_cache else None
     if stored is not None:
         model.load_state_dict(stored["state_dict"])
         return stored["history"], True
+
+    def keep_snapshot(epoch, model, history):
+        if use_cache and epoch in snapshots and epoch < config["epochs"]:
+            store_trained({**config, "epochs": epoch}, model, list(history))
+
     history = fit(model, task, epochs=config["epochs"], batch_size=config["batch_size"],
                   lr=config["lr"], betas=config["betas"], generator=seeded_generator(config["seed"]),
-                  loss_fn=loss_fn, device=device, desc=desc)
+                  loss_fn=loss_fn, device=device, desc=desc, on_epoch_end=keep_snapshot)
     if use_cache:
         store_trained(config, model, history)
     return history, False
@@ -230,3 +249,14 @@ def store_trained(config: dict, model: nn.Module, history: list):
     weights and the loss history); returns the file's path."""
     return cache.store(config, {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                                 "history": history})
+
+
+def train_budgets(train, config: dict, budgets) -> dict:
+    """``train(config)`` at every budget (epochs) in ``budgets``, for the price of the
+    longest: it is trained first and caches the shorter budgets as its snapshots (see
+    ``cached_fit``), which the shorter runs then load. Returns {epochs: trained run}."""
+    budgets = sorted(set(budgets))
+    runs = {}
+    for epochs in reversed(budgets):  # longest first
+        runs[epochs] = train({**config, "epochs": epochs}, snapshots=budgets)
+    return dict(sorted(runs.items()))

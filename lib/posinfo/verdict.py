@@ -170,3 +170,23 @@ class Verdict:
 
 def judge(claim: int, rule: Rule, estimate: Estimate) -> Verdict:
     return Verdict(claim, rule, estimate)
+
+
+def first_holding(curve: dict, rule: Rule) -> int | None:
+    """The smallest budget in {budget: Estimate} at which the claim holds, or None."""
+    return next((k for k in sorted(curve) if decide(curve[k], rule) == "holds"), None)
+
+
+def budget_table(curve: dict, rule: Rule, column: str) -> str:
+    """A budget curve {epochs: Estimate} as a table: per budget, the estimate with its
+    interval (under ``column``) and the outcome the rule gives it."""
+    from .tables import format_table
+
+    return format_table({f"epochs = {k}": {column: est, "outcome": decide(est, rule)}
+                         for k, est in sorted(curve.items())})
+
+
+def where_it_holds(curve: dict, rule: Rule) -> str:
+    """In words, the smallest budget at which the claim holds ("none of the budgets tried")."""
+    first = first_holding(curve, rule)
+    return f"{first} epochs" if first is not None else "none of the budgets tried"
