@@ -3,11 +3,12 @@ import pytest
 import torch
 
 import posinfo
-from posinfo.augshift import (AugShiftLoss, ShiftTask, accuracy_vs_shift, augshift_terms,
-                              centred_canvases, consistency, latent_distance, position_bins,
-                              shift_views)
+from posinfo.augshift import AugShiftLoss, augshift_terms
 from posinfo.canvas import ImageSet
-from posinfo.models import BlurPool, build_backbone, build_classifier, feature_size
+from posinfo.geometry import feature_size
+from posinfo.invariance import accuracy_vs_shift, consistency, latent_distance, position_bins
+from posinfo.models import BlurPool, build_backbone, build_classifier
+from posinfo.shifts import ShiftTask, centred_canvases, shift_views
 
 
 def _task(n=12, size=6, margin=3, protocol="crop", background="zeros"):
@@ -205,7 +206,7 @@ def _blank_task(n=40, side=6, margin=3):
 
 @pytest.mark.parametrize("n_pairs", [1, 3])
 def test_consistency_of_a_model_that_reads_the_side_equals_the_offsets_agreement(n_pairs):
-    from posinfo.augshift import EVAL_SEED, _pairs
+    from posinfo.invariance import EVAL_SEED, _pairs
     task = _blank_task()
     _, _, (dy1, dx1, dy2, dx2) = _pairs(task, task.test.images, n_pairs, EVAL_SEED)
     # The prediction is the sign of the horizontal offset: two views agree when their
@@ -217,7 +218,7 @@ def test_consistency_of_a_model_that_reads_the_side_equals_the_offsets_agreement
 
 
 def test_latent_distance_of_a_position_latent_is_the_offset_distance_ratio():
-    from posinfo.augshift import EVAL_SEED, _pairs
+    from posinfo.invariance import EVAL_SEED, _pairs
     task = _blank_task()
     _, _, (dy1, dx1, dy2, dx2) = _pairs(task, task.test.images, 2, EVAL_SEED)
     # The latent is (dy, dx) times a constant that cancels: numerator, the distance between the

@@ -97,3 +97,15 @@ def test_claims_2_to_5_show_a_budget_curve(source):
     cells = [c for c in jupytext.read(source).cells
              if "budget-curve" in c.metadata.get("tags", [])]
     assert len(cells) == 1 and "figures.budget_curve(" in cells[0].source
+
+
+def test_the_front_page_shows_each_verdict_the_chapters_printed():
+    from posinfo.report import chapter_verdict, verdict_markdown
+    page = verdict_markdown()
+    for source in CHAPTERS:
+        for v in chapter_verdict(source.with_suffix(".ipynb"))["verdicts"]:
+            row = next(line for line in page.splitlines()
+                       if line.startswith(f"| {v['claim']} |"))
+            assert f"**{v['outcome']}**" in row
+            assert f"{v['estimate']} [{v['low']}, {v['high']}]" in row
+            assert f"| {v['rule']} | {v['n']} |" in row

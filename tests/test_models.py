@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from posinfo.canvas import place_on_canvas
-from posinfo.models import (PADDINGS, build_backbone, build_classifier, check_input_size,
-                            feature_size)
+from posinfo.checks import PADDINGS, check_input_size
+from posinfo.geometry import feature_size
+from posinfo.models import build_backbone, build_classifier
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
@@ -107,7 +108,7 @@ def _blur_inputs_seen(size, blocks, padding, blur=3):
 @pytest.mark.parametrize("padding", ["zeros", "circular", "none"])
 @pytest.mark.parametrize("blocks", [(1, 1, 1), (2, 1, 1)])
 def test_blur_and_channel_arithmetic_matches_the_real_network(padding, blocks):
-    from posinfo.models import backbone_channels, blur_input_sizes
+    from posinfo.geometry import backbone_channels, blur_input_sizes
     for size in (72, 75):
         seen, out = _blur_inputs_seen(size, blocks, padding)
         assert seen == blur_input_sizes(size, blocks, padding)
@@ -115,7 +116,7 @@ def test_blur_and_channel_arithmetic_matches_the_real_network(padding, blocks):
 
 
 def test_a_blur_wider_than_the_smallest_map_is_refused_with_the_allowed_range():
-    from posinfo.models import check_blur_size
+    from posinfo.checks import check_blur_size
     # 8px canvas, blocks (1, 1, 1): BlurPool sees 8, 4, 4 and 2 px maps; k // 2 < 2 allows k <= 3.
     for padding in ("zeros", "circular", "reflect"):
         with pytest.raises(ValueError, match=r"blur_size must be in \[1, 3\] for a canvas of 8px .*"

@@ -1,4 +1,5 @@
 import json
+import re
 import textwrap
 
 import pytest
@@ -92,7 +93,8 @@ def test_parameters_cell_gives_each_value_and_its_comment(tmp_path):
 
 
 def test_list_shows_values_per_profile_meaning_and_allowed_values(capsys):
-    from posinfo.settings import CHAPTERS, CHECKS
+    from posinfo.checks import CHECKS
+    from posinfo.settings import CHAPTERS
 
     assert run.main(["--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -111,7 +113,7 @@ def test_list_shows_values_per_profile_meaning_and_allowed_values(capsys):
 
 
 def test_every_knob_says_which_values_it_allows():
-    from posinfo.settings import CHECKS
+    from posinfo.checks import CHECKS
 
     assert [name for name, check in CHECKS.items() if not getattr(check, "allowed", "")] == []
 
@@ -185,3 +187,19 @@ def test_list_shows_exactly_the_names_of_each_parameters_cell(capsys):
         listed = [line.split(":")[0].strip() for line in block.splitlines()
                   if line.startswith("  ") and not line.startswith("      ")]
         assert listed == list(run.parameters_cell(source)), chapter
+
+
+def test_an_injected_parameter_reaches_the_executed_chapters_settings(tmp_path):
+    """End to end: a value given with -p is the value the chapter ran with (its settings
+    table), not merely a value papermill injected. Chapter 5 at smoke is the cheapest run."""
+    import nbformat
+
+    out = tmp_path / "out"
+    assert run.main(["region_attack", "--out", str(out), "-p", "profile", "smoke",
+                     "-p", "region_channels", "5", "-p", "n_seeds", "2"]) == 0
+    nb = nbformat.read(out / "05_region_attack.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    assert re.search(r"^region_channels\s+5$", text, re.M)
+    assert re.search(r"^profile\s+smoke$", text, re.M)
+    assert "N = 5 of " in text  # and the experiment used it

@@ -1,8 +1,8 @@
 import pytest
 
 import posinfo
-from posinfo.settings import (CHAPTERS, FIRST_VERDICT_SEED, PROFILES, chapter_settings,
-                              check_value)
+from posinfo.checks import PROFILES, check_value
+from posinfo.settings import CHAPTERS, FIRST_VERDICT_SEED, chapter_settings
 
 
 @pytest.mark.parametrize("chapter", sorted(CHAPTERS))
@@ -111,7 +111,7 @@ def test_region_channels_is_checked_against_the_backbone():
 
 def test_the_backbone_channel_count_the_check_uses_is_the_real_one():
     from posinfo.segment import build_segmenter
-    from posinfo.settings import PAPER_SEGMENTER_CHANNELS
+    from posinfo.checks import PAPER_SEGMENTER_CHANNELS
     s = chapter_settings("region_attack", "default")
     with pytest.raises(ValueError, match=r"\[1, 64\]"):
         chapter_settings("region_attack", "default", region_channels=65)
@@ -131,7 +131,7 @@ def test_a_canvas_beyond_the_profiles_memory_budget_is_refused_with_the_limit():
     with pytest.raises(ValueError, match=r"scene_width must be at most 512 with scene_height=2048"):
         chapter_settings("position_channels", "default", scene_height=2048, scene_width=4096)
     # the limit follows the profile: a smaller batch allows a larger canvas
-    from posinfo.settings import MEMORY_BUDGET_MIB
+    from posinfo.checks import MEMORY_BUDGET_MIB
     assert MEMORY_BUDGET_MIB["smoke"] <= MEMORY_BUDGET_MIB["default"] <= MEMORY_BUDGET_MIB["paper"]
 
 

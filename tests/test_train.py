@@ -7,7 +7,7 @@ from posinfo.canvas import CanvasTask, ImageSet, make_task
 from posinfo.permute import reseed_permutations
 from posinfo.settings import chapter_settings
 from posinfo.train import (COMPILE_ENV, build_model, compile_backend, epochs_for_grid, evaluate, fit,
-                           model_config, prepare_model, seeded_generator, to_device,
+                           model_config, prepare_model, seed_everything, to_device,
                            train_classifier)
 
 TINY = dict(image_size=8, width=4, epochs=1, n_train=64, n_test=10)
@@ -69,7 +69,7 @@ def _permuted_model_and_task():
     settings = chapter_settings("channel_order", "smoke", image_size=8, width=4, n_train=64, n_test=4)
     config = model_config(settings, permute_at=2)
     task = make_task(settings)
-    seeded_generator(0)
+    seed_everything(0)
     return build_model(config, task), task
 
 

@@ -2,6 +2,7 @@
 
     python -m posinfo.bench              # canvases, training step, loop overhead (~2 min)
     python -m posinfo.bench --chapters   # + each chapter's time, training vs the rest (~15 min)
+    python -m posinfo.bench --tests      # + README's test command, `make test`, timed (~5 min)
 
 Machines are noisy, so nothing here is asserted in a test; the README quotes the output
 together with the machine it came from.
@@ -47,9 +48,9 @@ def check_same(name: str, baseline: torch.Tensor, library: torch.Tensor) -> None
 def canvas_speedup(n=2048, image_size=24, grid=3) -> dict:
     """Seconds to build n canvases: batched place_on_canvas, two per-sample Python loops, and
     the floor any method pays (allocating the zero-filled canvases)."""
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(n, 1, image_size, image_size, generator=g)
-    cells = torch.randint(0, grid * grid, (n,), generator=g)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 1, image_size, image_size, generator=generator)
+    cells = torch.randint(0, grid * grid, (n,), generator=generator)
     side = grid * image_size
 
     def loop():  # per-sample slicing into one preallocated batch
@@ -132,10 +133,10 @@ def loop_overhead(settings, n_images=640, batch_size=64):
     from .canvas import CanvasTask, ImageSet
     from .train import fit
 
-    g = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
     size = settings.image_size
-    images = ImageSet(torch.rand(n_images, 1, size, size, generator=g),
-                      torch.randint(0, 10, (n_images,), generator=g), 10)
+    images = ImageSet(torch.rand(n_images, 1, size, size, generator=generator),
+                      torch.randint(0, 10, (n_images,), generator=generator), 10)
     task = CanvasTask(images, images, settings.grid)
 
     def model_and_opt():
@@ -218,6 +219,8 @@ def main(argv=None):
                         help="also time every chapter at the default profile, cold and warm")
     parser.add_argument("--keep", metavar="DIR",
                         help="with --chapters: keep the executed notebooks and cache in DIR")
+    parser.add_argument("--tests", action="store_true",
+                        help="also time README's test command, `make test` (about 5 min)")
     parser.add_argument("--no-compile", action="store_true",
                         help="skip the torch.compile measurement (about a minute on CPU)")
     args = parser.parse_args(argv)
@@ -262,7 +265,28 @@ def main(argv=None):
         total = sum(r["wall"] for r in rows)
         train = sum(r["training"] for r in rows)
         print(f"  whole book {total / 60:.1f} min, {train / total:.0%} of it training; "
-              f"largest kernel {peak_mb:.0f} MB resident")
+              f"largest kernel {peak_mb:.0f} MB resident (budget: {BOOK_BUDGET_MIN} min)")
+    if args.tests:
+        minutes, code = test_command_minutes()
+        print(f"make test: {minutes:.1f} min, exit status {code} (budget: {TESTS_BUDGET_MIN} "
+              f"min; the venv and Chromium already installed)")
+
+
+# What DEVELOPERS.md allows on a 2-core CPU: the whole book from an empty cache, and README's
+# test command.
+BOOK_BUDGET_MIN, TESTS_BUDGET_MIN = 20, 6
+
+
+def test_command_minutes() -> tuple[float, int]:
+    """Wall-clock minutes of README's test command (`make test`, run as it is, so the bench
+    times exactly what CI runs) and its exit status."""
+    import subprocess
+    from .run import REPO
+
+    started = time.perf_counter()
+    done = subprocess.run(["make", "test"], cwd=REPO, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    return (time.perf_counter() - started) / 60, done.returncode
 
 
 if __name__ == "__main__":

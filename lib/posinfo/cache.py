@@ -27,7 +27,8 @@ def cache_dir() -> Path:
 # invalidate trained models (the cache stores weights and loss histories, nothing they compute).
 # A new module is fingerprinted unless it is named here (tests pin the fingerprinted set).
 _NOT_AFFECTING_WEIGHTS = {"figures.py", "run.py", "cache.py", "__init__.py", "report.py", "bench.py",
-                          "distributed.py", "verdict.py", "tables.py", "attack.py", "probes.py"}
+                          "distributed.py", "verdict.py", "tables.py", "attack.py", "probes.py",
+                          "invariance.py"}
 
 
 def fingerprinted_modules() -> list[Path]:

@@ -1,8 +1,8 @@
 """Images, grid canvases and the location / class tasks built on them.
 
-The paper's location task: paste an image into one cell of a g x g grid on a larger canvas,
-zeros elsewhere, and ask the network *which cell*. Everything here is batched tensor code
-on the target device: no per-sample Python loop touches pixels.
+The paper's location task: paste an image into one cell of a grid x grid layout on a larger
+canvas, zeros elsewhere, and ask the network *which cell*. Everything here is batched tensor
+code on the target device: no per-sample Python loop touches pixels.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .settings import BACKGROUNDS, DATASETS
+from .checks import BACKGROUNDS, DATASETS, check_geometry
 
 
 # ---- images ------------------------------------------------------------------------------
@@ -96,7 +96,7 @@ def load_cifar10(image_size: int = 32, root: str | Path | None = None):
 
 
 def load_images(dataset: str, image_size: int) -> tuple[ImageSet, ImageSet]:
-    """Train and test images of a named dataset (see settings.DATASETS)."""
+    """Train and test images of a named dataset (see checks.DATASETS)."""
     if dataset == "digits":
         return load_digits(image_size)
     if dataset in _CIFAR:
@@ -105,19 +105,6 @@ def load_images(dataset: str, image_size: int) -> tuple[ImageSet, ImageSet]:
 
 
 # ---- canvases ----------------------------------------------------------------------------
-def check_geometry(image_size: int, grid: int, canvas_size: int | None = None) -> int:
-    """Validate a grid layout and return the canvas side in pixels."""
-    if grid < 1:
-        raise ValueError(f"grid must be an integer >= 1, got {grid!r}")
-    canvas_size = image_size * grid if canvas_size is None else canvas_size
-    cell = canvas_size // grid
-    if image_size > cell:
-        raise ValueError(f"image_size={image_size} is larger than a cell of the {grid}x{grid} "
-                         f"grid on a {canvas_size}px canvas (cell {cell}px); use image_size <= "
-                         f"{cell} or a larger canvas_size")
-    return canvas_size
-
-
 def paste(images: torch.Tensor, canvas: torch.Tensor, top: torch.Tensor, left: torch.Tensor):
     """Paste image i at (top[i], left[i]) of canvas i, in place, for the whole batch at once.
 
@@ -165,7 +152,8 @@ def _texture(device) -> torch.Tensor:
 
 def place_on_canvas(images: torch.Tensor, cells: torch.Tensor, grid: int,
                     background: torch.Tensor | None = None) -> torch.Tensor:
-    """Put image i into grid cell cells[i] (row-major, 0..g*g-1) of a g x g canvas.
+    """Put image i into grid cell cells[i] (row-major, 0..grid^2 - 1) of a grid x grid
+    canvas.
 
     The canvas side is grid * image side unless ``background`` gives another size; the image
     is centred in its cell. Returns a new tensor (N, C, S, S).
@@ -188,7 +176,7 @@ TARGETS = ("location", "class")
 
 @dataclass
 class CanvasTask:
-    """Images on a g x g canvas; the label is the cell ("location") or the image's class.
+    """Images on a grid x grid canvas; the label is the cell ("location") or the image's class.
 
     Training canvases draw a fresh random cell for every image in every epoch, like the
     reference code. The test set is exhaustive and deterministic: every held-out image in
@@ -250,12 +238,12 @@ class CanvasTask:
 
     def test_batches(self, batch_size: int = 512):
         """Every test image in every cell; backgrounds drawn from a fixed seed."""
-        g = torch.Generator().manual_seed(12345)
+        generator = torch.Generator().manual_seed(12345)
         image_idx, cells = self._test_index()
         for start in range(0, len(cells), batch_size):
             idx = image_idx[start:start + batch_size].to(self.test.images.device)
             yield self._canvases(self.test.images[idx], self.test.labels[idx],
-                                 cells[start:start + batch_size], g)
+                                 cells[start:start + batch_size], generator)
 
 
 def subset(images: ImageSet, n: int) -> ImageSet:

@@ -28,8 +28,8 @@ from .canvas import make_task
 from .permute import reseed_permutations
 from .run import parse_value
 from .settings import Settings, chapter_settings
-from .train import (COMPILE_BACKENDS, build_model, evaluate, fit, model_config, prepare_model,
-                    seeded_generator, store_trained)
+from .train import (COMPILE_BACKENDS, build_model, data_generator, evaluate, fit, model_config,
+                    prepare_model, seed_everything, store_trained)
 
 CLASSIFIER_CHAPTERS = ("gap_keeps_position", "channel_order")
 
@@ -60,7 +60,8 @@ def train_distributed(config: dict, compile: str | None = None) -> dict | None:
     else:
         device = torch.device("cpu")
     task = make_task(Settings(config), config["target"], device=device)
-    generator = seeded_generator(config["seed"])  # same seed on every rank: same init, same data
+    seed_everything(config["seed"])  # same seed on every rank: same init, same data
+    generator = data_generator(config["seed"])
     model = build_model(config, task)
     if device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .checks import check_placement
 from .models import Classifier, GAPLinear
 
 
@@ -35,15 +36,6 @@ class ChannelPermutation(nn.Module):
 
 def num_stages(model: Classifier) -> int:
     return sum(1 for name in model.backbone._modules if name.startswith("stage"))
-
-
-def check_placement(placement: int, stages: int, name: str = "permute_at") -> int:
-    """Placements 1..stages (before that stage) or stages + 1 (after GAP)."""
-    if isinstance(placement, bool) or not isinstance(placement, int) \
-            or not 1 <= placement <= stages + 1:
-        raise ValueError(f"{name} must be an integer in 1..{stages + 1} (1..{stages}: before "
-                         f"that backbone stage, {stages + 1}: after GAP), got {placement!r}")
-    return placement
 
 
 def add_channel_permutation(model: Classifier, placement: int, seed: int = 0) -> Classifier:

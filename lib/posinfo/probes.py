@@ -7,6 +7,8 @@ carried by *which* channel is active, not by how the activations are distributed
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from sklearn.linear_model import RidgeClassifier
@@ -14,12 +16,38 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .canvas import CanvasTask
+from .models import global_average_pool
 from .train import autocast, pick_device, prepare_model, to_device
 
 LABELS = ("cell", "class")
 
 
 @torch.no_grad()
+def logits_and_latents(model, batches, device: torch.device, *, logits: bool = True,
+                       mixed_precision: bool = False):
+    """Run ``model`` (in eval mode) over ``batches`` of inputs on ``device``: its logits and
+    the GAP of its backbone's last feature map, each one float32 CPU tensor over all batches.
+
+    ``logits=False`` stops at the latents: the head never runs (a head that draws random
+    numbers, PermuteNet's shuffle after GAP, draws none). A model without a ``backbone``
+    gives logits only (latents None). ``mixed_precision``: under ``train.autocast``.
+    """
+    model.eval()
+    all_logits, all_latents = [], []
+    for x in batches:
+        x = to_device(x, device)
+        with autocast(device) if mixed_precision else contextlib.nullcontext():
+            if hasattr(model, "backbone"):
+                features = model.backbone(x)
+                if logits:
+                    all_logits.append(model.head(features).float().cpu())
+                all_latents.append(global_average_pool(features).float().cpu())
+            else:
+                all_logits.append(model(x).float().cpu())
+    return (torch.cat(all_logits) if all_logits else None,
+            torch.cat(all_latents) if all_latents else None)
+
+
 def gap_latents(model, task: CanvasTask, device=None, batch_size: int = 512) -> np.ndarray:
     """GAP of the backbone's last feature map for every test canvas, (N, C) float array.
 
@@ -29,12 +57,10 @@ def gap_latents(model, task: CanvasTask, device=None, batch_size: int = 512) -> 
         raise ValueError(f"probes need a model with GAP latents (a posinfo Classifier with a "
                          f"`latent` method), got {type(model).__name__}")
     device = pick_device(device)
-    prepare_model(model, device).eval()
-    chunks = []
-    for x, _, _ in task.test_batches(batch_size):
-        with autocast(device):
-            chunks.append(model.latent(to_device(x, device)).float().cpu())
-    return torch.cat(chunks).numpy()
+    prepare_model(model, device)
+    batches = (x for x, _, _ in task.test_batches(batch_size))
+    return logits_and_latents(model, batches, device, logits=False,
+                              mixed_precision=True)[1].numpy()
 
 
 def sorted_latent(z: np.ndarray) -> np.ndarray:

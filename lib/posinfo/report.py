@@ -27,6 +27,7 @@ VERDICT_LINE = re.compile(
     r"(?P<statistic>.+?) = (?P<estimate>\S+) \[(?P<level>\d+)% CI (?P<low>\S+), (?P<high>\S+)\]; "
     r"needs (?P<rule>.+?); n = (?P<n>\d+)$", re.M)
 PROFILE = re.compile(r"^profile\s+(\w+)$", re.M)
+EPOCHS = re.compile(r"^epochs\s+(\d+)$", re.M)  # the verdict's training budget
 
 
 def _text(cell) -> str:
@@ -48,24 +49,26 @@ def chapter_verdict(notebook_path: Path) -> dict:
         around = [_text(code[j]).rstrip() for j in (i - 1, i, i + 1) if 0 <= j < len(code)]
         evidence.append("\n".join(t for t in around if t))
     profiles = {m for c in code for m in PROFILE.findall(_text(c))}
+    epochs = {m for c in code for m in EPOCHS.findall(_text(c))}
     return {"doc": notebook_path.stem, "title": title, "verdicts": verdicts,
             "evidence": "\n\n".join(evidence),
-            "profile": ", ".join(sorted(profiles)) or "unknown"}
+            "profile": ", ".join(sorted(profiles)) or "unknown",
+            "epochs": ", ".join(sorted(epochs, key=int)) or "?"}
 
 
 def verdict_markdown(book: Path = BOOK) -> str:
     rows = [chapter_verdict(p.with_suffix(".ipynb")) for p in chapter_sources().values()
             if p.with_suffix(".ipynb").exists()]
     lines = ["| claim | verdict | primary statistic | estimate [95% CI] | needs | n seeds "
-             "| profile | chapter |", "|---|---|---|---|---|---|---|---|"]
+             "| epochs | profile | chapter |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         link = f"{{doc}}`{row['title']} </book/{row['doc']}>`"
         if not row["verdicts"]:
-            lines.append(f"| ? | not executed | | | | | | {link} |")
+            lines.append(f"| ? | not executed | | | | | | | {link} |")
         for v in row["verdicts"]:
             lines.append(f"| {v['claim']} | **{v['outcome']}** | {v['statistic']} | "
                          f"{v['estimate']} [{v['low']}, {v['high']}] | {v['rule']} | {v['n']} "
-                         f"| `{row['profile']}` | {link} |")
+                         f"| {row['epochs']} | `{row['profile']}` | {link} |")
     lines.append("")
     for row in filter(lambda r: r["verdicts"], rows):
         claims = ", ".join(f"Claim {v['claim']}" for v in row["verdicts"])

@@ -23,8 +23,8 @@ import time
 import tokenize
 from pathlib import Path
 
-from .settings import (CHAPTERS, CHECKS, FIRST_VERDICT_SEED, PROFILE_ENV, PROFILES,
-                       chapter_settings)
+from .checks import CHECKS, PROFILES
+from .settings import CHAPTERS, FIRST_VERDICT_SEED, PROFILE_ENV, chapter_settings
 from .train import COMPILE_BACKENDS, COMPILE_ENV
 
 REPO = Path(__file__).resolve().parents[2]

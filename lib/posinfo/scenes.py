@@ -30,9 +30,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checks import check_scene_mode
+
 CLASSES = ("road", "sidewalk", "building", "wall", "vegetation", "sky", "puddle", "car")
 IGNORE = 255  # the ego vehicle's bonnet, as in Cityscapes: in the image, never scored
-SCENE_MODES = ("asymmetric", "symmetric", "distinct")
 # One colour per class for label maps (Cityscapes' palette where the class exists there).
 PALETTE = np.array([(128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156),
                     (107, 142, 35), (70, 130, 180), (0, 220, 220), (0, 0, 142)]) / 255.0
@@ -48,11 +49,6 @@ _DISTINCT = dict(_LOOKALIKE, sidewalk="moon", wall="camera", puddle="water")
 _PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
 
 
-def _check_mode(mode):
-    if mode not in SCENE_MODES:
-        raise ValueError(f"scene_mode must be one of {SCENE_MODES}, got {mode!r}")
-
-
 @functools.lru_cache(maxsize=None)
 def _textures() -> dict:
     """{name: (3, S, S) float tensor in [0, 1]}: tinted grey textures and resized photos."""
@@ -66,10 +62,10 @@ def _textures() -> dict:
     tex = {name: grey(getattr(data, name)(), _TINTS[name])
            for name in ("gravel", "brick", "grass", "moon", "camera")}
     # Clouds: smooth noise, made once from a fixed seed (it is part of the data, not the run).
-    g = torch.Generator().manual_seed(2021)
-    noise = torch.rand(1, 1, _TEX_SIZE // 8, _TEX_SIZE // 8, generator=g)
+    generator = torch.Generator().manual_seed(2021)
+    noise = torch.rand(1, 1, _TEX_SIZE // 8, _TEX_SIZE // 8, generator=generator)
     smooth = F.interpolate(noise, size=(_TEX_SIZE, _TEX_SIZE), mode="bicubic", align_corners=False)[0]
-    clouds = 0.7 + 0.3 * smooth + 0.05 * torch.rand(1, _TEX_SIZE, _TEX_SIZE, generator=g)
+    clouds = 0.7 + 0.3 * smooth + 0.05 * torch.rand(1, _TEX_SIZE, _TEX_SIZE, generator=generator)
     tex["clouds"] = (clouds * torch.tensor(_TINTS["clouds"])[:, None, None]).clamp(0, 1)
     tex["water"] = (clouds.flip(-1) * torch.tensor(_TINTS["water"])[:, None, None]).clamp(0, 1)
     tex["bonnet"] = (0.5 * tex["gravel"].mean(0, keepdim=True)
@@ -80,18 +76,21 @@ def _textures() -> dict:
     return tex
 
 
-def _crops(texture: torch.Tensor, n: int, h: int, w: int, g: torch.Generator) -> torch.Tensor:
+def _crops(texture: torch.Tensor, n: int, h: int, w: int,
+           generator: torch.Generator) -> torch.Tensor:
     """n random (wrapping) crops of a (3, S, S) texture: (n, 3, h, w)."""
     s = texture.shape[-1]
-    top = torch.randint(0, s, (n, 1, 1), generator=g)
-    left = torch.randint(0, s, (n, 1, 1), generator=g)
+    top = torch.randint(0, s, (n, 1, 1), generator=generator)
+    left = torch.randint(0, s, (n, 1, 1), generator=generator)
     rows = (top + torch.arange(h)[None, :, None]) % s
     cols = (left + torch.arange(w)[None, None, :]) % s
     return texture.reshape(3, -1)[:, rows * s + cols].permute(1, 0, 2, 3)
 
 
-def _u(n, low, high, g):
-    return low + (high - low) * torch.rand(n, 1, 1, generator=g)
+def _uniform(n, low, high, generator):
+    """One number per scene, uniform in [low, high), shaped (n, 1, 1) to broadcast over the
+    scene's pixels."""
+    return low + (high - low) * torch.rand(n, 1, 1, generator=generator)
 
 
 @dataclass
@@ -107,16 +106,18 @@ class Scenes:
 def make_scenes(n: int, height: int, width: int, mode: str = "asymmetric",
                 generator: torch.Generator | None = None) -> Scenes:
     """n street scenes of height x width pixels (see the module's docstring for the design)."""
-    _check_mode(mode)
+    check_scene_mode(mode)
     if height < 16 or width < 16:
         raise ValueError(f"scene_height and scene_width must be >= 16, got {height}x{width}")
-    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
     v = torch.linspace(0, 1, height)[None, :, None].expand(1, height, width)  # 0 at the top
     u = torch.linspace(0, 1, width)[None, None, :].expand(1, height, width)  # 0 at the left
-    horizon = _u(n, 0.38, 0.5, g)
-    vanish = _u(n, 0.42, 0.58, g)
+    horizon = _uniform(n, 0.38, 0.5, generator)
+    vanish = _uniform(n, 0.42, 0.58, generator)
     # Road edges run from the vanishing point to their bottom positions (perspective).
-    left_bottom, right_bottom = _u(n, -0.35, 0.1, g), _u(n, 0.62, 0.8, g)
+    left_bottom, right_bottom = (_uniform(n, -0.35, 0.1, generator),
+                                 _uniform(n, 0.62, 0.8, generator))
     depth = ((v - horizon) / (1 - horizon)).clamp(min=0)  # 0 at the horizon, 1 at the bottom
     road_left = vanish + (left_bottom - vanish) * depth
     road_right = vanish + (right_bottom - vanish) * depth
@@ -129,23 +130,25 @@ def make_scenes(n: int, height: int, width: int, mode: str = "asymmetric",
     sidewalk = ground & (u >= road_right)
     labels[sidewalk] = CLASSES.index("sidewalk")
     # Right: a building from a ragged roof line down to the horizon.
-    building = (u > _u(n, 0.6, 0.72, g)) & (v > _u(n, 0.0, 0.15, g)) & ~ground
+    building = ((u > _uniform(n, 0.6, 0.72, generator))
+                & (v > _uniform(n, 0.0, 0.15, generator)) & ~ground)
     labels[building] = CLASSES.index("building")
     # Left: trees behind a low wall.
-    wall_right = _u(n, 0.2, 0.38, g)
-    wall_top = horizon - _u(n, 0.06, 0.12, g)
-    trees = (u < wall_right + 0.05) & (v > wall_top - _u(n, 0.1, 0.2, g)) & ~ground
+    wall_right = _uniform(n, 0.2, 0.38, generator)
+    wall_top = horizon - _uniform(n, 0.06, 0.12, generator)
+    trees = (u < wall_right + 0.05) & (v > wall_top - _uniform(n, 0.1, 0.2, generator)) & ~ground
     labels[trees] = CLASSES.index("vegetation")
     labels[(u < wall_right) & (v > wall_top) & ~ground] = CLASSES.index("wall")
     # Puddles: sky-like ellipses on the road.
     for _ in range(2):
-        present = torch.rand(n, 1, 1, generator=g) < 0.7
-        cv, cu = _u(n, 0.0, 1.0, g), _u(n, 0.1, 0.9, g)
+        present = torch.rand(n, 1, 1, generator=generator) < 0.7
+        cv, cu = _uniform(n, 0.0, 1.0, generator), _uniform(n, 0.1, 0.9, generator)
         cv = horizon + (1 - horizon) * (0.3 + 0.5 * cv)
         cu = road_left.new_zeros(n, 1, 1) + cu  # along the road at that depth
         d = ((cv - horizon) / (1 - horizon))
         cu = vanish + (left_bottom - vanish) * d + cu * (right_bottom - left_bottom) * d
-        rv, ru = 0.05 * _u(n, 0.6, 1.4, g) * d, 0.12 * _u(n, 0.6, 1.4, g) * d
+        rv, ru = (0.05 * _uniform(n, 0.6, 1.4, generator) * d,
+                  0.12 * _uniform(n, 0.6, 1.4, generator) * d)
         ellipse = ((v - cv) / rv) ** 2 + ((u - cu) / ru) ** 2 < 1
         labels[present & ellipse & (labels == CLASSES.index("road"))] = CLASSES.index("puddle")
 
@@ -153,32 +156,33 @@ def make_scenes(n: int, height: int, width: int, mode: str = "asymmetric",
     paint = _DISTINCT if mode == "distinct" else _LOOKALIKE
     images = torch.zeros(n, 3, height, width)
     for k, name in enumerate(CLASSES[:-1]):
-        images = torch.where((labels == k)[:, None], _crops(textures[paint[name]], n, height, width, g),
-                             images)
+        images = torch.where((labels == k)[:, None],
+                             _crops(textures[paint[name]], n, height, width, generator), images)
     # The curb: a thin dark line on the sidewalk's edge (a real curb is visible, not its side).
     curb_line = sidewalk & (u < road_right + curb)
     images = torch.where(curb_line[:, None], images * 0.55, images)
-    labels, images = _paint_cars(labels, images, u, v, horizon, road_right, g)
+    labels, images = _paint_cars(labels, images, u, v, horizon, road_right, generator)
     # Ego vehicle's bonnet: a low arc at the bottom, ignored like Cityscapes' ego vehicle.
     bonnet = v > 0.93 + 0.05 * ((u - 0.5) * 2) ** 2
     labels[bonnet.expand(n, -1, -1)] = IGNORE
-    images = torch.where(bonnet[:, None], _crops(textures["bonnet"], n, height, width, g), images)
+    images = torch.where(bonnet[:, None], _crops(textures["bonnet"], n, height, width, generator),
+                         images)
     # One brightness per scene: look-alike classes stay look-alike.
-    images = (images * _u(n, 0.8, 1.15, g)[:, None]).clamp(0, 1)
+    images = (images * _uniform(n, 0.8, 1.15, generator)[:, None]).clamp(0, 1)
     if mode == "symmetric":
-        mirror = torch.rand(n, generator=g) < 0.5
+        mirror = torch.rand(n, generator=generator) < 0.5
         images[mirror] = images[mirror].flip(-1)
         labels[mirror] = labels[mirror].flip(-1)
     return Scenes(images.contiguous(), labels.contiguous())
 
 
-def _paint_cars(labels, images, u, v, horizon, road_right, g):
+def _paint_cars(labels, images, u, v, horizon, road_right, generator):
     """One or two parked cars on the right, at the curb, sized by their depth; photo-textured."""
     n, _, height, width = images.shape
     textures = _textures()
     for slot in range(2):
-        present = torch.rand(n, 1, 1, generator=g) < (0.9 if slot == 0 else 0.5)
-        bottom = horizon + (1 - horizon) * _u(n, 0.25, 0.75, g)
+        present = torch.rand(n, 1, 1, generator=generator) < (0.9 if slot == 0 else 0.5)
+        bottom = horizon + (1 - horizon) * _uniform(n, 0.25, 0.75, generator)
         d = (bottom - horizon) / (1 - horizon)
         tall = 0.08 + 0.3 * d
         wide = tall * 1.6 * height / width
@@ -187,7 +191,7 @@ def _paint_cars(labels, images, u, v, horizon, road_right, g):
         left = edge - 0.35 * wide
         box = present & (v > bottom - tall) & (v <= bottom) & (u >= left) & (u < left + wide)
         labels[box] = CLASSES.index("car")
-        photo = torch.randint(0, len(_PHOTOS), (n,), generator=g)
+        photo = torch.randint(0, len(_PHOTOS), (n,), generator=generator)
         # Map each pixel of the box to photo coordinates (a squashed copy of the photo).
         py = ((v - (bottom - tall)) / tall).clamp(0, 1 - 1e-6)
         px = ((u - left) / wide).clamp(0, 1 - 1e-6)
@@ -230,7 +234,7 @@ class SceneTask:
 def make_scene_task(n_train: int, n_val: int, height: int, width: int,
                     mode: str = "asymmetric", seed: int = 0) -> SceneTask:
     """Training scenes from ``seed``, validation scenes from a seed no run uses for training."""
-    _check_mode(mode)
+    check_scene_mode(mode)
     train = make_scenes(n_train, height, width, mode, torch.Generator().manual_seed(seed))
     val = make_scenes(n_val, height, width, mode, torch.Generator().manual_seed(10_000_019 + seed))
     return SceneTask(train, val, mode)

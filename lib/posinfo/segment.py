@@ -19,11 +19,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .models import build_backbone
-from .settings import PAPER_SEGMENTER_CHANNELS
+from .checks import PAPER_SEGMENTER_CHANNELS
 from .canvas import data_dir
 from .scenes import (CITYSCAPES_CLASSES, CLASSES, IGNORE, SceneTask, cityscapes_missing,
                      load_cityscapes, make_scene_task)
-from .train import (cached_fit, pick_device, prepare_model, seeded_generator, to_device,
+from .train import (cached_fit, pick_device, prepare_model, seed_everything, to_device,
                     train_budgets)
 
 
@@ -176,7 +176,7 @@ def train_segmenter(config: dict, device=None, use_cache: bool = True,
     device = pick_device(device)
     task = make_scene_task(config["n_train"], config["n_val"], config["scene_height"],
                            config["scene_width"], config["scene_mode"], config["seed"])
-    seeded_generator(config["seed"])  # seeds the weight init
+    seed_everything(config["seed"])  # the weight init
     model = build_segmenter(task.num_classes, config["width"], config["blocks"], config["padding"],
                             config["atrous_rates"], config["head_channels"])
     desc = f"segmenter {config['scene_mode']} w{config['width']}"

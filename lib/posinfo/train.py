@@ -30,15 +30,19 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def seeded_generator(seed: int) -> torch.Generator:
-    """Seed every library's global RNG (for weight init) and return the run's own generator.
-
-    The generator drives everything the run samples (batch order, cells, backgrounds), so
-    two runs with one seed see identical data in identical order.
-    """
+def seed_everything(seed: int) -> None:
+    """Seed every library's global RNG: Python's, numpy's and torch's (the weight init)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def data_generator(seed: int) -> torch.Generator:
+    """The run's own generator, seeded with ``seed``.
+
+    It drives everything the run samples (batch order, cells, backgrounds), so two runs
+    with one seed see identical data in identical order.
+    """
     return torch.Generator().manual_seed(seed)
 
 
@@ -138,7 +142,7 @@ def fit(model: nn.Module, task: CanvasTask, *, epochs: int, batch_size: int, lr:
 
 @dataclass
 class Evaluation:
-    """Accuracy overall and per grid cell (a g x g array, row-major like the cells)."""
+    """Accuracy overall and per grid cell (a grid x grid array, row-major like the cells)."""
     accuracy: float
     per_cell: np.ndarray
 
@@ -179,7 +183,7 @@ def model_config(settings, target: str = "location", **changes) -> dict:
 
 
 def epochs_for_grid(epochs: int, grid: int, base_grid: int) -> int:
-    """Epochs that give a g x g task as many training canvases per cell as base_grid had.
+    """Epochs that give a grid x grid task as many training canvases per cell as base_grid had.
 
     A 4x4 grid has 16 location classes to 3x3's 9: with the same epochs each cell is seen
     16/9 times less often, which would confound "harder to learn" with "not learned yet".
@@ -202,7 +206,7 @@ def train_classifier(config: dict, device=None, use_cache: bool = True,
     ``snapshots``: shorter budgets to cache on the way (see ``cached_fit``)."""
     device = pick_device(device)
     task = make_task(Settings(config), config["target"], device=device)
-    seeded_generator(config["seed"])  # seeds the weight init
+    seed_everything(config["seed"])  # the weight init
     model = build_model(config, task)
     desc = f"{config['target']} {config['padding']} g{config['grid']} {config['background']}"
     history, from_cache = cached_fit(config, model, task, device=device, desc=desc,
@@ -236,8 +240,9 @@ def cached_fit(config: dict, model: nn.Module, task, *, loss_fn=cross_entropy_lo
         if use_cache and epoch in snapshots and epoch < config["epochs"]:
             store_trained({**config, "epochs": epoch}, model, list(history))
 
+    seed_everything(config["seed"])  # the global RNGs too, for whatever the loop draws from them
     history = fit(model, task, epochs=config["epochs"], batch_size=config["batch_size"],
-                  lr=config["lr"], betas=config["betas"], generator=seeded_generator(config["seed"]),
+                  lr=config["lr"], betas=config["betas"], generator=data_generator(config["seed"]),
                   loss_fn=loss_fn, device=device, desc=desc, on_epoch_end=keep_snapshot)
     if use_cache:
         store_trained(config, model, history)

@@ -187,6 +187,11 @@ def budget_table(curve: dict, rule: Rule, column: str) -> str:
 
 
 def where_it_holds(curve: dict, rule: Rule) -> str:
-    """In words, the smallest budget at which the claim holds ("none of the budgets tried")."""
-    first = first_holding(curve, rule)
-    return f"{first} epochs" if first is not None else "none of the budgets tried"
+    """In words, every budget of the curve at which the claim holds: "1 epoch",
+    "4 and 8 epochs", or "none of the budgets tried"."""
+    held = [k for k in sorted(curve) if decide(curve[k], rule) == "holds"]
+    if not held:
+        return "none of the budgets tried"
+    listed = str(held[0]) if len(held) == 1 else (
+        ", ".join(map(str, held[:-1])) + f" and {held[-1]}")
+    return f"{listed} epoch{'' if held == [1] else 's'}"

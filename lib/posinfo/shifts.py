@@ -1,0 +1,128 @@
+"""Shifted views (claim 3): an image on a larger blank canvas, moved by a random offset.
+
+Geometry: an image of side ``s`` sits in the middle of a canvas of side ``s + 2 * margin``.
+A *view* shifts the canvas content by (dy, dx) with |dy|, |dx| <= max_shift <= margin, so no
+pixel of the image ever leaves the canvas. Two protocols shift it: ``crop`` reads the view as
+a crop of the zero-padded canvas (fresh zeros come in at the edge), ``roll`` shifts the
+canvas circularly (what leaves one edge comes back at the other, as ``torch.roll``). On a
+blank canvas the two give identical pixels; on a textured one they differ at the edges.
+
+``ShiftTask`` serves the views to ``train.fit`` (AugShift's training, ``augshift``) and the
+shift metrics (``invariance``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .canvas import ImageSet, load_split, make_background, paste
+from .checks import check_protocol, check_shift
+
+
+# ---- views ---------------------------------------------------------------------------------
+def centred_canvases(images: torch.Tensor, margin: int, background: torch.Tensor | None = None):
+    """Each image in the middle of its own canvas of side s + 2 * margin (zeros or ``background``)."""
+    n, c, h, w = images.shape
+    canvas = (images.new_zeros(n, c, h + 2 * margin, w + 2 * margin) if background is None
+              else background.clone())
+    offset = torch.full((n,), margin, dtype=torch.long)
+    return paste(images, canvas, offset, offset)
+
+
+def shift_views(canvases: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
+                protocol: str = "crop") -> torch.Tensor:
+    """Canvas i with its content moved down dy[i] and right dx[i] pixels, the whole batch at once.
+
+    ``crop``: out[r, c] = in[r - dy, c - dx], zero where that falls outside the canvas (a crop
+    of the zero-padded canvas). ``roll``: the same indices taken modulo the side, which is
+    ``torch.roll(canvas, (dy, dx), dims=(-2, -1))`` for every image with its own shift.
+    """
+    check_protocol(protocol)
+    n, c, h, w = canvases.shape
+    dev = canvases.device
+    rows = torch.arange(h, device=dev)[None, :] - dy.to(dev)[:, None]  # n, h: source rows
+    cols = torch.arange(w, device=dev)[None, :] - dx.to(dev)[:, None]  # n, w
+    if protocol == "roll":
+        rows, cols = rows % h, cols % w
+    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    batch = torch.arange(n, device=dev)[:, None, None]
+    out = canvases[batch, :, rows.clamp(0, h - 1)[:, :, None], cols.clamp(0, w - 1)[:, None, :]]
+    return (out * inside[..., None]).permute(0, 3, 1, 2).contiguous()  # n,h,w,c -> n,c,h,w
+
+
+def random_offsets(n: int, max_shift: int, generator: torch.Generator):
+    """(dy, dx), each uniform over the integers in [-max_shift, max_shift]."""
+    offsets = torch.randint(-max_shift, max_shift + 1, (2, n), generator=generator)
+    return offsets[0], offsets[1]
+
+
+@dataclass
+class ShiftTask:
+    """Classify images that sit at a random position on a larger canvas.
+
+    ``train_batches`` yields both views stacked, (2B, C, S, S), the B labels, and the (dy, dx)
+    offsets of the two views, for ``AugShiftLoss``. ``test_batches`` yields the unshifted
+    (centred) test canvases, so ``train.evaluate`` measures clean accuracy.
+    """
+    train: ImageSet
+    test: ImageSet
+    margin: int
+    max_shift: int
+    protocol: str = "crop"
+    background: str = "zeros"
+    grid = 1  # one "cell": train.evaluate reports a single accuracy
+
+    def __post_init__(self):
+        check_shift(self.max_shift, self.margin)
+        check_protocol(self.protocol)
+
+    @property
+    def canvas_size(self) -> int:
+        return self.train.images.shape[-1] + 2 * self.margin
+
+    @property
+    def in_channels(self) -> int:
+        return self.train.images.shape[1]
+
+    @property
+    def num_outputs(self) -> int:
+        return self.train.num_classes
+
+    def canvases(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        background = make_background(self.background, len(images), images.shape[1],
+                                     self.canvas_size, generator, images.device)
+        return centred_canvases(images, self.margin, background)
+
+    def views(self, images, dy, dx, generator) -> torch.Tensor:
+        return shift_views(self.canvases(images, generator), dy, dx, self.protocol)
+
+    def train_batches(self, batch_size: int, generator: torch.Generator):
+        """One epoch: for each image two views at independent random offsets."""
+        n = len(self.train)
+        order = torch.randperm(n, generator=generator)
+        dy1, dx1 = random_offsets(n, self.max_shift, generator)
+        dy2, dx2 = random_offsets(n, self.max_shift, generator)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            images = self.train.images[idx.to(self.train.images.device)]
+            # One canvas (one background draw) for both views: they differ only by the shift.
+            canvas = self.canvases(images, generator)
+            both = shift_views(canvas.repeat(2, 1, 1, 1), torch.cat([dy1[idx], dy2[idx]]),
+                               torch.cat([dx1[idx], dx2[idx]]), self.protocol)
+            offsets = torch.stack([dy1[idx], dx1[idx], dy2[idx], dx2[idx]], 1)
+            yield both, self.train.labels[idx.to(self.train.labels.device)], offsets
+
+    def test_batches(self, batch_size: int = 512):
+        """Every test image once, unshifted; backgrounds from a fixed seed."""
+        generator = torch.Generator().manual_seed(12345)
+        for start in range(0, len(self.test), batch_size):
+            images = self.test.images[start:start + batch_size]
+            yield (self.canvases(images, generator), self.test.labels[start:start + batch_size],
+                   torch.zeros(len(images), dtype=torch.long))
+
+
+def make_shift_task(settings, device=None) -> ShiftTask:
+    train, test = load_split(settings, device)
+    return ShiftTask(train, test, settings.margin, settings.max_shift, settings.shift_protocol,
+                     settings.background)
