@@ -107,11 +107,13 @@ def measure(arm: str, config: dict, n_pairs: int, budgets=()) -> RunResult:
     runs = train_budgets(train_augshift, config, {*budgets, config["epochs"]})
     run = runs[config["epochs"]]
     model, task = run.model, run.task
+    # consistency draws its shifts from a fixed seed: computed once per budget, the final
+    # budget's included
+    by_budget = {k: consistency(r.model, r.task, n_pairs) for k, r in runs.items()}
     return RunResult(arm, config["lam"], config["blurpool"] is not None, config["seed"],
-                     run.evaluation.accuracy, consistency(model, task, n_pairs),
+                     run.evaluation.accuracy, by_budget[config["epochs"]],
                      latent_distance(model, task, n_pairs), position_probe_accuracy(model, task),
-                     accuracy_vs_shift(model, task)[1], run.from_cache,
-                     {k: consistency(r.model, r.task, n_pairs) for k, r in runs.items()})
+                     accuracy_vs_shift(model, task)[1], run.from_cache, by_budget)
 
 
 def arms(settings) -> dict:

@@ -29,8 +29,6 @@ from .train import COMPILE_BACKENDS, COMPILE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 BOOK = REPO / "book"
-# Parameters every chapter accepts besides its settings keys.
-COMMON_PARAMETERS = ("profile", "seed")
 
 
 def chapter_sources() -> dict[str, Path]:

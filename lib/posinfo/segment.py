@@ -219,15 +219,18 @@ def _repo_path(path: str) -> Path:
     return path if path.is_absolute() else Path(__file__).resolve().parents[2] / path
 
 
-def segmentation_setup(settings, device=None, seed: int | None = None) -> SegmentationSetup:
-    """Scenes: train (or load from the cache) the small segmenter at ``seed`` (default: the
-    settings' seed; the seed also draws the scenes). Cityscapes: load the user's
-    DeepLabv3-ResNet50 checkpoint and the validation split; whatever of the two is missing
-    is named in one error, before anything is loaded."""
+def _scene_setup(run: TrainedSegmenter) -> SegmentationSetup:
+    """A trained scene segmenter with the validation scenes it is scored on."""
+    return SegmentationSetup(run.model, run.task.val.images, run.task.val.labels, CLASSES, run)
+
+
+def segmentation_setup(settings, device=None) -> SegmentationSetup:
+    """Scenes: train (or load from the cache) the small segmenter at the settings' seed
+    (which also draws the scenes). Cityscapes: load the user's DeepLabv3-ResNet50
+    checkpoint and the validation split; whatever of the two is missing is named in one
+    error, before anything is loaded."""
     if settings.data == "scenes":
-        seed = settings.seed if seed is None else seed
-        run = train_segmenter(segmenter_config(settings, seed=seed), device)
-        return SegmentationSetup(run.model, run.task.val.images, run.task.val.labels, CLASSES, run)
+        return _scene_setup(train_segmenter(segmenter_config(settings), device))
     root, checkpoint = data_dir() / "cityscapes", _repo_path(settings.checkpoint)
     missing = cityscapes_missing(root) + ([] if checkpoint.is_file() else
                                           [_missing_checkpoint(checkpoint)])
@@ -248,5 +251,4 @@ def segmentation_budgets(settings, seed: int, budgets, device=None) -> dict:
     runs = train_budgets(lambda config, snapshots: train_segmenter(config, device,
                                                                    snapshots=snapshots),
                          segmenter_config(settings, seed=seed), budgets)
-    return {k: SegmentationSetup(run.model, run.task.val.images, run.task.val.labels,
-                                 CLASSES, run) for k, run in runs.items()}
+    return {k: _scene_setup(run) for k, run in runs.items()}

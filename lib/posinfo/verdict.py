@@ -172,11 +172,6 @@ def judge(claim: int, rule: Rule, estimate: Estimate) -> Verdict:
     return Verdict(claim, rule, estimate)
 
 
-def first_holding(curve: dict, rule: Rule) -> int | None:
-    """The smallest budget in {budget: Estimate} at which the claim holds, or None."""
-    return next((k for k in sorted(curve) if decide(curve[k], rule) == "holds"), None)
-
-
 def budget_table(curve: dict, rule: Rule, column: str) -> str:
     """A budget curve {epochs: Estimate} as a table: per budget, the estimate with its
     interval (under ``column``) and the outcome the rule gives it."""
