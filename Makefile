@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch/torchvision are pinned exactly: these builds install from local disk in about a minute.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup book html test browser mathjax clean
+.PHONY: setup book html test browser mathjax gpu-wheels clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -30,7 +30,7 @@ test: setup browser
 	$(MAKE) html
 	POSINFO_BROWSER_REQUIRED=1 POSINFO_PROFILE=smoke POSINFO_CACHE=$$(mktemp -d) \
 	  $(BIN)/python -m pytest tests --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
-	  book/ -q --durations=10
+	  book/ --ignore=book/gpu -q --durations=10
 
 # Debian's chromium and chromedriver for the browser check (root, or sudo).
 browser:
@@ -61,6 +61,20 @@ $(MATHJAX_DIR)/tex-chtml.js: | $(VENV)/.installed
 	cp -r $$src/es5/ui $$src/es5/a11y $$src/es5/sre $$src/es5/adaptors $(MATHJAX_DIR)/ && \
 	cp -r $$src/es5/input/tex $(MATHJAX_DIR)/input/ && cp -r $$src/es5/output/chtml $(MATHJAX_DIR)/output/ && \
 	cp $$src/es5/tex-chtml.js $(MATHJAX_DIR)/ && rm -rf $$tmp
+
+# Wheels the GPU machine's image lacks (lib/posinfo/gpu_wheels.txt), for CPython $(PYVER) on
+# x86-64 Linux, into $(WHEELS): carried to it for `python -m posinfo.gpu_book` (see README).
+# `make gpu-wheels PYVER=3.11 WHEELS=.whl311` fetches the same set for a local simulation.
+PYVER     ?= 3.12
+WHEELS    ?= .whl
+MANYLINUX := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 \
+             manylinux2014_x86_64 manylinux1_x86_64
+gpu-wheels:
+	test -n "$(WHEELS)" && rm -rf $(WHEELS)
+	$(PYTHON) -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+	  --python-version $(PYVER) --implementation cp $(addprefix --platform ,$(MANYLINUX)) \
+	  -d $(WHEELS) -r lib/posinfo/gpu_wheels.txt
+	@echo "$$(ls $(WHEELS)/*.whl | wc -l) wheels, $$(du -sh $(WHEELS) | cut -f1) in $(WHEELS)/"
 
 clean:
 	rm -rf _build

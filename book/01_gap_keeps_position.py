@@ -31,7 +31,7 @@ import torch
 from myst_nb import glue
 
 import posinfo
-from posinfo import figures
+from posinfo import figures, machine
 from posinfo.canvas import make_task
 from posinfo.tables import format_table
 from posinfo.train import epochs_for_grid, model_config, train_classifier
@@ -42,9 +42,11 @@ figures.setup()
 # %% [markdown]
 # ## Parameters
 #
-# `profile` picks a size: `smoke` (seconds, for tests), `default` (this page, a 2-core CPU),
-# `paper` (CIFAR-10, ResNet-18, 20 epochs: a GPU and the dataset in `data/`). Any other
-# parameter left at `None` takes the profile's value; set it to change the run.
+# `profile` picks a size: `smoke` (seconds, for tests), `default` (the book's first part, a
+# 2-core CPU), `gpu` (the paper's ResNet-18 and recipe on the same offline digits: the second
+# part, one GPU), `paper` (CIFAR-10 from `data/`, on a GPU). Any other parameter left at
+# `None` takes the profile's value; set it to change the run. The line under the settings
+# says which machine ran this page.
 
 # %% tags=["parameters"]
 profile = posinfo.default_profile()  # "default" unless POSINFO_PROFILE says so
@@ -54,6 +56,8 @@ grid = None  # cells per side of the canvas
 padding = None  # zeros | circular | reflect | replicate | none
 background = None  # zeros | noise | texture
 image_size = None  # side of each pasted image, pixels
+normalize = None  # normalise per channel before pasting (gpu, paper)
+hflip = None  # random horizontal flips in training (CIFAR; never digits)
 width = None  # channels of the first backbone stage (64 in ResNet-18)
 epochs = None
 chance_margin = None  # minimal effect: accuracy above chance the claim needs
@@ -63,9 +67,11 @@ confidence = None  # confidence level of the verdict's interval
 settings = posinfo.chapter_settings(
     "gap_keeps_position", profile, seed=seed, n_seeds=n_seeds, grid=grid,
     padding=padding, background=background, image_size=image_size,
+    normalize=normalize, hflip=hflip,
     width=width, epochs=epochs, chance_margin=chance_margin,
     confidence=confidence)
 print(settings.table())
+print(machine.describe())
 
 # %% [markdown]
 # ## The task
@@ -78,7 +84,8 @@ print(settings.table())
 task = make_task(settings, target="location")
 draws = torch.Generator().manual_seed(settings.seed)
 x, y, _ = next(task.train_batches(6, draws))
-figures.show_canvases(x, y, task.grid, title_fmt="cell {}");
+pixels = task.train.raw(x)  # normalised at the gpu and paper profiles
+figures.show_canvases(pixels, y, task.grid, title_fmt="cell {}");
 
 # %% [markdown]
 # ## Train GAPNet to name the cell

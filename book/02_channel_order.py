@@ -30,7 +30,7 @@ import numpy as np
 from myst_nb import glue
 
 import posinfo
-from posinfo import figures
+from posinfo import figures, machine
 from posinfo.canvas import NUM_CLASSES
 from posinfo.permute import retention
 from posinfo.probes import cell_means, gap_latents, probe_table, selectivity
@@ -54,6 +54,8 @@ epochs = None  # training budget of every arm
 budgets = None  # shorter budgets (epochs) of the budget curve
 width = None  # channels of the first backbone stage
 image_size = None  # side of each pasted digit, pixels
+normalize = None  # normalise per channel before pasting (gpu, paper)
+hflip = None  # random horizontal flips in training (CIFAR; never digits)
 padding = None  # zeros | circular | reflect | replicate | none
 chance_margin = None  # paper's rule: location within this of chance
 class_fraction = None  # paper's rule: class keeps this share of the baseline
@@ -65,10 +67,12 @@ settings = posinfo.chapter_settings(
     "channel_order", profile, seed=seed, n_seeds=n_seeds,
     ablation_seeds=ablation_seeds, placements=placements, epochs=epochs,
     budgets=budgets, width=width, image_size=image_size,
+    normalize=normalize, hflip=hflip,
     padding=padding, chance_margin=chance_margin,
     class_fraction=class_fraction, min_asymmetry=min_asymmetry,
     confidence=confidence)
 print(settings.table())
+print(machine.describe())
 # The reference code's default placement ("layer 5"): the verdict's arm.
 after_gap = len(settings.blocks) + 1
 

@@ -35,7 +35,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 import posinfo
-from posinfo import augshift, figures
+from posinfo import augshift, figures, machine
 from posinfo.augshift import per_seed
 from posinfo.tables import format_table
 from posinfo.verdict import (Rule, budget_table, judge, paired_difference,
@@ -46,8 +46,9 @@ figures.setup()
 # %% [markdown]
 # ## Parameters
 #
-# `profile` picks a size: `smoke` (seconds, for tests), `default` (this page, a 2-core CPU),
-# `paper` (CIFAR-10, ResNet-18, a GPU and the dataset in `data/`). A parameter left at `None`
+# `profile` picks a size: `smoke` (seconds, for tests), `default` (the book's first part, a
+# 2-core CPU), `gpu` (the paper's ResNet-18 and recipe on the offline digits: the second
+# part, one GPU), `paper` (CIFAR-10 from `data/`, on a GPU). A parameter left at `None`
 # takes the profile's value.
 
 # %% tags=["parameters"]
@@ -60,6 +61,8 @@ margin = None  # blank pixels around the centred image, each side
 max_shift = None  # largest shift of a view, pixels (at most margin)
 background = None  # zeros | noise | texture
 padding = None  # zeros | circular | reflect | replicate | none
+normalize = None  # normalise per channel before pasting (gpu, paper)
+hflip = None  # random horizontal flips in training (CIFAR; never digits)
 blur_size = None  # BlurPool's binomial filter size, 1..7
 epochs = None  # training budget of every arm
 budgets = None  # shorter budgets (epochs) of the budget curve
@@ -76,10 +79,12 @@ settings = posinfo.chapter_settings(
     "augshift", profile, seed=seed, augshift_lambda=augshift_lambda,
     lambdas=lambdas, shift_protocol=shift_protocol, margin=margin,
     max_shift=max_shift, background=background, padding=padding,
+    normalize=normalize, hflip=hflip,
     blur_size=blur_size, epochs=epochs, budgets=budgets, width=width,
     n_seeds=n_seeds, ablation_seeds=ablation_seeds, n_pairs=n_pairs,
     accuracy_margin=accuracy_margin, min_gain=min_gain, confidence=confidence)
 print(settings.table())
+print(machine.describe())
 
 # %% [markdown]
 # ## The task and the two views
@@ -98,7 +103,7 @@ draws = torch.Generator().manual_seed(settings.seed)
 views, labels, _ = next(task.train_batches(4, draws))
 first, second = views.chunk(2)
 # view 1 and view 2 of each digit, in turn
-pairs = torch.stack([first, second], 1).flatten(0, 1)
+pairs = task.train.raw(torch.stack([first, second], 1).flatten(0, 1))
 figures.show_canvases(pairs, labels.repeat_interleave(2), grid=1, n=8,
                       title_fmt="digit {}");
 

@@ -32,7 +32,7 @@ import torch
 from myst_nb import glue
 
 import posinfo
-from posinfo import figures
+from posinfo import figures, machine
 from posinfo.attack import extra_damage, flip_attack
 from posinfo.scenes import CLASSES, PALETTE, colorize, make_scenes
 from posinfo.segment import segmentation_budgets
@@ -45,9 +45,10 @@ figures.setup()
 # %% [markdown]
 # ## Parameters
 #
-# `profile` picks a size: `smoke` (seconds, for tests), `default` (this page, a 2-core CPU),
-# `paper` (DeepLabv3-ResNet50, your Cityscapes checkpoint and the dataset in `data/`). Any
-# other parameter left at `None` takes the profile's value.
+# `profile` picks a size: `smoke` (seconds, for tests), `default` (the book's first part, a
+# 2-core CPU), `gpu` (a ResNet-18 DeepLabv3 at full head width on larger scenes: the second
+# part, one GPU), `paper` (DeepLabv3-ResNet50, your Cityscapes checkpoint and the dataset in
+# `data/`). Any other parameter left at `None` takes the profile's value.
 
 # %% tags=["parameters"]
 profile = posinfo.default_profile()  # "default" unless POSINFO_PROFILE says so
@@ -55,7 +56,7 @@ seed = None  # first verdict seed (100); segmenters at seed, seed + 1, ..
 n_seeds = None  # segmenters, each trained on its own scenes and ranked alone
 scene_mode = None  # asymmetric | symmetric (mirrored) | distinct
 padding = None  # zeros | circular | reflect | replicate | none
-width = None  # first backbone stage's channels; its output has 4x as many
+width = None  # first stage's channels (output: 2^(stages - 1) x as many)
 epochs = None  # training budget of the segmenters the verdict reads
 budgets = None  # shorter budgets (epochs) of the budget curve
 channel_fractions = None  # the sweep: N as fractions of the backbone output
@@ -74,6 +75,7 @@ settings = posinfo.chapter_settings(
     n_random=n_random, min_gap=min_gap, confidence=confidence,
     checkpoint=checkpoint)
 print(settings.table())
+print(machine.describe())
 
 # %% [markdown]
 # ## Street scenes that need position

@@ -30,7 +30,7 @@ import numpy as np
 from myst_nb import glue
 
 import posinfo
-from posinfo import figures
+from posinfo import figures, machine
 from posinfo.attack import (predict, rank_position_channels, side_attacks,
                             side_specificity)
 from posinfo.scenes import colorize
@@ -66,6 +66,7 @@ settings = posinfo.chapter_settings(
     region_margin=region_margin,
     confidence=confidence, checkpoint=checkpoint)
 print(settings.table())
+print(machine.describe())
 
 # %% [markdown]
 # ## The segmenters and their signed rankings

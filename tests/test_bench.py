@@ -47,3 +47,133 @@ def test_library_code_uses_no_bare_assert():
     found = [f"{path.name}:{node.lineno}" for path in sorted(Path(posinfo.__file__).parent.glob("*.py"))
              for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Assert)]
     assert found == []
+
+
+# ---- the GPU section (--gpu): its code path on the CPU, its arithmetic, its refusal ----------
+def test_gpu_section_quick_path_runs_on_cpu_and_writes_every_arm(tmp_path, capsys, monkeypatch):
+    import json
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU path, anywhere
+    path = tmp_path / "bench_gpu.json"
+    bench.main(["--gpu", "--quick", "--json", str(path)])
+    result = json.loads(path.read_text())
+    assert set(result) == {"header", "config", "paper_run", "arms", "summary", "elapsed_s"}
+    assert {"device", "torch", "cuda", "date"} <= set(result["header"])
+    assert result["paper_run"] == {"epochs": 20, "canvases_per_epoch": 50_000,
+                                   "target_minutes": 1.0}
+    arms = result["arms"]
+    assert list(arms) == ["eager", "eager, fused Adam", "library fit", "CUDA graph (manual)",
+                          "compile", "compile, reduce-overhead"]
+    for name in ("eager", "eager, fused Adam", "library fit", "compile"):
+        arm = arms[name]
+        assert arm["status"] == "ok", arm
+        assert {"canvases_per_s", "ms_per_step", "setup_s", "projected_min",
+                "projected_min_with_setup", "vs_eager", "check"} <= set(arm)
+    # Compiled (aot_eager on CPU) and fused steps see the same batches from the same weights
+    # as eager: their first losses match eager's.
+    assert arms["eager, fused Adam"]["check"]["ok"] is True
+    assert arms["compile"]["check"]["ok"] is True
+    assert len(arms["eager"]["check"]["losses"]) == bench.QUICK.check_steps
+    for name in ("CUDA graph (manual)", "compile, reduce-overhead"):
+        assert arms[name] == {"status": "skipped", "reason": "needs CUDA",
+                              "what": bench.ARMS[name]}
+    assert result["summary"]["best"] in arms
+    out = capsys.readouterr().out
+    assert "canvases/s" in out and "best:" in out
+
+
+def test_projection_of_the_paper_run_and_the_best_arm():
+    # 20 epochs x 50,000 canvases at 10,000 canvases/s: 100 s.
+    assert bench.projected_seconds(10_000) == 100
+    assert bench.projected_seconds(500, epochs=2, canvases=1_000) == 4
+
+    def arm(rate, ok=True):
+        return {"status": "ok", "canvases_per_s": rate, "ms_per_step": 1.0, "setup_s": 30.0,
+                "check": {"ok": ok}}
+
+    arms = {"eager": arm(10_000, None), "fast": arm(20_000), "wrong": arm(90_000, False),
+            "broken": {"status": "error", "error": "x", "check": {}}}
+    summary = bench.summarize(arms)
+    assert arms["eager"]["projected_min"] == 100 / 60
+    assert arms["fast"]["projected_min"] == 50 / 60
+    assert arms["fast"]["projected_min_with_setup"] == 80 / 60
+    assert arms["fast"]["vs_eager"] == 2
+    assert "projected_min" not in arms["broken"]
+    # An arm whose losses differ from eager's is not the best, however fast.
+    assert summary["best"] == "fast" and summary["meets_target"] is True
+    assert summary["target_over_projected"] == 1.2
+    assert "fast" in bench.gpu_table({"arms": arms})
+
+
+def test_gpu_section_refuses_without_cuda_before_any_work(monkeypatch, capsys):
+    import pytest
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(bench, "gpu_bench", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--gpu"])
+    assert stop.value.code == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--quick"])  # --quick alone means nothing
+    assert stop.value.code == 2
+
+
+def test_graph_batches_replay_the_eager_batches_across_epochs():
+    # graph_batch (the device step counter a CUDA graph replays) and batch (Python slicing)
+    # give the same canvases in the same order, over epoch boundaries.
+    import torch
+
+    pool = torch.rand(10, 3, 4, 4)
+    eager = bench.CanvasStream(pool, grid=3, batch_size=4, hflip=True)   # 2 steps per epoch
+    graphed = bench.CanvasStream(pool, grid=3, batch_size=4, hflip=True)
+    assert eager.flips.any() and not eager.flips.all()
+    for _ in range(5):
+        graphed.advance()
+        x, y = graphed.graph_batch()
+        x_ref, y_ref = eager.batch()
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+        assert x.shape == (4, 3, 12, 12)
+
+
+def test_cuda_graph_arm_resets_weights_adam_state_and_data_before_its_check():
+    # The CUDA-graph arm warms up (moving the weights), then resets everything in place and
+    # replays from eager's start. Run eagerly here (no capture on a CPU): its first losses
+    # must be eager's to float precision, and its canvases eager's exactly.
+    import torch
+
+    b = bench._Bench(bench.QUICK, torch.device("cpu"))
+    bench._arm_eager(b)
+    result = bench._arm_cuda_graph(b, capture=False)
+    check = result["check"]
+    assert check["inputs_equal_eager"] is True and check["captured"] is False
+    assert check["ok"] is True and check["max_abs_diff"] < 1e-4, check
+
+
+def test_gpu_section_stops_at_its_deadline_and_keeps_what_it_measured(tmp_path):
+    # A compilation that runs long must not take the one-shot GPU run's whole time: at the
+    # deadline the results so far are written and the process exits with status 3.
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import posinfo
+
+    path = tmp_path / "bench_gpu.json"
+    code = ("from dataclasses import replace; from posinfo import bench; "
+            "bench.gpu_bench(replace(bench.QUICK, seconds=60, deadline_s=1), "
+            f"json_path={str(path)!r}, device='cpu')")
+    lib = str(Path(posinfo.__file__).parents[1])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": lib})
+    assert done.returncode == 3, done.stderr
+    assert "deadline of 1 s reached during 'eager'" in done.stdout
+    result = json.loads(path.read_text())
+    assert result["stopped_at_deadline"] == "eager"
+    assert "deadline" in result["arms"]["eager"]["error"]
+    assert result["summary"] == {"best": None, "meets_target": False}

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from posinfo.report import VERDICT_LINE
-from posinfo.run import REPO, chapter_sources
+from posinfo.run import BOOK, REPO, chapter_sources
 
 CHAPTERS = list(chapter_sources().values())
 
@@ -100,12 +100,32 @@ def test_claims_2_to_5_show_a_budget_curve(source):
 
 
 def test_the_front_page_shows_each_verdict_the_chapters_printed():
-    from posinfo.report import chapter_verdict, verdict_markdown
+    """Both parts: the default chapters and, beside them, the gpu notebooks in book/gpu/."""
+    from posinfo.report import PARTS, part_rows, verdict_markdown
     page = verdict_markdown()
-    for source in CHAPTERS:
-        for v in chapter_verdict(source.with_suffix(".ipynb"))["verdicts"]:
-            row = next(line for line in page.splitlines()
-                       if line.startswith(f"| {v['claim']} |"))
-            assert f"**{v['outcome']}**" in row
-            assert f"{v['estimate']} [{v['low']}, {v['high']}]" in row
-            assert f"| {v['rule']} | {v['n']} |" in row
+    for column, (name, folder) in enumerate(PARTS):
+        for row in part_rows(folder):
+            for v in row["verdicts"]:
+                line = next(line for line in page.splitlines()
+                            if line.startswith(f"| {v['claim']} |"))
+                cell = line.split(" | ")[3 + column]
+                assert cell.startswith(f"**{v['outcome']}** {v['estimate']} "
+                                       f"[{v['low']}, {v['high']}]; n = {v['n']},")
+                assert f"`{name}`" in cell
+                assert f"| {v['statistic']} | {v['rule']} |" in line or v["statistic"] in cell
+
+
+GPU_NOTEBOOKS = sorted((BOOK / "gpu").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", GPU_NOTEBOOKS, ids=lambda p: p.stem)
+def test_gpu_part_holds_only_gpu_runs_of_the_books_chapters(notebook):
+    """book/gpu/ is the gpu profile executed on a GPU: each notebook names a chapter, ran
+    at profile gpu, says it ran on cuda, and prints its verdict. CPU output never lands
+    here (a dry run on a CPU would say "CPU" in its machine line)."""
+    from posinfo.report import chapter_verdict
+    assert notebook.stem in {p.stem for p in CHAPTERS}
+    row = chapter_verdict(notebook)
+    assert row["profile"] == "gpu" and row["verdicts"]
+    text = notebook.read_text()
+    assert "(cuda), torch " in text and "CPU, " not in text.split("ran on ", 1)[1][:80]

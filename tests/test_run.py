@@ -196,10 +196,13 @@ def test_an_injected_parameter_reaches_the_executed_chapters_settings(tmp_path):
 
     out = tmp_path / "out"
     assert run.main(["region_attack", "--out", str(out), "-p", "profile", "smoke",
-                     "-p", "region_channels", "5", "-p", "n_seeds", "2"]) == 0
+                     "-p", "region_channels", "5", "-p", "n_seeds", "2",
+                     # a tuple: papermill would inject its string "(1, 2)" (run.execute)
+                     "-p", "budgets", "(1, 2)"]) == 0
     nb = nbformat.read(out / "05_region_attack.ipynb", as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.get("outputs", []))
     assert re.search(r"^region_channels\s+5$", text, re.M)
+    assert re.search(r"^budgets\s+\(1, 2\)$", text, re.M)
     assert re.search(r"^profile\s+smoke$", text, re.M)
     assert "N = 5 of " in text  # and the experiment used it

@@ -58,9 +58,9 @@ class AugShiftLoss:
 # ---- training ------------------------------------------------------------------------------
 def augshift_config(settings, lam: float, blurpool: bool, seed: int) -> dict:
     """Everything that changes one run's weights (the cache key)."""
-    keys = ("dataset", "image_size", "margin", "max_shift", "shift_protocol", "background",
-            "padding", "head", "width", "blocks", "epochs", "batch_size", "lr", "betas",
-            "n_train", "n_test")
+    keys = ("dataset", "image_size", "normalize", "hflip", "margin", "max_shift",
+            "shift_protocol", "background", "padding", "head", "width", "blocks", "epochs",
+            "batch_size", "lr", "betas", "n_train", "n_test")
     config = {k: settings[k] for k in keys}
     config.update(lam=check_lambda(lam), blurpool=settings.blur_size if blurpool else None,
                   seed=seed)

@@ -28,7 +28,7 @@ def cache_dir() -> Path:
 # A new module is fingerprinted unless it is named here (tests pin the fingerprinted set).
 _NOT_AFFECTING_WEIGHTS = {"figures.py", "run.py", "cache.py", "__init__.py", "report.py", "bench.py",
                           "distributed.py", "verdict.py", "tables.py", "attack.py", "probes.py",
-                          "invariance.py"}
+                          "invariance.py", "machine.py", "gpu_book.py"}
 
 
 def fingerprinted_modules() -> list[Path]:

@@ -19,16 +19,61 @@ from .checks import BACKGROUNDS, DATASETS, check_geometry
 # ---- images ------------------------------------------------------------------------------
 @dataclass
 class ImageSet:
-    """Images (N, C, H, W) float in [0, 1] with integer class labels."""
+    """Images (N, C, H, W) with integer class labels: in [0, 1], or, once ``normalized``,
+    in the normalised space (x - mean) / std per channel, with ``mean`` and ``std`` kept."""
     images: torch.Tensor
     labels: torch.Tensor
     num_classes: int
+    mean: tuple | None = None  # per channel; None: the images are raw [0, 1] values
+    std: tuple | None = None
 
     def __len__(self):
         return len(self.labels)
 
+    def _replace(self, images, labels):
+        return ImageSet(images, labels, self.num_classes, self.mean, self.std)
+
     def to(self, device):
-        return ImageSet(self.images.to(device), self.labels.to(device), self.num_classes)
+        return self._replace(self.images.to(device), self.labels.to(device))
+
+    def _stats(self, x):
+        shape = (len(self.mean), 1, 1)
+        return (torch.tensor(self.mean, device=x.device).reshape(shape),
+                torch.tensor(self.std, device=x.device).reshape(shape))
+
+    def normalized(self, mean, std) -> "ImageSet":
+        """The same images as (x - mean) / std per channel, as the reference code feeds its
+        network: a blank (zero) canvas is then the dataset's mean colour, not black."""
+        out = ImageSet(self.images, self.labels, self.num_classes, tuple(map(float, mean)),
+                       tuple(map(float, std)))
+        return out._replace(out.normalize(self.images), self.labels)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw [0, 1] pixels (a noise or texture background) into this set's space."""
+        if self.mean is None:
+            return x
+        mean, std = self._stats(x)
+        return (x - mean) / std
+
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        """Canvases of this set's space back to [0, 1] pixels, for figures."""
+        if self.mean is None:
+            return x
+        mean, std = self._stats(x)
+        return x * std + mean
+
+
+# Per-channel mean and std of the reference code's CIFAR-10 pipeline (its trainval scripts'
+# transforms.Normalize); other datasets use their own training split's statistics.
+REFERENCE_STATS = {"cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))}
+
+
+def channel_stats(dataset: str, train: ImageSet) -> tuple[tuple, tuple]:
+    """(mean, std) per channel that ``normalized`` uses for ``dataset``."""
+    if dataset in REFERENCE_STATS:
+        return REFERENCE_STATS[dataset]
+    x = train.images.transpose(0, 1).reshape(train.images.shape[1], -1).double()
+    return tuple(x.mean(1).tolist()), tuple(x.std(1).tolist())
 
 
 def load_digits(image_size: int = 16) -> tuple[ImageSet, ImageSet]:
@@ -122,19 +167,25 @@ def paste(images: torch.Tensor, canvas: torch.Tensor, top: torch.Tensor, left: t
 
 
 def make_background(kind: str, n: int, channels: int, size: int, generator: torch.Generator,
-                    device) -> torch.Tensor:
-    """Canvas backgrounds: zeros (the paper's), per-pixel noise, or crops of a real texture."""
+                    device, images: ImageSet | None = None) -> torch.Tensor:
+    """Canvas backgrounds: zeros (the paper's), per-pixel noise, or crops of a real texture.
+
+    With ``images`` (the set pasted onto them), noise and texture are drawn as [0, 1] pixels
+    and put into that set's space; zeros stay zeros there, as in the reference code, where
+    the blank canvas is zero after normalisation.
+    """
     if kind == "zeros":
         return torch.zeros(n, channels, size, size, device=device)
+    into = images.normalize if images is not None else (lambda x: x)
     if kind == "noise":
-        return torch.rand(n, channels, size, size, generator=generator).to(device)
+        return into(torch.rand(n, channels, size, size, generator=generator).to(device))
     if kind == "texture":
         tex = _texture(device)
         top = torch.randint(0, tex.shape[-2] - size + 1, (n,), generator=generator)
         left = torch.randint(0, tex.shape[-1] - size + 1, (n,), generator=generator)
         rows = (top[:, None] + torch.arange(size))[:, :, None].to(device)
         cols = (left[:, None] + torch.arange(size))[:, None, :].to(device)
-        return tex[rows, cols][:, None].expand(n, channels, size, size).contiguous()
+        return into(tex[rows, cols][:, None].expand(n, channels, size, size).contiguous())
     raise ValueError(f"background must be one of {BACKGROUNDS}, got {kind!r}")
 
 
@@ -170,6 +221,20 @@ def place_on_canvas(images: torch.Tensor, cells: torch.Tensor, grid: int,
     return paste(images, canvas, top, left)
 
 
+# ---- flips ---------------------------------------------------------------------------------
+def draw_flips(n: int, enabled: bool, generator: torch.Generator) -> torch.Tensor | None:
+    """One coin per training image for an epoch's random horizontal flips (the reference
+    code's RandomHorizontalFlip); None, drawing nothing, when flips are off."""
+    return torch.rand(n, generator=generator) < 0.5 if enabled else None
+
+
+def flip_some(images: torch.Tensor, flips: torch.Tensor | None) -> torch.Tensor:
+    """Images i with flips[i] mirrored left-right, before they are pasted."""
+    if flips is None:
+        return images
+    return torch.where(flips.to(images.device)[:, None, None, None], images.flip(-1), images)
+
+
 # ---- tasks -------------------------------------------------------------------------------
 TARGETS = ("location", "class")
 
@@ -187,6 +252,7 @@ class CanvasTask:
     grid: int
     target: str = "location"
     background: str = "zeros"
+    hflip: bool = False  # random horizontal flips of the training images (CIFAR, not digits)
 
     def __post_init__(self):
         if self.target not in TARGETS:
@@ -211,7 +277,7 @@ class CanvasTask:
 
     def _canvases(self, images, labels, cells, generator):
         bg = make_background(self.background, len(images), images.shape[1], self.canvas_size,
-                             generator, images.device)
+                             generator, images.device, self.train)
         x = place_on_canvas(images, cells, self.grid, bg)
         y = cells.to(images.device) if self.target == "location" else labels
         return x, y, cells
@@ -221,11 +287,12 @@ class CanvasTask:
         n = len(self.train)
         order = torch.randperm(n, generator=generator)
         cells = torch.randint(0, self.grid ** 2, (n,), generator=generator)
+        flips = draw_flips(n, self.hflip, generator)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             idx_dev = idx.to(self.train.images.device)
-            yield self._canvases(self.train.images[idx_dev], self.train.labels[idx_dev],
-                                 cells[idx], generator)
+            images = flip_some(self.train.images[idx_dev], None if flips is None else flips[idx])
+            yield self._canvases(images, self.train.labels[idx_dev], cells[idx], generator)
 
     def _test_index(self):
         n, k = len(self.test), self.grid ** 2
@@ -249,13 +316,17 @@ class CanvasTask:
 def subset(images: ImageSet, n: int) -> ImageSet:
     """The first n images (the split is already shuffled and stratified)."""
     n = min(n, len(images))
-    return ImageSet(images.images[:n], images.labels[:n], images.num_classes)
+    return images._replace(images.images[:n], images.labels[:n])
 
 
 def load_split(settings, device=None) -> tuple[ImageSet, ImageSet]:
     """The train and test images chapter settings name (dataset, image_size, n_train,
-    n_test), on ``device``."""
+    n_test), on ``device``; with ``normalize``, both in the normalised space of the
+    training split's statistics (``channel_stats``)."""
     train, test = load_images(settings.dataset, settings.image_size)
+    if settings.get("normalize"):
+        mean, std = channel_stats(settings.dataset, train)
+        train, test = train.normalized(mean, std), test.normalized(mean, std)
     train, test = subset(train, settings.n_train), subset(test, settings.n_test)
     if device is not None:
         train, test = train.to(device), test.to(device)
@@ -267,4 +338,4 @@ def make_task(settings, target: str = "location", grid: int | None = None,
     """Build a CanvasTask from chapter settings (dataset, image_size, n_train, n_test...)."""
     train, test = load_split(settings, device)
     return CanvasTask(train, test, grid or settings.grid, target,
-                      background or settings.background)
+                      background or settings.background, settings.get("hflip", False))

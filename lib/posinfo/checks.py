@@ -15,7 +15,7 @@ from numbers import Integral, Real
 from .geometry import backbone_channels, blur_input_sizes, ceil_div, feature_size
 
 # ---- allowed values --------------------------------------------------------------------------
-PROFILES = ("smoke", "default", "paper")
+PROFILES = ("smoke", "default", "gpu", "paper")
 PADDINGS = ("zeros", "circular", "reflect", "replicate", "none")
 BACKGROUNDS = ("zeros", "noise", "texture")
 DATASETS = ("digits", "cifar10", "cifar100")
@@ -174,6 +174,10 @@ CHECKS = {
     "seed": _int_range(0, 2**32 - 1),
     "dataset": _choice(DATASETS),
     "image_size": _int_range(4, 512),
+    # The reference code's input pipeline: per-channel normalisation before pasting (so a
+    # blank canvas is the mean colour) and random horizontal flips of training images.
+    "normalize": _choice((False, True)),
+    "hflip": _choice((False, True)),
     "grid": _int_range(1, 16),
     "background": _choice(BACKGROUNDS),
     "padding": _choice(PADDINGS),
@@ -341,7 +345,7 @@ def check_blur_size(blur_size: int, input_size: int, blocks, padding: str) -> No
 # stage's input, batch_size x views x width x (canvas side / stem stride)^2 float32 values.
 # The backward pass keeps about ten maps of that size per first-stage block, so each budget is
 # a tenth of the memory the profile expects: a laptop for smoke and default, one GPU for paper.
-MEMORY_BUDGET_MIB = {"smoke": 256, "default": 512, "paper": 4096}
+MEMORY_BUDGET_MIB = {"smoke": 256, "default": 512, "gpu": 4096, "paper": 4096}
 
 
 def _check_memory(s) -> None:
@@ -423,6 +427,9 @@ def cross_check(s) -> None:
     fits a cell, network fits the canvas, memory, budgets, seeds), in a fixed order."""
     _check_memory(s)
     _check_channels(s)
+    if s.get("hflip") and s.get("dataset") == "digits":
+        raise ValueError("hflip must be False with dataset='digits': a mirrored digit is "
+                         "another shape (or none), not the same digit, got hflip=True")
 
     if "grid" in s and "image_size" in s:
         # The main run uses (grid, padding); ablations vary one of them with the other fixed.

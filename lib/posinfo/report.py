@@ -56,25 +56,60 @@ def chapter_verdict(notebook_path: Path) -> dict:
             "epochs": ", ".join(sorted(epochs, key=int)) or "?"}
 
 
+# The book's second part: the same chapters at the gpu profile, executed on a GPU by
+# `python -m posinfo.gpu_book` and committed as they came back (see README).
+GPU_BOOK = BOOK / "gpu"
+PARTS = (("default", BOOK), ("gpu", GPU_BOOK))
+
+
+def _cell(verdict: dict, row: dict, link: str) -> str:
+    """One part's verdict for one claim: outcome, estimate [CI], seeds, epochs, link."""
+    return (f"**{verdict['outcome']}** {verdict['estimate']} [{verdict['low']}, "
+            f"{verdict['high']}]; n = {verdict['n']}, {row['epochs']} epochs, "
+            f"`{row['profile']}` ({link})")
+
+
+def _link(row: dict, folder: Path) -> str:
+    where = folder.relative_to(BOOK.parent).as_posix()
+    return f"{{doc}}`{'chapter' if folder == BOOK else 'GPU run'} </{where}/{row['doc']}>`"
+
+
+def part_rows(folder: Path) -> list[dict]:
+    """chapter_verdict of every executed chapter in ``folder``, in book order."""
+    return [chapter_verdict(folder / f"{p.stem}.ipynb") for p in chapter_sources().values()
+            if (folder / f"{p.stem}.ipynb").exists()]
+
+
 def verdict_markdown(book: Path = BOOK) -> str:
-    rows = [chapter_verdict(p.with_suffix(".ipynb")) for p in chapter_sources().values()
-            if p.with_suffix(".ipynb").exists()]
-    lines = ["| claim | verdict | primary statistic | estimate [95% CI] | needs | n seeds "
-             "| epochs | profile | chapter |", "|---|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        link = f"{{doc}}`{row['title']} </book/{row['doc']}>`"
+    """The front page's table: per claim, the statistic and its rule, then the verdict of
+    each part of the book (the default profile on a CPU, the gpu profile on a GPU)."""
+    parts = {name: {v["claim"]: (v, row, _link(row, folder))
+                    for row in part_rows(folder) for v in row["verdicts"]}
+             for name, folder in PARTS}
+    lines = ["| claim | primary statistic | needs | `default` (2-core CPU) | `gpu` (one GPU) |",
+             "|---|---|---|---|---|"]
+    for row in part_rows(BOOK):
         if not row["verdicts"]:
-            lines.append(f"| ? | not executed | | | | | | | {link} |")
-        for v in row["verdicts"]:
-            lines.append(f"| {v['claim']} | **{v['outcome']}** | {v['statistic']} | "
-                         f"{v['estimate']} [{v['low']}, {v['high']}] | {v['rule']} | {v['n']} "
-                         f"| {row['epochs']} | `{row['profile']}` | {link} |")
+            lines.append(f"| ? | | | not executed ({_link(row, BOOK)}) | |")
+    for claim in sorted(set().union(*parts.values()), key=int):
+        first = next(part[claim][0] for part in parts.values() if claim in part)
+        cells = []
+        for name, _ in PARTS:
+            if claim not in parts[name]:
+                cells.append("not run yet" if name == "gpu" else "not executed")
+                continue
+            v, row, link = parts[name][claim]
+            differs = (v["statistic"], v["rule"]) != (first["statistic"], first["rule"])
+            cells.append(_cell(v, row, link)
+                         + (f" (statistic {v['statistic']}, needs {v['rule']})" if differs else ""))
+        lines.append(f"| {claim} | {first['statistic']} | {first['rule']} | "
+                     + " | ".join(cells) + " |")
     lines.append("")
-    for row in filter(lambda r: r["verdicts"], rows):
-        claims = ", ".join(f"Claim {v['claim']}" for v in row["verdicts"])
-        lines += [f"**{claims}**: the numbers behind the verdict "
-                  f"({{doc}}`{row['title']} </book/{row['doc']}>`):", "", "```text",
-                  row["evidence"], "```", ""]
+    for name, folder in PARTS:
+        for row in filter(lambda r: r["verdicts"], part_rows(folder)):
+            claims = ", ".join(f"Claim {v['claim']}" for v in row["verdicts"])
+            lines += [f"**{claims}, `{name}`**: the numbers behind the verdict "
+                      f"({_link(row, folder)}):", "", "```text", row["evidence"], "```", ""]
     return "\n".join(lines)
 
 

@@ -178,6 +178,9 @@ def execute(key: str, source: Path, output: Path, parameters: dict, env: dict | 
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     started = time.time()
+    # papermill writes a tuple into the notebook as its string "(1, 2)", which the chapter's
+    # checks then refuse; a list is written as a list literal.
+    parameters = {k: list(v) if isinstance(v, tuple) else v for k, v in parameters.items()}
     try:
         papermill.execute_notebook(str(staged), str(output), parameters=parameters,
                                    kernel_name="python3", cwd=str(source.parent),

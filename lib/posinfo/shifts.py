@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .canvas import ImageSet, load_split, make_background, paste
+from .canvas import ImageSet, draw_flips, flip_some, load_split, make_background, paste
 from .checks import check_protocol, check_shift
 
 
@@ -71,6 +71,7 @@ class ShiftTask:
     max_shift: int
     protocol: str = "crop"
     background: str = "zeros"
+    hflip: bool = False  # random horizontal flips of the training images (CIFAR, not digits)
     grid = 1  # one "cell": train.evaluate reports a single accuracy
 
     def __post_init__(self):
@@ -91,7 +92,7 @@ class ShiftTask:
 
     def canvases(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         background = make_background(self.background, len(images), images.shape[1],
-                                     self.canvas_size, generator, images.device)
+                                     self.canvas_size, generator, images.device, self.train)
         return centred_canvases(images, self.margin, background)
 
     def views(self, images, dy, dx, generator) -> torch.Tensor:
@@ -103,9 +104,11 @@ class ShiftTask:
         order = torch.randperm(n, generator=generator)
         dy1, dx1 = random_offsets(n, self.max_shift, generator)
         dy2, dx2 = random_offsets(n, self.max_shift, generator)
+        flips = draw_flips(n, self.hflip, generator)  # one flip per image: both views share it
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
-            images = self.train.images[idx.to(self.train.images.device)]
+            images = flip_some(self.train.images[idx.to(self.train.images.device)],
+                               None if flips is None else flips[idx])
             # One canvas (one background draw) for both views: they differ only by the shift.
             canvas = self.canvases(images, generator)
             both = shift_views(canvas.repeat(2, 1, 1, 1), torch.cat([dy1[idx], dy2[idx]]),
@@ -125,4 +128,4 @@ class ShiftTask:
 def make_shift_task(settings, device=None) -> ShiftTask:
     train, test = load_split(settings, device)
     return ShiftTask(train, test, settings.margin, settings.max_shift, settings.shift_protocol,
-                     settings.background)
+                     settings.background, settings.get("hflip", False))

@@ -122,7 +122,9 @@ def fit(model: nn.Module, task: CanvasTask, *, epochs: int, batch_size: int, lr:
     with tqdm(total=steps, desc=desc, leave=False, mininterval=1.0, disable=quiet) as bar:
         for _ in range(epochs):
             model.train()
-            total, count = 0.0, 0
+            # Summed on the device: reading the loss every step (loss.item()) would make the
+            # CPU wait for the GPU at every step, and a GPU at batch 48 is launch-bound.
+            total, count = torch.zeros((), dtype=torch.float64, device=device), 0
             for x, y, _cells in task.train_batches(batch_size, generator):
                 x, y = to_device(x, device), y.to(device)
                 with autocast(device):
@@ -130,10 +132,10 @@ def fit(model: nn.Module, task: CanvasTask, *, epochs: int, batch_size: int, lr:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += loss.item() * len(y)
+                total += loss.detach().double() * len(y)
                 count += len(y)
                 bar.update(1)
-            history.append(total / count)
+            history.append(float(total) / count)
             bar.set_postfix(loss=f"{history[-1]:.3f}")
             if on_epoch_end is not None:
                 on_epoch_end(len(history), model, history)
@@ -175,8 +177,9 @@ class TrainedModel:
 
 def model_config(settings, target: str = "location", **changes) -> dict:
     """The full description of one training run: everything that changes the weights."""
-    keys = ("dataset", "image_size", "grid", "background", "padding", "head", "width", "blocks",
-            "epochs", "batch_size", "lr", "betas", "n_train", "n_test", "seed")
+    keys = ("dataset", "image_size", "normalize", "hflip", "grid", "background", "padding",
+            "head", "width", "blocks", "epochs", "batch_size", "lr", "betas", "n_train",
+            "n_test", "seed")
     config = {k: settings[k] for k in keys}
     config.update(target=target, **changes)
     return config

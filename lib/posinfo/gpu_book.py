@@ -1,0 +1,556 @@
+"""Run the whole book on the GPU machine and bring back the executed notebooks.
+
+    make gpu-wheels                      # here, once: the wheels the GPU image lacks, into .whl/
+    PYTHONPATH=lib python3 -m posinfo.gpu_book --wheels .whl --out "$OUT" --profile gpu --bench
+
+On the GPU machine nothing can be fetched and its image lacks papermill, jupytext, ipykernel,
+myst-nb and kornia: they travel as wheels (lib/posinfo/gpu_wheels.txt), which this installs
+into --site and puts on the PYTHONPATH of every process it starts (the papermill kernel, the
+"python3" spec of ipykernel, inherits it). Then:
+
+1. a dry run: every chapter at the smoke profile, fresh model cache, notebooks thrown away;
+   the first failure stops it and prints the chapter's error, so a packaging mistake costs
+   seconds, not a book;
+2. the book at --profile: chapters as concurrent lanes of ``python -m posinfo.run`` (chapter
+   5 after chapter 4 in one lane, since it reads chapter 4's segmenters from the shared model
+   cache; every other chapter in a lane of its own; --jobs lanes at a time). Each notebook
+   lands in --out as it is executed; OUT/gpu_book.log has every chapter's start, end,
+   seconds, the failure if any, and each chapter's output. A failed chapter makes the exit
+   code 1, while the other lanes go on;
+3. with --bench, ``python -m posinfo.bench --gpu --json OUT/bench_gpu.json``.
+
+OUT stays flat (5 notebooks, the log, the bench JSON): the device tool brings back 8 files.
+Only the standard library is imported here at top level: this runs before the wheels are in.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+LIB = REPO / "lib"
+BOOK = REPO / "book"
+WHEEL_LIST = Path(__file__).with_name("gpu_wheels.txt")
+DEFAULT_SITE = Path("/tmp/posinfo-site")
+LOG_NAME = "gpu_book.log"
+BENCH_JSON = "bench_gpu.json"
+DRY_RUN_PROFILE = "smoke"
+# A chapter that reads what an earlier one cached runs after it, in the same lane.
+RUNS_AFTER = {5: 4}
+OUTPUT_TAIL_LINES = 200  # of each chapter's own output, in the log
+BENCH_BUDGET, BENCH_MARGIN = 140, 15  # seconds: bench's default --budget, time kept in hand
+
+PIP_INSTALL = ["-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+               "--no-cache-dir", "--upgrade", "--disable-pip-version-check", "--target"]
+
+ENV_PROBE = """\
+import os, platform, sys
+print(f"python {platform.python_version()} ({sys.executable}), {os.cpu_count()} cpus")
+import torch
+device = (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device")
+print(f"torch {torch.__version__} (CUDA {torch.version.cuda}): {device}")
+"""
+
+# After the install: the packages the wheels bring, from where, and the kernel papermill asks
+# for; any packaging mistake that an import shows fails here, before a kernel starts.
+PACKAGES_PROBE = """\
+import importlib, importlib.metadata as md
+for module, dist in [("papermill", "papermill"), ("jupytext", "jupytext"),
+                     ("ipykernel", "ipykernel"), ("myst_nb", "myst-nb"), ("kornia", "kornia")]:
+    importlib.import_module(module)
+    print(f"{dist} {md.version(dist)}", end="; ")
+from myst_nb import glue
+from kornia.filters import BlurPool2D
+from jupyter_client.kernelspec import KernelSpecManager
+print("kernel python3:", " ".join(KernelSpecManager().get_kernel_spec("python3").argv[:3]))
+"""
+
+
+# --- planning -------------------------------------------------------------------------------
+
+def chapter_stems(book: Path = BOOK) -> dict[int, str]:
+    """{number: stem} of every chapter source book/NN_name.py, in book order."""
+    return {int(path.stem[:2]): path.stem for path in sorted(book.glob("[0-9][0-9]_*.py"))}
+
+
+def plan_lanes(numbers, runs_after: dict[int, int] = RUNS_AFTER) -> list[list[int]]:
+    """Chapters grouped into lanes that may run concurrently: a chapter that reads what an
+    earlier one cached (``runs_after``) goes after it in that chapter's lane, every other
+    chapter gets a lane of its own. Longest lanes first, so that under a --jobs cap the
+    long lane starts at once."""
+    numbers = sorted(set(numbers))
+    lanes: list[list[int]] = []
+    for n in numbers:
+        before = runs_after.get(n)
+        lane = next((lane for lane in lanes if before in lane), None)
+        if lane is not None:
+            lane.append(n)
+        else:
+            lanes.append([n])
+    return sorted(lanes, key=lambda lane: (-len(lane), lane[0]))
+
+
+def chapter_command(number: int, out: Path, profile: str, compile_backend: str | None = None,
+                    python: str = sys.executable) -> list[str]:
+    """The ``python -m posinfo.run`` command that executes one chapter into ``out``."""
+    command = [python, "-m", "posinfo.run", str(number), "--out", str(out),
+               "-p", "profile", profile]
+    if compile_backend:
+        command += ["--compile", compile_backend]
+    return command
+
+
+def bench_command(out: Path, quick: bool = False, budget: int | None = None,
+                  python: str = sys.executable) -> list[str]:
+    command = [python, "-m", "posinfo.bench", "--gpu", "--json", str(out / BENCH_JSON)]
+    return command + (["--quick"] if quick else []) + \
+        (["--budget", str(budget)] if budget is not None else [])
+
+
+def pythonpath(site: Path | None, existing: str | None = None) -> str:
+    """lib/, then the wheels' site, then what was already there, every entry absolute: the
+    kernel starts in book/, where a relative ``lib`` would name nothing."""
+    entries = [str(LIB)] + ([str(site)] if site else [])
+    for entry in (existing or "").split(os.pathsep):
+        if entry and str(Path(entry).resolve()) not in entries:
+            entries.append(str(Path(entry).resolve()))
+    return os.pathsep.join(entries)
+
+
+def child_env(site: Path | None, cache: Path, lanes: int, base: dict | None = None) -> dict:
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = pythonpath(site, env.get("PYTHONPATH"))
+    env["POSINFO_CACHE"] = str(cache)
+    env["POSINFO_PROGRESS"] = "off"
+    env["PYTHONUNBUFFERED"] = "1"
+    # Concurrent kernels share the cores: each gets its share of threads, unless set already.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, lanes))))
+    return env
+
+
+# --- wheels ---------------------------------------------------------------------------------
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def read_wheel_list(path: Path = WHEEL_LIST) -> dict[str, str]:
+    """{package: pinned version} of a requirements-style list (``name==version  # why``)."""
+    pins = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)", line)
+        if not match:
+            raise ValueError(f"{path}:{number}: expected NAME==VERSION, got {line!r}")
+        pins[match.group(1)] = match.group(2)
+    return pins
+
+
+def check_wheels(wheels: Path, pins: dict[str, str]) -> list[Path]:
+    """The .whl files of ``wheels``, refused unless each pinned package has exactly one, of
+    its pinned version (two versions would stop pip's whole install)."""
+    files = sorted(wheels.glob("*.whl"))
+    found: dict[str, list[str]] = {}
+    for path in files:
+        dist, version = path.name.split("-")[:2]
+        found.setdefault(normalize(dist), []).append(version)
+    problems = []
+    for name, version in pins.items():
+        versions = found.get(normalize(name), [])
+        if len(versions) != 1:
+            problems.append(f"{name}: {len(versions)} wheels {versions}")
+        elif normalize(versions[0]) != normalize(version):
+            problems.append(f"{name}: wheel {versions[0]}, pinned {version}")
+    if problems:
+        raise ValueError(f"wheels in {wheels} do not match {WHEEL_LIST.name} (run `make "
+                         f"gpu-wheels`): " + "; ".join(problems))
+    return files
+
+
+def install_wheels(wheels: Path, site: Path, python: str = sys.executable) -> int:
+    files = check_wheels(wheels, read_wheel_list())
+    shutil.rmtree(site, ignore_errors=True)
+    subprocess.run([python, *PIP_INSTALL, str(site), *map(str, files)], check=True)
+    return len(files)
+
+
+# --- running chapters -----------------------------------------------------------------------
+
+class Log:
+    """Lines to stdout and OUT/gpu_book.log at once (flushed: a run killed at the device
+    tool's limit still brings back what happened until then)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.lock = threading.Lock()
+        if path:
+            path.write_text("")
+
+    def __call__(self, text: str = "", stamp: bool = True) -> None:
+        line = (time.strftime("%H:%M:%S ") if stamp else "") + text
+        with self.lock:
+            print(line, flush=True)
+            if self.path:
+                with self.path.open("a") as f:
+                    f.write(line + "\n")
+
+    def block(self, text: str) -> None:
+        with self.lock:
+            if self.path:
+                with self.path.open("a") as f:
+                    f.write(text if text.endswith("\n") else text + "\n")
+
+
+class Result:
+    def __init__(self, number: int, stem: str):
+        self.number, self.stem = number, stem
+        self.status = "not run"  # ok | FAILED | skipped | killed | not run
+        self.seconds = 0.0
+        self.returncode: int | None = None
+        self.error = ""
+        self.output = ""
+
+
+def error_of(output: str) -> str:
+    """The runner's own error message (``error: chapter ... failed in cell ...``), else the
+    output's last lines."""
+    lines = output.rstrip().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("error:"):
+            return "\n".join(lines[i:i + 3])
+    return "\n".join(lines[-15:])
+
+
+class Runner:
+    """Runs lanes of chapter commands, ``jobs`` lanes at a time.
+
+    ``command(number)`` builds a chapter's command; ``fail_fast`` stops every lane at the
+    first failure; at ``deadline`` (a time.monotonic() time) whatever still runs is stopped.
+    """
+
+    def __init__(self, command, stems: dict[int, str], env: dict, log: Log, scratch: Path,
+                 jobs: int | None = None, fail_fast: bool = False, deadline: float | None = None):
+        self.command, self.stems, self.env, self.log = command, stems, env, log
+        self.scratch, self.jobs, self.fail_fast = scratch, jobs, fail_fast
+        self.deadline = deadline
+        self.stop = threading.Event()
+        self.reason = ""  # why it stopped early, if it did
+        self.interrupted: BaseException | None = None
+        self.lock = threading.Lock()
+        self.running: dict[int, subprocess.Popen] = {}
+
+    def run(self, lanes: list[list[int]]) -> dict[int, Result]:
+        results = {n: Result(n, self.stems[n]) for lane in lanes for n in lane}
+        queue = list(lanes)
+        workers = [threading.Thread(target=self._worker, args=(queue, results), daemon=True)
+                   for _ in range(min(len(lanes), self.jobs or len(lanes)))]
+        for worker in workers:
+            worker.start()
+        try:
+            for worker in workers:
+                while worker.is_alive():
+                    worker.join(timeout=1)
+                    if self.deadline and time.monotonic() > self.deadline \
+                            and not self.stop.is_set():
+                        self.log("deadline reached: stopping the chapters still running")
+                        self._stop_all("the deadline")
+        except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C, SIGTERM: stop every chapter
+            self.log("interrupted: stopping the chapters still running")
+            self.interrupted = err
+            self._stop_all("an interruption")
+            for worker in workers:
+                worker.join()
+        return results
+
+    def _worker(self, queue: list, results: dict[int, Result]) -> None:
+        while not self.stop.is_set():
+            with self.lock:
+                if not queue:
+                    return
+                lane = queue.pop(0)
+            failed = None
+            for n in lane:
+                result = results[n]
+                if self.stop.is_set():
+                    return
+                if failed is not None:
+                    result.status = "skipped"
+                    result.error = f"chapter {failed} before it in its lane failed"
+                    self.log(f"skip   {result.stem}: {result.error}")
+                    continue
+                self._run_one(result)
+                if result.status != "ok":
+                    failed = n
+                    if self.fail_fast and not self.stop.is_set():
+                        self._stop_all(f"{result.stem}'s failure in a fail-fast run")
+
+    def _run_one(self, result: Result) -> None:
+        command = self.command(result.number)
+        output_path = self.scratch / f"{result.stem}.out"
+        self.log(f"start  {result.stem}")
+        started = time.monotonic()
+        with output_path.open("w") as output:
+            # Its own process group (in our session, which the device tool ends at its limit),
+            # so that stopping it stops whatever it started; its kernel (a session of its own,
+            # jupyter_client's) exits when it finds its parent gone (ipykernel's parent poller).
+            process = subprocess.Popen(command, cwd=REPO, env=self.env, stdout=output,
+                                       stderr=subprocess.STDOUT, process_group=0)
+            with self.lock:
+                self.running[result.number] = process
+            if self.stop.is_set():  # stopped while it started
+                _stop(process)
+            process.wait()
+            with self.lock:
+                self.running.pop(result.number, None)
+        result.seconds = time.monotonic() - started
+        result.returncode = process.returncode
+        result.output = output_path.read_text(errors="replace")
+        if process.returncode == 0:
+            result.status = "ok"
+            self.log(f"done   {result.stem} in {result.seconds:.1f} s")
+        else:
+            result.status = "killed" if self.stop.is_set() else "FAILED"
+            result.error = error_of(result.output) if result.status == "FAILED" else \
+                f"stopped at {self.reason}"
+            self.log(f"{result.status} {result.stem} after {result.seconds:.1f} s "
+                     f"(exit code {process.returncode}):\n    "
+                     + result.error.replace("\n", "\n    "), stamp=True)
+
+    def _stop_all(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        self.stop.set()
+        with self.lock:
+            processes = list(self.running.values())
+        for process in processes:
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """End a chapter process we started, with its process group."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def summary(results: dict[int, Result]) -> str:
+    width = max(len(r.stem) for r in results.values())
+    rows = [f"  {'chapter':<{width}}  {'status':<8} {'seconds':>8}"]
+    rows += [f"  {r.stem:<{width}}  {r.status:<8} {r.seconds:8.1f}"
+             for r in sorted(results.values(), key=lambda r: r.number)]
+    return "\n".join(rows)
+
+
+def outputs(results: dict[int, Result]) -> str:
+    """Each chapter's own output (the runner's lines, warnings, a traceback), its last lines."""
+    parts = []
+    for r in sorted(results.values(), key=lambda r: r.number):
+        if r.status in ("skipped", "not run"):
+            continue
+        lines = r.output.rstrip().splitlines()
+        cut = max(0, len(lines) - OUTPUT_TAIL_LINES)
+        parts.append(f"--- output of {r.stem} ({r.status}, {r.seconds:.1f} s)"
+                     + (f", last {OUTPUT_TAIL_LINES} of {len(lines)} lines" if cut else "")
+                     + " ---\n" + "\n".join(lines[cut:]))
+    return "\n".join(parts)
+
+
+# --- the whole run --------------------------------------------------------------------------
+
+def probe(code: str, env: dict, python: str = sys.executable) -> str:
+    done = subprocess.run([python, "-c", code], env=env, cwd=REPO, capture_output=True,
+                          text=True)
+    if done.returncode:
+        raise RuntimeError(f"`{python} -c ...` failed:\n{done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def dry_run(stems: dict[int, str], lanes: list[list[int]], site: Path | None, log: Log,
+            jobs: int | None, deadline: float | None = None) -> bool:
+    """Every chapter at smoke, fresh cache, notebooks thrown away; stops at the first
+    failure."""
+    with tempfile.TemporaryDirectory(prefix="posinfo-dry-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "cache").mkdir()
+        (tmp / "notebooks").mkdir()
+        env = child_env(site, tmp / "cache", len(lanes))
+        started = time.monotonic()
+        log(f"dry run: {len(stems)} chapters at {DRY_RUN_PROFILE}, fresh cache, lanes {lanes}")
+        runner = Runner(lambda n: chapter_command(n, tmp / "notebooks", DRY_RUN_PROFILE),
+                        stems, env, log, tmp, jobs=jobs, fail_fast=True, deadline=deadline)
+        results = runner.run(lanes)
+        if runner.interrupted is not None:
+            raise runner.interrupted
+        failed = [r for r in results.values() if r.status != "ok"]
+        if failed:
+            for r in failed:
+                if r.status == "FAILED":  # not those it stopped
+                    log.block(outputs({r.number: r}))
+                    print(f"--- output of {r.stem} ---\n{r.output.rstrip()}", file=sys.stderr)
+            log(f"dry run FAILED in {time.monotonic() - started:.0f} s: "
+                + ", ".join(f"{r.stem} {r.status}" for r in failed))
+            return False
+        log(f"dry run passed in {time.monotonic() - started:.0f} s")
+        return True
+
+
+def run_bench(out: Path, env: dict, log: Log, quick: bool = False,
+              deadline: float | None = None) -> bool:
+    """posinfo.bench --gpu; with a deadline, its --budget is the time left (less a margin)."""
+    budget = None
+    if deadline is not None:
+        budget = int(min(BENCH_BUDGET, deadline - time.monotonic() - BENCH_MARGIN))
+        if budget < BENCH_MARGIN:
+            log("bench skipped: too little time left before the deadline")
+            return True
+    command = bench_command(out, quick, budget)
+    log("bench: " + " ".join(command[1:]))
+    started = time.monotonic()
+    try:
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=None if budget is None else budget + BENCH_MARGIN)
+    except subprocess.TimeoutExpired:
+        log("bench FAILED: still running at the deadline, stopped")
+        return False
+    text = (done.stdout + done.stderr).rstrip()
+    if done.returncode == 2 and "unrecognized arguments" in done.stderr:
+        log("bench SKIPPED: this posinfo.bench has no --gpu/--json option yet "
+            f"({done.stderr.strip().splitlines()[-1]})")
+        return True
+    log.block(f"--- output of posinfo.bench ---\n{text}")
+    print(text, flush=True)
+    if done.returncode:
+        log(f"bench FAILED after {time.monotonic() - started:.0f} s "
+            f"(exit code {done.returncode})")
+        return False
+    log(f"bench done in {time.monotonic() - started:.0f} s -> {out / BENCH_JSON}")
+    return True
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m posinfo.gpu_book", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True,
+                        help="folder for the notebooks, gpu_book.log and bench_gpu.json (flat)")
+    parser.add_argument("--wheels", help="folder of the wheels of make gpu-wheels; without it "
+                        "nothing is installed (the current environment has the packages)")
+    parser.add_argument("--site", default=str(DEFAULT_SITE),
+                        help=f"where the wheels are installed (default {DEFAULT_SITE})")
+    parser.add_argument("--profile", default="gpu", help="profile of the book run (default gpu)")
+    parser.add_argument("--jobs", type=int, help="lanes at a time (default: every lane)")
+    parser.add_argument("--chapters", nargs="+", type=int, metavar="N",
+                        help="only these chapters (default: all)")
+    parser.add_argument("--cache", help="model cache of the book run (default: a fresh "
+                        "temporary folder, removed at the end)")
+    parser.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
+                        help="pass --compile to posinfo.run (torch.compile)")
+    parser.add_argument("--deadline", type=float, metavar="SECONDS",
+                        help="stop whatever still runs this long after the start (wheels, dry "
+                        "run and bench included), log it and exit 1: keep it under the device "
+                        "call's limit so that the log and notebooks come back")
+    dry = parser.add_mutually_exclusive_group()
+    dry.add_argument("--dry-run-only", action="store_true", help="only the smoke dry run")
+    dry.add_argument("--skip-dry-run", action="store_true", help="no smoke dry run")
+    parser.add_argument("--bench", action="store_true",
+                        help=f"afterwards: python -m posinfo.bench --gpu --json OUT/{BENCH_JSON}")
+    parser.add_argument("--bench-quick", action="store_true",
+                        help="with --bench: bench's --quick (tiny, any device: a CPU rehearsal)")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
+    deadline = None if args.deadline is None else time.monotonic() + args.deadline
+    if args.jobs is not None and args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+
+    from .checks import PROFILES  # standard library only, like the package's __init__
+    if args.profile not in PROFILES:
+        parser.error(f"--profile must be one of {PROFILES}, got {args.profile!r}")
+    stems = chapter_stems()
+    unknown = sorted(set(args.chapters or ()) - set(stems))
+    if unknown:
+        parser.error(f"no chapter(s) {unknown}; chapters are {sorted(stems)}")
+    numbers = args.chapters or list(stems)
+    stems = {n: stems[n] for n in numbers}
+    lanes = plan_lanes(numbers)
+
+    out = Path(args.out).resolve()
+    for folder in (BOOK.resolve(), (REPO / "data").resolve()):
+        if out == folder or folder in out.parents:
+            parser.error(f"--out must not lie in {folder}: choose a folder of your own")
+    out.mkdir(parents=True, exist_ok=True)
+    log = Log(out / LOG_NAME)
+    log(f"posinfo.gpu_book: profile {'-' if args.dry_run_only else args.profile}, chapters "
+        f"{numbers}, lanes {lanes}, jobs {args.jobs or len(lanes)}, out {out}")
+    site = Path(args.site).resolve() if args.wheels else None
+    try:
+        log("environment: " + probe(ENV_PROBE, child_env(None, out, len(lanes)))
+            .replace("\n", "; "))
+        if args.wheels:
+            started = time.monotonic()
+            count = install_wheels(Path(args.wheels), site)
+            log(f"wheels: {count} from {args.wheels} installed into {site} in "
+                f"{time.monotonic() - started:.1f} s")
+        log("packages: " + probe(PACKAGES_PROBE, child_env(site, out, len(lanes))))
+    except (ValueError, RuntimeError, subprocess.CalledProcessError) as err:
+        log(f"setup FAILED: {err}")
+        return 1
+
+    if not args.skip_dry_run:
+        if not dry_run(stems, plan_lanes(numbers), site, log, args.jobs, deadline):
+            return 1
+        if args.dry_run_only:
+            return 0
+
+    keep_cache = args.cache is not None
+    cache = Path(args.cache).resolve() if keep_cache else Path(tempfile.mkdtemp(
+        prefix="posinfo-cache-"))
+    cache.mkdir(parents=True, exist_ok=True)
+    env = child_env(site, cache, len(lanes))
+    log(f"book at profile {args.profile}: cache {cache}, OMP_NUM_THREADS "
+        f"{env['OMP_NUM_THREADS']}")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="posinfo-gpu-book-") as scratch:
+        runner = Runner(lambda n: chapter_command(n, out, args.profile, args.compile),
+                        stems, env, log, Path(scratch), jobs=args.jobs, deadline=deadline)
+        results = runner.run(lanes)
+    failed = [r for r in results.values() if r.status != "ok"]
+    log(f"book: {len(results) - len(failed)} of {len(results)} chapters ok in "
+        f"{time.monotonic() - started:.0f} s wall\n" + summary(results))
+    log.block(outputs(results))
+    if runner.interrupted is not None:
+        raise runner.interrupted
+
+    bench_ok = True
+    if args.bench:
+        if runner.stop.is_set():
+            log(f"bench skipped: the book run was stopped at {runner.reason}")
+        else:
+            bench_ok = run_bench(out, child_env(site, cache, 1), log, args.bench_quick, deadline)
+    if not keep_cache:
+        shutil.rmtree(cache, ignore_errors=True)
+    return 0 if not failed and bench_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""posinfo.gpu_book, the book on the GPU machine: lanes, commands, the wheel list, that it
+starts on the standard library alone, and what a failing, or too slow, chapter does.
+Chapters are stood in for by tiny Python commands: no kernel, no training, no network."""
+import ast
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from posinfo import gpu_book
+
+STEMS = gpu_book.chapter_stems()
+
+
+def test_the_book_has_the_chapters_the_lanes_are_planned_for():
+    assert sorted(STEMS) == [1, 2, 3, 4, 5]
+    assert STEMS[4].startswith("04_") and STEMS[5].startswith("05_")
+
+
+def test_chapter_5_runs_after_chapter_4_in_its_lane_and_every_other_chapter_alone():
+    assert gpu_book.plan_lanes([1, 2, 3, 4, 5]) == [[4, 5], [1], [2], [3]]
+    assert gpu_book.plan_lanes([5, 4]) == [[4, 5]]
+    assert gpu_book.plan_lanes([5, 1]) == [[1], [5]]  # without 4, 5 trains its own segmenters
+    assert gpu_book.plan_lanes([3]) == [[3]]
+
+
+def test_the_commands_it_runs(tmp_path):
+    assert gpu_book.chapter_command(3, tmp_path, "gpu", python="py") == \
+        ["py", "-m", "posinfo.run", "3", "--out", str(tmp_path), "-p", "profile", "gpu"]
+    assert gpu_book.chapter_command(1, tmp_path, "smoke", "inductor", python="py")[-2:] == \
+        ["--compile", "inductor"]
+    assert gpu_book.bench_command(tmp_path, python="py") == \
+        ["py", "-m", "posinfo.bench", "--gpu", "--json", str(tmp_path / "bench_gpu.json")]
+    assert gpu_book.bench_command(tmp_path, quick=True, budget=90, python="py")[-3:] == \
+        ["--quick", "--budget", "90"]
+    assert gpu_book.PIP_INSTALL[:4] == ["-m", "pip", "install", "-q"]
+    assert {"--no-index", "--no-deps", "--no-compile", "--no-cache-dir", "--upgrade"} \
+        <= set(gpu_book.PIP_INSTALL) and gpu_book.PIP_INSTALL[-1] == "--target"
+
+
+def test_every_process_gets_lib_and_the_wheels_first_with_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(gpu_book.REPO)
+    site = tmp_path / "site"
+    path = gpu_book.pythonpath(site, os.pathsep.join(["lib", "elsewhere"])).split(os.pathsep)
+    assert path == [str(gpu_book.LIB), str(site), str(gpu_book.REPO / "elsewhere")]
+    env = gpu_book.child_env(site, tmp_path / "cache", lanes=4,
+                             base={"PYTHONPATH": "lib", "OMP_NUM_THREADS": "1"})
+    assert env["POSINFO_CACHE"] == str(tmp_path / "cache") and env["POSINFO_PROGRESS"] == "off"
+    assert env["OMP_NUM_THREADS"] == "1"  # a setting of the user's is kept
+    assert int(gpu_book.child_env(None, tmp_path, lanes=4, base={})["OMP_NUM_THREADS"]) >= 1
+
+
+def test_the_wheel_list_pins_one_version_of_each_package_the_gpu_image_lacks(tmp_path):
+    pins = gpu_book.read_wheel_list()
+    assert {"papermill", "jupytext", "ipykernel", "myst-nb", "kornia"} <= set(pins)
+    assert not {"torch", "numpy", "sphinx", "myst-parser", "jupyter-cache"} & set(pins)
+    for line in gpu_book.WHEEL_LIST.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            assert "#" in line, f"say why it is there: {line}"
+    loose = tmp_path / "loose.txt"
+    loose.write_text("# a comment\n\npapermill>=2  # not one version\n")
+    with pytest.raises(ValueError, match="loose.txt:3: expected NAME==VERSION"):
+        gpu_book.read_wheel_list(loose)
+
+
+def test_a_wheels_folder_must_hold_exactly_the_pinned_versions(tmp_path):
+    pins = {"myst-nb": "1.4.0", "rpds-py": "2026.9.1"}
+    (tmp_path / "myst_nb-1.4.0-py3-none-any.whl").touch()
+    (tmp_path / "rpds_py-2026.9.1-cp312-cp312-manylinux_2_17_x86_64.whl").touch()
+    assert len(gpu_book.check_wheels(tmp_path, pins)) == 2
+    (tmp_path / "rpds_py-2025.1.0-cp312-cp312-manylinux_2_17_x86_64.whl").touch()
+    with pytest.raises(ValueError, match="rpds-py: 2 wheels"):
+        gpu_book.check_wheels(tmp_path, pins)
+    with pytest.raises(ValueError, match="kornia: 0 wheels"):
+        gpu_book.check_wheels(tmp_path, {"kornia": "0.9.0"})
+    with pytest.raises(ValueError, match="wheel 1.4.0, pinned 1.5.0"):
+        gpu_book.check_wheels(tmp_path, {"myst-nb": "1.5.0"})
+
+
+def test_it_imports_only_the_standard_library_before_the_wheels_are_in():
+    source = Path(gpu_book.__file__).read_text()
+    top = [node for node in ast.parse(source).body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    names = {alias.name.split(".")[0] for node in top if isinstance(node, ast.Import)
+             for alias in node.names}
+    names |= {node.module.split(".")[0] for node in top
+              if isinstance(node, ast.ImportFrom) and node.level == 0}
+    assert names - {"__future__"} <= sys.stdlib_module_names
+    assert not [node for node in top if isinstance(node, ast.ImportFrom) and node.level]
+    # And for real, with no site-packages at all (python -S): it parses, checks the profile
+    # (posinfo.checks, standard library only) and refuses a wrong one, all before any install.
+    env = {**os.environ, "PYTHONPATH": str(gpu_book.LIB)}
+    done = subprocess.run([sys.executable, "-S", "-m", "posinfo.gpu_book", "--out", "x",
+                           "--profile", "nope"], env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "--profile must be one of" in done.stderr, done.stderr
+
+
+# --- chapters stood in for by tiny commands ----------------------------------------------------
+
+FAKE = textwrap.dedent('''\
+    import pathlib, sys, time
+    number, out, events = int(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
+    fail, sleep = sys.argv[4].split(","), float(sys.argv[5])
+    with open(events, "a") as f:
+        f.write(f"start {number} {time.time()}\\n")
+    time.sleep(sleep)
+    with open(events, "a") as f:
+        f.write(f"end {number} {time.time()}\\n")
+    if str(number) in fail:
+        print(f"error: chapter {number:02d} failed in cell 7 (execution count 7): "
+              "RuntimeError: boom", file=sys.stderr)
+        sys.exit(1)
+    (out / f"{number:02d}_fake.ipynb").write_text("{}")
+    print(f"{number:02d}: executed")
+''')
+
+
+@pytest.fixture
+def fake_chapters(tmp_path, monkeypatch):
+    """gpu_book with its chapter command replaced by FAKE; returns (events file, set(fail,
+    sleep))."""
+    script = tmp_path / "fake_chapter.py"
+    script.write_text(FAKE)
+    events = tmp_path / "events"
+    knobs = {"fail": "", "sleep": 0.2}
+
+    def command(number, out, profile, compile_backend=None, python=sys.executable):
+        return [python, str(script), str(number), str(out), str(events), knobs["fail"],
+                str(knobs["sleep"])]
+
+    monkeypatch.setattr(gpu_book, "chapter_command", command)
+    monkeypatch.setattr(gpu_book, "probe", lambda code, env, python=None: "(probe skipped)")
+    return events, knobs
+
+
+def _intervals(events: Path) -> dict[int, tuple[float, float]]:
+    times = {}
+    for line in events.read_text().splitlines():
+        kind, number, at = line.split()
+        times.setdefault(int(number), {})[kind] = float(at)
+    return {n: (t["start"], t.get("end", float("inf"))) for n, t in times.items()}
+
+
+def test_lanes_run_concurrently_up_to_jobs_and_chapter_5_waits_for_4(fake_chapters, tmp_path):
+    events, knobs = fake_chapters
+    out = tmp_path / "out"
+    assert gpu_book.main(["--out", str(out), "--skip-dry-run", "--profile", "smoke",
+                          "--jobs", "2"]) == 0
+    spans = _intervals(events)
+    assert sorted(spans) == [1, 2, 3, 4, 5]
+    assert spans[5][0] >= spans[4][1]  # 5 starts after 4 ended
+    moments = sorted(t for span in spans.values() for t in span)
+    most = max(sum(start <= m < end for start, end in spans.values()) for m in moments)
+    assert most == 2  # concurrent, and never more than --jobs lanes
+    assert sorted(p.name for p in out.iterdir()) == \
+        [f"0{n}_fake.ipynb" for n in range(1, 6)] + ["gpu_book.log"]  # flat
+    log = (out / "gpu_book.log").read_text()
+    assert "5 of 5 chapters ok" in log and "done   04_position_channels" in log
+
+
+def test_a_failing_chapter_fails_the_run_and_the_other_lanes_go_on(fake_chapters, tmp_path):
+    events, knobs = fake_chapters
+    knobs["fail"] = "2,4"
+    out = tmp_path / "out"
+    assert gpu_book.main(["--out", str(out), "--skip-dry-run", "--profile", "smoke"]) == 1
+    log = (out / "gpu_book.log").read_text()
+    assert "FAILED 02_channel_order" in log and "failed in cell 7" in log
+    assert "skip   05_region_attack: chapter 4 before it in its lane failed" in log
+    assert "2 of 5 chapters ok" in log
+    assert sorted(_intervals(events)) == [1, 2, 3, 4]  # 1 and 3 ran to the end, 5 never started
+    assert {p.name for p in out.glob("*.ipynb")} == {"01_fake.ipynb", "03_fake.ipynb"}
+
+
+def test_a_failing_dry_run_stops_everything_at_once(fake_chapters, tmp_path, capsys):
+    events, knobs = fake_chapters
+    knobs["fail"] = "1"
+    out = tmp_path / "out"
+    assert gpu_book.main(["--out", str(out), "--profile", "smoke"]) == 1
+    log = (out / "gpu_book.log").read_text()
+    assert "dry run FAILED" in log and "01_gap_keeps_position FAILED" in log
+    assert "book at profile" not in log  # the book run never started
+    assert "RuntimeError: boom" in capsys.readouterr().err  # the chapter's error, printed
+    assert not list(out.glob("*.ipynb"))  # dry-run notebooks never land in OUT
+
+
+def test_the_deadline_stops_what_still_runs(fake_chapters, tmp_path):
+    events, knobs = fake_chapters
+    knobs["sleep"] = 60
+    out = tmp_path / "out"
+    assert gpu_book.main(["--out", str(out), "--skip-dry-run", "--profile", "smoke",
+                          "--jobs", "1", "--deadline", "1", "--chapters", "1", "2"]) == 1
+    log = (out / "gpu_book.log").read_text()
+    assert "deadline reached" in log and "killed 01_gap_keeps_position" in log
+    assert "stopped at the deadline" in log
+    assert re.search(r"02_channel_order +not run", log)
+
+
+def test_a_bench_without_the_gpu_option_is_skipped_with_a_message(tmp_path, monkeypatch):
+    old_bench = [sys.executable, "-c", "import argparse; argparse.ArgumentParser()"
+                 ".parse_args(['--gpu', '--json', 'x'])"]
+    monkeypatch.setattr(gpu_book, "bench_command", lambda *a, **k: old_bench)
+    log = gpu_book.Log(tmp_path / "log")
+    assert gpu_book.run_bench(tmp_path, dict(os.environ), log) is True
+    assert "bench SKIPPED: this posinfo.bench has no --gpu/--json option" in \
+        (tmp_path / "log").read_text()
+    failing = [sys.executable, "-c", "import sys; sys.exit('no CUDA')"]
+    monkeypatch.setattr(gpu_book, "bench_command", lambda *a, **k: failing)
+    assert gpu_book.run_bench(tmp_path, dict(os.environ), log) is False
+    assert "bench FAILED" in (tmp_path / "log").read_text()
