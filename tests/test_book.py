@@ -129,3 +129,34 @@ def test_gpu_part_holds_only_gpu_runs_of_the_books_chapters(notebook):
     assert row["profile"] == "gpu" and row["verdicts"]
     text = notebook.read_text()
     assert "(cuda), torch " in text and "CPU, " not in text.split("ran on ", 1)[1][:80]
+
+
+def test_the_gpu_part_is_in_the_table_of_contents_exactly_when_its_notebooks_exist():
+    import yaml
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    listed = sorted(f for f in files if f.startswith("book/gpu/0"))
+    assert listed == [f"book/gpu/{p.stem}" for p in GPU_NOTEBOOKS]
+    if GPU_NOTEBOOKS:
+        assert "book/gpu/index" in files and (BOOK / "gpu" / "index.md").exists()
+
+
+@pytest.mark.skipif(not (BOOK / "gpu" / "gpu_book.log").exists(), reason="no GPU run yet")
+def test_the_gpu_page_shows_what_the_runs_log_and_bench_say():
+    """The GPU part's numbers are read from its log and bench JSON, never typed: every
+    chapter's seconds and status from the log's summary, and the bench's best arm."""
+    import json
+
+    from posinfo.report import GPU_BENCH, GPU_LOG, gpu_run, gpu_run_markdown
+    page = gpu_run_markdown()
+    summary = re.findall(r"^  (\d\d_\w+)\s+(\w+)\s+([\d.]+)$", GPU_LOG.read_text(), re.M)
+    assert {stem for stem, _, _ in summary} == {p.stem for p in GPU_NOTEBOOKS}
+    for stem, status, seconds in summary:
+        assert re.search(rf"^{stem}\s+{status}\s+{round(float(seconds))}$", page, re.M)
+    run = gpu_run()
+    assert f"in **{run['wall_s']} s wall" in page and run["ok"] == run["n"]
+    bench = json.loads(GPU_BENCH.read_text())
+    assert bench["header"]["device"] in page and f"Best: {bench['summary']['best']}," in page
+    for name, arm in bench["arms"].items():
+        if arm["status"] == "ok":
+            assert re.search(rf"^{re.escape(name)}\s+{arm['canvases_per_s']:.0f}\s", page, re.M)

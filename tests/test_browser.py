@@ -29,7 +29,8 @@ if not (HTML / "index.html").exists() or not (CHROMIUM and DRIVER):
         raise RuntimeError(f"browser check: {reason}")
     pytest.skip(reason, allow_module_level=True)
 
-PAGES = sorted(str(p.relative_to(HTML)) for p in [HTML / "index.html", *HTML.glob("book/*.html")])
+PAGES = sorted(str(p.relative_to(HTML)) for p in [HTML / "index.html", *HTML.glob("book/*.html"),
+                                                *HTML.glob("book/gpu/*.html")])
 
 
 @pytest.fixture(scope="module")

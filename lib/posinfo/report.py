@@ -113,11 +113,69 @@ def verdict_markdown(book: Path = BOOK) -> str:
     return "\n".join(lines)
 
 
+# ---- the GPU run: its log and bench, as python -m posinfo.gpu_book brought them back -------
+GPU_LOG, GPU_BENCH = GPU_BOOK / "gpu_book.log", GPU_BOOK / "bench_gpu.json"
+LOG_ENVIRONMENT = re.compile(r"environment: (?P<text>.+)$", re.M)
+LOG_CHAPTER = re.compile(r"^  (?P<stem>\d\d_\w+)\s+(?P<status>\w+)\s+(?P<seconds>[\d.]+)$", re.M)
+LOG_BOOK = re.compile(r"book: (?P<ok>\d+) of (?P<n>\d+) chapters ok in (?P<wall>\d+) s wall")
+LOG_DRY = re.compile(r"dry run passed in (?P<seconds>\d+) s")
+
+
+def gpu_run(log: Path = GPU_LOG) -> dict:
+    """What the GPU run's log says: machine, dry run, wall time, each chapter's seconds."""
+    text = log.read_text()
+    book, dry = LOG_BOOK.search(text), LOG_DRY.search(text)
+    return {"environment": LOG_ENVIRONMENT.search(text)["text"],
+            "dry_run_s": int(dry["seconds"]) if dry else None,
+            "wall_s": int(book["wall"]), "ok": int(book["ok"]), "n": int(book["n"]),
+            "chapters": {m["stem"]: (m["status"], float(m["seconds"]))
+                         for m in LOG_CHAPTER.finditer(text)}}
+
+
+def gpu_run_markdown(log: Path = GPU_LOG, bench: Path = GPU_BENCH) -> str:
+    """The GPU part's page: how long each chapter took and the bench's training-step speeds."""
+    import json
+
+    from .tables import format_table
+
+    run = gpu_run(log)
+    lines = [f"Machine (from the run's log): {run['environment']}.", "",
+             f"The smoke dry run took {run['dry_run_s']} s; then {run['ok']} of {run['n']} "
+             f"chapters ran at the `gpu` profile in **{run['wall_s']} s wall "
+             f"({run['wall_s'] / 60:.1f} min)**, four lanes at once (chapter 5 after 4).", "",
+             "```text", format_table({stem: {"status": status, "seconds": f"{sec:.0f}"}
+                                      for stem, (status, sec) in run["chapters"].items()},
+                                     index="chapter"), "```", ""]
+    if bench.exists():
+        b = json.loads(bench.read_text())
+        h, best = b["header"], b["summary"]
+        rows = {name: {"canvases/s": f"{a['canvases_per_s']:.0f}",
+                       "ms/step": f"{a['ms_per_step']:.2f}",
+                       "vs eager": f"{a['vs_eager']:.2f}x",
+                       "setup s": f"{a['setup_s']:.1f}",
+                       "20 epochs, min": f"{a['projected_min_with_setup']:.2f}"}
+                for name, a in b["arms"].items() if a.get("status") == "ok"}
+        lines += [f"Training-step speed of the paper's CIFAR-10 location run (ResNet-18 width "
+                  f"64, 96 px canvases, batch 48, bf16, channels_last), measured by "
+                  f"`python -m posinfo.bench --gpu` on {h['device']} (torch {h['torch']}, "
+                  f"{h['date'][:10]}), each arm in the same run:", "", "```text",
+                  format_table(rows, index="arm"), "```", "",
+                  f"Best: {best['best']}, {best['vs_eager']:.2f}x eager: 20 epochs of 50,000 "
+                  f"canvases in {best['projected_min']:.2f} min (target "
+                  f"{best['target_minutes']:g} min: "
+                  f"{'met' if best['meets_target'] else 'missed'})."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     out = BOOK / "_generated" / "verdicts.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(verdict_markdown())
     print(f"verdict table -> {out}")
+    if GPU_LOG.exists():
+        gpu = BOOK / "_generated" / "gpu_run.md"
+        gpu.write_text(gpu_run_markdown())
+        print(f"GPU run -> {gpu}")
     return 0
 
 
