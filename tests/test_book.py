@@ -147,7 +147,8 @@ def test_the_gpu_page_shows_what_the_runs_log_and_bench_say():
     chapter's seconds and status from the log's summary, and the bench's best arm."""
     import json
 
-    from posinfo.report import GPU_BENCH, GPU_LOG, gpu_run, gpu_run_markdown
+    from posinfo.report import (GPU_BENCH, GPU_BENCH_IN_RUN, GPU_LOG, gpu_run,
+                                gpu_run_markdown)
     page = gpu_run_markdown()
     summary = re.findall(r"^  (\d\d_\w+)\s+(\w+)\s+([\d.]+)$", GPU_LOG.read_text(), re.M)
     assert {stem for stem, _, _ in summary} == {p.stem for p in GPU_NOTEBOOKS}
@@ -155,8 +156,23 @@ def test_the_gpu_page_shows_what_the_runs_log_and_bench_say():
         assert re.search(rf"^{stem}\s+{status}\s+{round(float(seconds))}$", page, re.M)
     run = gpu_run()
     assert f"in **{run['wall_s']} s wall" in page and run["ok"] == run["n"]
+    assert f"in the lanes {gpu_run()['lanes']}" in page
     bench = json.loads(GPU_BENCH.read_text())
     assert bench["header"]["device"] in page and f"Best: {bench['summary']['best']}," in page
     for name, arm in bench["arms"].items():
         if arm["status"] == "ok":
             assert re.search(rf"^{re.escape(name)}\s+{arm['canvases_per_s']:.0f}\s", page, re.M)
+    in_run = json.loads(GPU_BENCH_IN_RUN.read_text())["arms"]["eager"]
+    assert f"measured eager at {in_run['canvases_per_s']:.0f} canvases/s" in page
+
+
+def test_a_gpu_log_that_stopped_early_still_renders(tmp_path):
+    """A failed dry run or a deadline leaves no "book:" line: the page says so, and the
+    book still builds."""
+    from posinfo.report import gpu_run_markdown
+    log = tmp_path / "gpu_book.log"
+    log.write_text("08:00:00 posinfo.gpu_book: profile gpu, chapters [1], lanes [[1]], jobs 1\n"
+                   "08:00:01 environment: python 3.12.3; torch 2.11.0: NVIDIA H100\n"
+                   "08:00:30 dry run FAILED in 29 s: 01_gap_keeps_position FAILED\n")
+    page = gpu_run_markdown(log, tmp_path / "none.json", tmp_path / "none.json")
+    assert "NVIDIA H100" in page and "no end of the book run" in page

@@ -106,6 +106,11 @@ FAKE = textwrap.dedent('''\
     fail, sleep = sys.argv[4].split(","), float(sys.argv[5])
     with open(events, "a") as f:
         f.write(f"start {number} {time.time()}\\n")
+    # A barrier, not a race: the first chapters wait (up to 30 s) until two have started,
+    # so that "two lanes at once" does not depend on how fast a loaded machine starts them.
+    waited = time.time()
+    while open(events).read().count("start") < 2 and time.time() - waited < 30:
+        time.sleep(0.02)
     time.sleep(sleep)
     with open(events, "a") as f:
         f.write(f"end {number} {time.time()}\\n")
@@ -210,3 +215,17 @@ def test_a_bench_without_the_gpu_option_is_skipped_with_a_message(tmp_path, monk
     monkeypatch.setattr(gpu_book, "bench_command", lambda *a, **k: failing)
     assert gpu_book.run_bench(tmp_path, dict(os.environ), log) is False
     assert "bench FAILED" in (tmp_path / "log").read_text()
+
+
+def test_the_runners_bench_timings_follow_the_benchs_own():
+    """gpu_book gives the bench a budget that leaves room for the bench's own hard stop
+    (budget + 40 s) before the runner's deadline: the two numbers must stay in step."""
+    from posinfo.bench import GpuBenchConfig
+
+    config = GpuBenchConfig()
+    assert gpu_book.BENCH_BUDGET == config.budget_s
+    assert config.deadline_s is None  # then the bench stops at budget_s + 40
+    import inspect
+
+    from posinfo import bench
+    assert f"budget_s + {gpu_book.BENCH_HARD_STOP}" in inspect.getsource(bench.gpu_bench)

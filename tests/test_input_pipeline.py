@@ -102,15 +102,52 @@ def test_hflip_mirrors_the_images_its_coins_pick_and_off_draws_nothing():
 
 
 def test_shift_views_of_one_image_share_its_flip():
-    images = _set(n=32, c=1, size=4)
-    task = ShiftTask(images, images, margin=2, max_shift=0, hflip=True)
-    both, labels, _ = next(task.train_batches(32, torch.Generator().manual_seed(0)))
+    """Replay train_batches' draws (order, two offsets, then the coins): each view is its
+    image, mirrored when its coin says so, at that view's own shift; never the other way."""
+    from posinfo.shifts import shift_views
+
+    images = ImageSet(_set(n=32, c=1, size=4).images, torch.arange(32), 32)  # label = index
+    task = ShiftTask(images, images, margin=2, max_shift=2, hflip=True)
+    both, labels, offsets = next(task.train_batches(32, torch.Generator().manual_seed(0)))
+    g = torch.Generator().manual_seed(0)
+    order = torch.randperm(32, generator=g)
+    for _ in range(2):  # dy1, dx1 then dy2, dx2
+        torch.randint(-2, 3, (2, 32), generator=g)
+    coins = torch.rand(32, generator=g) < 0.5
+    assert torch.equal(labels, order) and 8 < int(coins.sum()) < 24
     first, second = both.chunk(2)
-    assert torch.equal(first, second)  # max_shift 0: the two views are the same canvas
-    centre = first[:, :, 2:6, 2:6]
-    mirrored = sum(not torch.equal(centre[i], images.images[j]) for i, j in enumerate(
-        [int(torch.nonzero(images.labels == lab)[0]) for lab in labels]))
-    assert mirrored > 0
+    for i, j in enumerate(order.tolist()):
+        image = images.images[j].flip(-1) if coins[j] else images.images[j]
+        canvas = torch.zeros(1, 1, 8, 8)
+        canvas[0, :, 2:6, 2:6] = image
+        dy1, dx1, dy2, dx2 = offsets[i]
+        assert torch.equal(first[i], shift_views(canvas, dy1[None], dx1[None])[0])
+        assert torch.equal(second[i], shift_views(canvas, dy2[None], dx2[None])[0])
+
+
+def test_task_noise_backgrounds_are_pixels_put_into_the_images_space():
+    """Both tasks draw noise as [0, 1] pixels and normalise it like the images: replaying
+    the generator's draws, the canvas outside the image is that noise, back in pixels."""
+    images = _set(n=8, c=2, size=4).normalized(MEAN, STD)
+    canvas_task = CanvasTask(images, images, grid=2, background="noise")
+    x, _, cells = next(canvas_task.train_batches(8, torch.Generator().manual_seed(0)))
+    g = torch.Generator().manual_seed(0)
+    torch.randperm(8, generator=g), torch.randint(0, 4, (8,), generator=g)
+    noise = torch.rand(8, 2, 8, 8, generator=g)
+    shift_task = ShiftTask(images, images, margin=2, max_shift=0, background="noise")
+    views, _, _ = next(shift_task.train_batches(8, torch.Generator().manual_seed(0)))
+    g = torch.Generator().manual_seed(0)
+    torch.randperm(8, generator=g)
+    for _ in range(2):
+        torch.randint(0, 1, (2, 8), generator=g)
+    shift_noise = torch.rand(8, 2, 8, 8, generator=g)
+    for batch, drawn, where in ((x, noise, cells), (views[:8], shift_noise, None)):
+        keep = torch.ones(8, 2, 8, 8, dtype=torch.bool)
+        for i in range(8):
+            r, c = divmod(int(where[i]), 2) if where is not None else (0.5, 0.5)
+            top, left = int(4 * r), int(4 * c)  # the shift task's image sits at (2, 2)
+            keep[i, :, top:top + 4, left:left + 4] = False
+        assert torch.allclose(images.raw(batch)[keep], drawn[keep], atol=1e-5)
 
 
 def test_hflip_on_digits_is_refused_before_any_work():
@@ -131,8 +168,14 @@ def test_gpu_and_paper_use_the_reference_pipeline_cpu_profiles_do_not(chapter):
         assert s.normalize is False and s.hflip is False
 
 
-def test_make_task_carries_hflip_and_normalisation():
+def test_make_task_and_make_shift_task_carry_the_pipeline_settings():
+    from posinfo.shifts import make_shift_task
+
     settings = Settings(dataset="digits", image_size=8, n_train=20, n_test=5, grid=2,
-                        background="zeros", normalize=True, hflip=False)
-    task = make_task(settings)
-    assert task.train.mean is not None and task.hflip is False
+                        background="zeros", normalize=True, hflip=True, margin=2,
+                        max_shift=2, shift_protocol="crop")
+    for task in (make_task(settings), make_shift_task(settings)):
+        assert task.train.mean is not None and task.test.mean == task.train.mean
+        assert task.hflip is True
+    plain = make_shift_task(Settings(settings, normalize=False, hflip=False))
+    assert plain.train.mean is None and plain.hflip is False

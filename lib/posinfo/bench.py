@@ -6,7 +6,7 @@
     python -m posinfo.bench --gpu [--json PATH] [--quick]
                                          # only the GPU section: the paper's CIFAR-10 location
                                          # run's training step, eager vs torch.compile vs CUDA
-                                         # graphs (~2.5 min on one H100; --quick: tiny, any device)
+                                         # graphs (63 s of arms on an H200; --quick: tiny, any device)
 
 Machines are noisy, so nothing here is asserted in a test; the README quotes the output
 together with the machine it came from.
@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from .canvas import paste, place_on_canvas
+from .canvas import flip_some, paste, place_on_canvas
 from .models import build_classifier
 from .settings import chapter_settings
 from .tables import format_table
-from .train import autocast, prepare_model, to_device
+from .train import autocast, pick_device, prepare_model, to_device
 
 
 def _best_of(fn, repeats=5):
@@ -342,8 +342,8 @@ class CanvasStream:
 
     def _build(self, idx, cells, flips):
         images = self.pool.index_select(0, idx)
-        if self.hflip:  # as canvas.flip_some, with the coins already on the device
-            images = torch.where(flips[:, None, None, None], images.flip(-1), images)
+        if self.hflip:  # the coins are already on the device: no copy
+            images = flip_some(images, flips)
         x = device_canvases(images, cells, self.grid)
         return to_device(x, self.pool.device), cells
 
@@ -617,7 +617,7 @@ def gpu_bench(cfg: GpuBenchConfig = GpuBenchConfig(), device=None, json_path=Non
     import threading
 
     started = time.perf_counter()
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)
     result = {"header": gpu_header(device), "config": asdict(cfg),
               "paper_run": {"epochs": PAPER_EPOCHS, "canvases_per_epoch": PAPER_CANVASES,
                             "target_minutes": TARGET_MINUTES},

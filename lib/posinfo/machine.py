@@ -10,10 +10,12 @@ import platform
 
 import torch
 
+from .train import pick_device
+
 
 def describe(device: torch.device | str | None = None) -> str:
     """e.g. 'ran on NVIDIA H200 (cuda), torch 2.11.0+cu130, Python 3.12.3, 2026-11-26'."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)
     if device.type == "cuda":
         hardware = f"{torch.cuda.get_device_name(device)} (cuda)"
     else:

@@ -122,8 +122,10 @@ def fit(model: nn.Module, task: CanvasTask, *, epochs: int, batch_size: int, lr:
     with tqdm(total=steps, desc=desc, leave=False, mininterval=1.0, disable=quiet) as bar:
         for _ in range(epochs):
             model.train()
-            # Summed on the device: reading the loss every step (loss.item()) would make the
-            # CPU wait for the GPU at every step, and a GPU at batch 48 is launch-bound.
+            # Summed on the device: loss.item() every step would make the CPU wait for the GPU
+            # once more per step. Not the only wait: the batch's indices still come from a
+            # CPU generator, and each copy to the GPU waits too (bench --gpu: 0.92-0.96x of
+            # an eager step that builds its batches on the GPU).
             total, count = torch.zeros((), dtype=torch.float64, device=device), 0
             for x, y, _cells in task.train_batches(batch_size, generator):
                 x, y = to_device(x, device), y.to(device)
