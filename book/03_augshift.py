@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -284,6 +286,14 @@ print(verdict.line())
 
 # %%
 print(verdict.explanation())
+
+# %% [markdown]
+# ```{note}
+# **At the paper's scale.** This chapter also ran once at the `gpu` profile on one GPU:
+# the paper's ResNet-18 and training recipe, 20 epochs, more seeds, the same offline
+# data ({doc}`its page </book/gpu/03_augshift>`). The front page sets the two verdicts
+# side by side.
+# ```
 
 # %% [markdown]
 # ## How the effect depends on the training budget
