@@ -229,3 +229,12 @@ def test_the_runners_bench_timings_follow_the_benchs_own():
 
     from posinfo import bench
     assert f"budget_s + {gpu_book.BENCH_HARD_STOP}" in inspect.getsource(bench.gpu_bench)
+
+
+@pytest.mark.parametrize("where", ["book", "book/gpu", "data"])
+def test_out_inside_book_or_data_is_refused_before_anything_runs(where, capsys):
+    """The runner takes run.check_out's rule: no notebooks among the committed ones."""
+    with pytest.raises(SystemExit) as exit_:
+        gpu_book.main(["--out", str(gpu_book.REPO / where), "--profile", "smoke"])
+    assert exit_.value.code == 2
+    assert "--out must not be" in capsys.readouterr().err

@@ -38,7 +38,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 LIB = REPO / "lib"
-BOOK = REPO / "book"
 WHEEL_LIST = Path(__file__).with_name("gpu_wheels.txt")
 DEFAULT_SITE = Path("/tmp/posinfo-site")
 LOG_NAME = "gpu_book.log"
@@ -81,9 +80,10 @@ print("kernel python3:", " ".join(KernelSpecManager().get_kernel_spec("python3")
 
 # --- planning -------------------------------------------------------------------------------
 
-def chapter_stems(book: Path = BOOK) -> dict[int, str]:
-    """{number: stem} of every chapter source book/NN_name.py, in book order."""
-    return {int(path.stem[:2]): path.stem for path in sorted(book.glob("[0-9][0-9]_*.py"))}
+def chapter_stems() -> dict[int, str]:
+    """{number: stem} of every chapter (``run.chapter_sources``), in book order."""
+    from .run import chapter_sources  # imports torch: not at the top (see the docstring)
+    return {int(path.stem[:2]): path.stem for path in chapter_sources().values()}
 
 
 def plan_lanes(numbers, runs_after: dict[int, int] = RUNS_AFTER) -> list[list[int]]:
@@ -500,10 +500,11 @@ def main(argv=None) -> int:
     stems = {n: stems[n] for n in numbers}
     lanes = plan_lanes(numbers)
 
-    out = Path(args.out).resolve()
-    for folder in (BOOK.resolve(), (REPO / "data").resolve()):
-        if out == folder or folder in out.parents:
-            parser.error(f"--out must not lie in {folder}: choose a folder of your own")
+    from .run import check_out
+    try:
+        out = check_out(Path(args.out))
+    except ValueError as err:
+        parser.error(str(err))
     out.mkdir(parents=True, exist_ok=True)
     log = Log(out / LOG_NAME)
     log(f"posinfo.gpu_book: profile {'-' if args.dry_run_only else args.profile}, chapters "

@@ -80,15 +80,16 @@ def part_rows(folder: Path) -> list[dict]:
             if (folder / f"{p.stem}.ipynb").exists()]
 
 
-def verdict_markdown(book: Path = BOOK) -> str:
+def verdict_markdown() -> str:
     """The front page's table: per claim, the statistic and its rule, then the verdict of
     each part of the book (the default profile on a CPU, the gpu profile on a GPU)."""
+    rows = {name: part_rows(folder) for name, folder in PARTS}  # each notebook read once
     parts = {name: {v["claim"]: (v, row, _link(row, folder))
-                    for row in part_rows(folder) for v in row["verdicts"]}
+                    for row in rows[name] for v in row["verdicts"]}
              for name, folder in PARTS}
     lines = ["| claim | primary statistic | needs | `default` (2-core CPU) | `gpu` (one GPU) |",
              "|---|---|---|---|---|"]
-    for row in part_rows(BOOK):
+    for row in rows["default"]:
         if not row["verdicts"]:
             lines.append(f"| ? | | | not executed ({_link(row, BOOK)}) | |")
     for claim in sorted(set().union(*parts.values()), key=int):
@@ -106,7 +107,7 @@ def verdict_markdown(book: Path = BOOK) -> str:
                      + " | ".join(cells) + " |")
     lines.append("")
     for name, folder in PARTS:
-        for row in filter(lambda r: r["verdicts"], part_rows(folder)):
+        for row in filter(lambda r: r["verdicts"], rows[name]):
             claims = ", ".join(f"Claim {v['claim']}" for v in row["verdicts"])
             lines += [f"**{claims}, `{name}`**: the numbers behind the verdict "
                       f"({_link(row, folder)}):", "", "```text", row["evidence"], "```", ""]
