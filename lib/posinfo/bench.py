@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from .canvas import flip_some, paste, place_on_canvas
+from .canvas import flip_some, paste_in_cells, place_on_canvas
 from .models import build_classifier
 from .settings import chapter_settings
 from .tables import format_table
@@ -281,15 +281,11 @@ def projected_seconds(canvases_per_s: float, epochs: int = PAPER_EPOCHS,
 
 
 def device_canvases(images: torch.Tensor, cells: torch.Tensor, grid: int) -> torch.Tensor:
-    """place_on_canvas without its range check: the check reads the cells back to the host,
-    a sync per step on a GPU (and an error inside a CUDA graph capture). Checked equal to
-    place_on_canvas before any timing (``CanvasStream``)."""
+    """Blank canvases with the images in their cells, with no read-back to the host
+    (canvas.paste_in_cells). Checked equal to place_on_canvas before any timing
+    (``CanvasStream``)."""
     n, c, h, w = images.shape
-    canvas = images.new_zeros(n, c, grid * h, grid * w)
-    cell = canvas.shape[-1] // grid
-    top = (cells // grid) * cell + (cell - h) // 2
-    left = (cells % grid) * cell + (cell - w) // 2
-    return paste(images, canvas, top, left)
+    return paste_in_cells(images, cells, grid, images.new_zeros(n, c, grid * h, grid * w))
 
 
 class CanvasStream:
