@@ -6,7 +6,7 @@ import torch.nn as nn
 from PIL import Image
 
 import posinfo
-from posinfo.attack import (check_region, random_channels, rank_position_channels, region_miou,
+from posinfo.attack import (check_region, extra_damage, random_channels, rank_position_channels, region_miou,
                             zero_channels, zeroed)
 from posinfo.segment import (Segmenter, backbone_features, build_segmenter, confusion_matrix,
                              mean_iou, segmentation_setup)
@@ -304,3 +304,17 @@ def test_zeroing_sweep_scores_a_planted_position_channel_below_random():
     assert sweep["top-N"] == [0.0]  # every pixel now predicted class 0
     assert sweep["bottom-N"] == [1.0]  # channel 7 is unused
     assert 0.0 < sweep["random-N"][0] < 1.0  # some draws hit channel 0, most do not
+
+
+def test_extra_damage_hand_worked():
+    # Claim 4's statistic: random-N minus top-N mIoU, averaged over the judged N only.
+    # Judged N 2 and 8: (0.60 - 0.50 + 0.50 - 0.20) / 2 = 0.20; the unjudged N = 4 column
+    # (a gap of 0.70) must not enter, and top-N above random-N counts negative.
+    result = {"ns": [2, 4, 8], "judged": [2, 8],
+              "sweep": {"top-N": [0.50, 0.10, 0.20], "random-N": [0.60, 0.80, 0.50]}}
+    assert extra_damage(result) == pytest.approx(0.20)
+    result["sweep"]["top-N"] = [0.70, 0.10, 0.60]
+    assert extra_damage(result) == pytest.approx((-0.10 - 0.10) / 2)
+    with pytest.raises(ValueError, match=r"judged N must be a non-empty subset of the sweep's "
+                                         r"N \[2, 4, 8\], got \[3\]"):
+        extra_damage({**result, "judged": [3]})

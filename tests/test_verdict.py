@@ -4,10 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from posinfo.report import VERDICT_LINE
 from posinfo.tables import format_table
-from posinfo.verdict import (Estimate, Rule, decide, judge, paired_difference, seeds_needed,
-                             t_interval)
+from posinfo.verdict import (MAX_SEEDS, VERDICT_LINE, Estimate, Rule, decide, judge,
+                             paired_difference, seeds_needed, t_interval)
 
 GAIN = Rule("gain", 0.02)
 
@@ -129,3 +128,73 @@ def test_a_budget_curve_reports_each_outcome_and_where_the_claim_first_holds():
     held = {1: curve[4], 2: curve[1], 4: curve[4], 8: curve[4]}
     assert where_it_holds(held, GAIN) == "1, 4 and 8 epochs"
     assert where_it_holds({1: curve[4]}, GAIN) == "1 epoch"
+
+
+# ---- edge cases, pinned ------------------------------------------------------------------
+def test_an_interval_end_exactly_on_the_minimal_effect_has_not_cleared_it():
+    # ">" is strict: the interval [0.5, 0.7] cannot exclude 0.5 itself, so "> 0.5" is not
+    # shown; likewise [0.3, 0.5] does not show the statistic short of it.
+    rule = Rule("x", 0.5)
+    assert decide(Estimate(0.6, 0.5, 0.7, 3, 0.95, 0.1), rule) == "inconclusive"
+    assert decide(Estimate(0.4, 0.3, 0.5, 3, 0.95, 0.1), rule) == "inconclusive"
+    assert decide(Estimate(0.6, 0.5 + 1e-12, 0.7, 3, 0.95, 0.1), rule) == "holds"
+    below = Rule("x", 0.5, "<")
+    assert decide(Estimate(0.4, 0.3, 0.5, 3, 0.95, 0.1), below) == "inconclusive"
+    assert decide(Estimate(0.6, 0.5, 0.7, 3, 0.95, 0.1), below) == "inconclusive"
+
+
+def test_identical_values_give_a_zero_width_interval_at_exactly_that_value():
+    # Chapter 1 prints [+0.889, +0.889]: every seed located as far above chance. Summed in
+    # floats, three copies of 0.889 have a mean one ulp off and an sd of ~1e-16.
+    est = t_interval([0.889] * 3)
+    assert (est.value, est.low, est.high, est.sd, est.n) == (0.889, 0.889, 0.889, 0.0, 3)
+    assert decide(est, Rule("x", 0.5)) == "holds"
+    assert decide(est, Rule("x", 0.889)) == "inconclusive"  # on the line: strict, see above
+    assert decide(est, Rule("x", 0.95)) == "does not hold"
+    # with no spread, two seeds decide any mean off the threshold; a mean on it, none
+    assert seeds_needed(est, Rule("x", 0.5)) == 2
+    assert seeds_needed(est, Rule("x", 0.889)) is None
+    assert "no practical number of seeds" in judge(1, Rule("x", 0.889), est).explanation()
+
+
+def test_seeds_needed_stops_at_its_cap_and_says_so():
+    from scipy import stats
+    # sd 1: the half-width at MAX_SEEDS seeds is t(0.975, 999) / sqrt(1000) = 1.962341 / 31.6228
+    at_cap = float(stats.t.ppf(0.975, MAX_SEEDS - 1)) / MAX_SEEDS ** 0.5
+    assert at_cap == pytest.approx(0.062055, abs=1e-6)
+    just_enough = Estimate(at_cap * 1.0001, -1.0, 1.0, 3, 0.95, 1.0)
+    assert seeds_needed(just_enough, Rule("x", 0.0)) == MAX_SEEDS
+    too_close = Estimate(at_cap * 0.9999, -1.0, 1.0, 3, 0.95, 1.0)
+    assert seeds_needed(too_close, Rule("x", 0.0)) is None
+    assert "no practical number of seeds" in judge(1, Rule("x", 0.0), too_close).explanation()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), None, "0.5", True])
+def test_a_minimal_effect_that_is_not_a_finite_number_is_refused(bad):
+    # NaN would make every comparison False: an "inconclusive" that no seeds could change
+    with pytest.raises(ValueError, match=r"minimal effect \(threshold\) of rule 'gain' must be "
+                                         r"a finite number, got"):
+        Rule("gain", bad)
+
+
+def test_an_interval_with_a_nan_end_is_refused():
+    with pytest.raises(ValueError, match="must have numbers at both ends"):
+        decide(Estimate(0.5, math.nan, 1.0, 3, 0.95, 0.1), GAIN)
+
+
+def test_paired_arms_are_paired_by_seed_not_by_position():
+    treated = {101: 0.9, 100: 0.7, 102: 0.8}  # dict order is not seed order
+    control = {100: 0.6, 101: 0.8, 102: 0.8}
+    # per seed: 100 -> 0.1, 101 -> 0.1, 102 -> 0.0; mean 1/15, sd sqrt(1/300)
+    est = paired_difference(treated, control)
+    assert est.value == pytest.approx(1 / 15) and est.sd == pytest.approx((1 / 300) ** 0.5)
+    assert est.n == 3
+
+
+def test_paired_arms_at_different_seeds_are_refused_naming_both_seed_lists():
+    # same count, different seeds: pairing by position would compare unrelated runs
+    with pytest.raises(ValueError, match=r"treated seeds \[100, 101, 102\] and control seeds "
+                                         r"\[101, 102, 103\]"):
+        paired_difference({100: 1, 101: 2, 102: 3}, {101: 1, 102: 2, 103: 3})
+    with pytest.raises(ValueError, match="both be mappings"):
+        paired_difference({100: 1.0, 101: 2.0}, [1.0, 2.0])

@@ -254,6 +254,10 @@ def flip_attack(setup, settings, seed: int, every_n: bool = True) -> dict:
 def extra_damage(result: dict) -> float:
     """Claim 4's per-segmenter statistic: random-N minus top-N mIoU, averaged over the
     judged N (``result`` from ``flip_attack``)."""
-    cols = [result["ns"].index(n) for n in result["judged"]]
+    missing = [n for n in result["judged"] if n not in result["ns"]]
+    if missing or not result["judged"]:
+        raise ValueError(f"judged N must be a non-empty subset of the sweep's N "
+                         f"{list(result['ns'])}, got {list(result['judged'])}")
+    cols = [list(result["ns"]).index(n) for n in result["judged"]]
     sweep = result["sweep"]
     return float(sum(sweep["random-N"][i] - sweep["top-N"][i] for i in cols) / len(cols))

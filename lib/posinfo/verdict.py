@@ -25,6 +25,8 @@ An inconclusive verdict says how many seeds the observed spread would need.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,8 +49,12 @@ class Rule:
     def __post_init__(self):
         if self.direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
-        if not math.isfinite(self.threshold):
-            raise ValueError(f"threshold must be a finite number, got {self.threshold!r}")
+        # A NaN minimal effect would make every comparison False: "inconclusive" forever,
+        # whatever the seeds say. Refuse it (and inf, and non-numbers) where the rule is made.
+        if (isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float))
+                or not math.isfinite(self.threshold)):
+            raise ValueError(f"the minimal effect (threshold) of rule {self.statistic!r} must "
+                             f"be a finite number, got {self.threshold!r}")
 
     def text(self) -> str:
         return f"{self.direction} {signed(self.threshold)}"
@@ -98,13 +104,34 @@ def t_interval(values, level: float = 0.95) -> Estimate:
     mean = float(x.mean())
     if x.size < 2:
         return Estimate(mean, -math.inf, math.inf, 1, level, math.nan)
+    if (x == x[0]).all():
+        # Identical values (chapter 1's every seed at 8/9 above chance): the spread is exactly
+        # 0 and the mean exactly the value; summing in floats would leave an sd of ~1e-16
+        # and a mean one ulp off, an interval that does not contain the value itself.
+        return Estimate(float(x[0]), float(x[0]), float(x[0]), int(x.size), level, 0.0)
     sd = float(x.std(ddof=1))
     half = _t_quantile(level, x.size) * sd / math.sqrt(x.size)
     return Estimate(mean, mean - half, mean + half, int(x.size), level, sd)
 
 
 def paired_difference(treated, control, level: float = 0.95) -> Estimate:
-    """t interval of the per-seed differences ``treated[i] - control[i]`` (same seed i)."""
+    """t interval of the per-seed differences ``treated[seed] - control[seed]``.
+
+    Each arm is a mapping {seed: value}: the differences are taken seed by seed, and arms
+    whose seed sets differ are refused (two arms run at seeds 100-102 and 101-103 have the
+    same count, and pairing them by position would compare different initialisations
+    without a word). Plain sequences are still accepted, paired by position, for callers
+    that have not switched to mappings yet; the two arms must then be of one kind."""
+    if isinstance(treated, Mapping) or isinstance(control, Mapping):
+        if not (isinstance(treated, Mapping) and isinstance(control, Mapping)):
+            raise ValueError("paired arms must both be mappings {seed: value} (or both "
+                             f"sequences), got {type(treated).__name__} and "
+                             f"{type(control).__name__}")
+        if set(treated) != set(control):
+            raise ValueError(f"paired arms must share their seeds, got treated seeds "
+                             f"{sorted(treated)} and control seeds {sorted(control)}")
+        seeds = sorted(treated)
+        treated, control = [treated[k] for k in seeds], [control[k] for k in seeds]
     a, b = np.asarray(treated, dtype=float), np.asarray(control, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired arms need one value per shared seed each, got {a.shape} "
@@ -113,7 +140,14 @@ def paired_difference(treated, control, level: float = 0.95) -> Estimate:
 
 
 def decide(estimate: Estimate, rule: Rule) -> str:
-    """holds / does not hold / inconclusive: where the interval lies against the rule."""
+    """holds / does not hold / inconclusive: where the interval lies against the rule.
+
+    The comparisons are strict: an interval whose end *equals* the minimal effect has not
+    cleared it (the minimal effect itself is among the values it cannot exclude), so
+    [0.5, 0.7] against "> 0.5" is inconclusive, not holds."""
+    if math.isnan(estimate.low) or math.isnan(estimate.high):
+        raise ValueError(f"the interval of {rule.statistic!r} must have numbers at both ends, "
+                         f"got [{estimate.low}, {estimate.high}]")
     beyond, short = ((estimate.low > rule.threshold, estimate.high < rule.threshold)
                      if rule.direction == ">" else
                      (estimate.high < rule.threshold, estimate.low > rule.threshold))
@@ -133,6 +167,13 @@ def seeds_needed(estimate: Estimate, rule: Rule) -> int | None:
         if _t_quantile(estimate.level, n) * estimate.sd / math.sqrt(n) < gap:
             return n
     return None
+
+
+# The line ``Verdict.line`` prints, as a pattern: the front page and the tests read it back.
+VERDICT_LINE = re.compile(
+    r"^Claim (?P<claim>\d+): (?P<outcome>" + "|".join(OUTCOMES) + r") — "
+    r"(?P<statistic>.+?) = (?P<estimate>\S+) \[(?P<level>\d+)% CI (?P<low>\S+), (?P<high>\S+)\]; "
+    r"needs (?P<rule>.+?); n = (?P<n>\d+)$", re.M)
 
 
 @dataclass(frozen=True)
