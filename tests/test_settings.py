@@ -2,7 +2,7 @@ import pytest
 
 import posinfo
 from posinfo.checks import PROFILES, check_value
-from posinfo.settings import CHAPTERS, FIRST_VERDICT_SEED, chapter_settings
+from posinfo.settings import CHAPTERS, COMMON, FIRST_VERDICT_SEED, OVERRIDES, chapter_settings
 
 
 @pytest.mark.parametrize("chapter", sorted(CHAPTERS))
@@ -28,17 +28,17 @@ BAD = [
     ("seed", -1, "seed must be an integer"),
     ("image_size", 1000, "image_size must be an integer in"),
     ("padding", None, None),  # None means "the profile's value": no error
-    ("chance_margin", 2, "chance_margin must be a number in"),
+    ("chance_tolerance", 2, r"chance_tolerance must be a number in \[0, 1\]"),
     # the verdict's knobs
     ("n_seeds", 0, "n_seeds must be an integer in"),
     ("n_seeds", True, "n_seeds must be an integer"),
     ("confidence", 1, r"confidence must be a number in \(0, 1\)"),
     ("confidence", 95, r"confidence must be a number in \(0, 1\)"),
     ("confidence", True, r"confidence must be a number in \(0, 1\)"),
-    ("min_gain", 2, r"min_gain must be a number in \[0, 1\]"),
-    ("min_gap", "0.05", r"min_gap must be a number in \[0, 1\]"),
-    ("min_asymmetry", float("nan"), r"min_asymmetry must be a number in \[0, 1\]"),
-    ("min_gain", -0.01, r"min_gain must be a number in \[0, 1\]"),
+    ("min_effect", 2, r"min_effect must be a number in \[0, 1\]"),
+    ("min_effect", "0.05", r"min_effect must be a number in \[0, 1\]"),
+    ("min_effect", float("nan"), r"min_effect must be a number in \[0, 1\]"),
+    ("min_effect", -0.01, r"min_effect must be a number in \[0, 1\]"),
     ("budgets", (0, 2), r"budgets\[0\] must be an integer in \[1, 1000\]"),
     ("ablation_seeds", 0, r"ablation_seeds must be an integer in \[1, 100\]"),
 ]
@@ -85,7 +85,8 @@ def test_profile_comes_from_the_environment(monkeypatch):
 @pytest.mark.parametrize("value", [True, 3.0, "3"])
 def test_a_choice_is_type_strict(value):
     # True == 1 and 3.0 == 3 in Python: `in` alone let both through to fail after training.
-    with pytest.raises(ValueError, match=r"blur_size must be one of \(1, 2, 3, 4, 5, 6, 7\), got "):
+    with pytest.raises(ValueError,
+                       match=r"blur_size must be one of \(1, 2, 3, 4, 5, 6, 7\), got "):
         chapter_settings("augshift", "smoke", blur_size=value)
     assert chapter_settings("augshift", "smoke", blur_size=3).blur_size == 3
 
@@ -110,8 +111,8 @@ def test_region_channels_is_checked_against_the_backbone():
 
 
 def test_the_backbone_channel_count_the_check_uses_is_the_real_one():
-    from posinfo.segment import build_segmenter
     from posinfo.checks import PAPER_SEGMENTER_CHANNELS
+    from posinfo.segment import build_segmenter
     s = chapter_settings("region_attack", "default")
     with pytest.raises(ValueError, match=r"\[1, 64\]"):
         chapter_settings("region_attack", "default", region_channels=65)
@@ -128,7 +129,8 @@ def test_a_canvas_beyond_the_profiles_memory_budget_is_refused_with_the_limit():
     with pytest.raises(ValueError, match=r"image_size \+ 2 \* margin \(the canvas\) must be at "
                                          r"most 362px, got 524px"):
         chapter_settings("augshift", "default", margin=256, max_shift=2)
-    with pytest.raises(ValueError, match=r"scene_width must be at most 512 with scene_height=2048"):
+    with pytest.raises(ValueError,
+                       match=r"scene_width must be at most 512 with scene_height=2048"):
         chapter_settings("position_channels", "default", scene_height=2048, scene_width=4096)
     # the limit follows the profile: a smaller batch allows a larger canvas
     from posinfo.checks import MEMORY_BUDGET_MIB
@@ -150,3 +152,89 @@ def test_budgets_are_snapshots_of_the_verdicts_run_and_ablations_a_subset_of_its
     # the profile's own budgets follow a shorter run
     assert chapter_settings("augshift", "default", epochs=3).budget_epochs == [1, 2, 3]
     assert s.ablations == s.seeds[:s.ablation_seeds]
+
+
+# ---- the tables: common values once, each profile only what it changes --------------------
+# A few resolved values, pinned from before the tables were split into COMMON and OVERRIDES
+# (the whole dump of every chapter x profile was compared then and matched, renames aside).
+PINNED = [
+    ("gap_keeps_position", "smoke", dict(image_size=16, width=8, epochs=2, n_seeds=2,
+                                         paddings=("zeros", "circular"), grids=(2, 3),
+                                         min_effect=0.5, lr=1e-3, betas=(0.5, 0.999))),
+    ("gap_keeps_position", "paper", dict(seed=627937, dataset="cifar10", hflip=True,
+                                         paddings=("zeros", "circular", "reflect", "replicate"),
+                                         n_train=50000, batch_size=48, confidence=0.95)),
+    ("channel_order", "default", dict(epochs=8, n_seeds=3, budgets=(1, 2, 4, 8),
+                                      chance_tolerance=0.15, class_fraction=0.8, min_effect=0.5,
+                                      placements=(1, 2, 3, 4, 5), normalize=False)),
+    ("augshift", "default", dict(n_seeds=8, ablation_seeds=4, lambdas=(0.1, 1.0, 10.0),
+                                 accuracy_margin=0.02, min_effect=0.01, seed=100)),
+    ("augshift", "gpu", dict(margin=16, image_size=32, normalize=True, n_seeds=10, seed=100)),
+    ("position_channels", "default", dict(scene_height=48, n_seeds=5, min_effect=0.05,
+                                          betas=(0.9, 0.999), region_channels=6)),
+    ("region_attack", "gpu", dict(width=64, region_channels=25, min_effect=0.02,
+                                  budgets=(2, 5, 10, 20))),
+    ("region_attack", "paper", dict(data="cityscapes", n_seeds=1, budgets=(1,),
+                                    channel_fractions=(0.01, 0.025, 100 / 2048, 0.1, 0.2,
+                                                       0.35, 0.5))),
+]
+
+
+@pytest.mark.parametrize("chapter,profile,expected", PINNED)
+def test_resolved_values_are_pinned(chapter, profile, expected):
+    s = chapter_settings(chapter, profile)
+    assert {k: s[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_each_common_value_is_written_once(chapter):
+    # A profile lists only what it changes: it never repeats or overrides a common value,
+    # so a value in COMMON holds at every profile.
+    assert set(OVERRIDES[chapter]) == set(PROFILES)
+    for profile, table in OVERRIDES[chapter].items():
+        assert not set(table) & set(COMMON[chapter]), (profile, set(table) & set(COMMON[chapter]))
+        assert CHAPTERS[chapter][profile] == {**COMMON[chapter], **table}
+    # and whatever all profiles share is in COMMON, not repeated in every profile
+    shared = set.intersection(*(set(t) for t in OVERRIDES[chapter].values()))
+    same = [k for k in shared if len({repr(t[k]) for t in OVERRIDES[chapter].values()}) == 1]
+    assert not same, f"{chapter}: {same} are the same at every profile: move them to COMMON"
+
+
+def test_the_minimal_effect_has_one_name():
+    for chapter in CHAPTERS:
+        for profile in PROFILES:
+            assert "min_effect" in CHAPTERS[chapter][profile]
+    for old in ("chance_margin", "min_asymmetry", "min_gain", "min_gap", "region_margin"):
+        with pytest.raises(ValueError, match="unknown parameter"):
+            check_value(old, 0.1)
+
+
+def test_settings_from_passes_exactly_the_parameters_cell():
+    from posinfo import run
+
+    for chapter, source in run.chapter_sources().items():
+        names = run.parameters_cell(source)
+        namespace = {name: None for name in names}
+        namespace.update(profile="smoke", np=object(), grids=(9,))  # not in the cell: unread
+        assert posinfo.settings_from(chapter, namespace) == chapter_settings(chapter, "smoke")
+        if "width" in names:
+            namespace["width"] = 4
+            assert posinfo.settings_from(chapter, namespace).width == 4
+    source = run.chapter_sources()["gap_keeps_position"]
+    namespace = {name: None for name in run.parameters_cell(source)}
+    del namespace["seed"]
+    with pytest.raises(ValueError, match=r"parameter\(s\) \['seed'\] of its parameters cell"):
+        posinfo.settings_from("gap_keeps_position", namespace)
+
+
+def test_a_bad_name_in_the_parameters_cell_fails_before_any_work(monkeypatch, tmp_path):
+    from posinfo import run
+
+    source = tmp_path / "01_gap_keeps_position.py"
+    text = run.chapter_sources()["gap_keeps_position"].read_text()
+    source.write_text(text.replace("grid = None", "gird = None"))
+    monkeypatch.setattr(run, "chapter_sources", lambda: {"gap_keeps_position": source})
+    namespace = {name: None for name in run.parameters_cell(source)}
+    namespace["profile"] = "smoke"
+    with pytest.raises(ValueError, match=r"has no parameter\(s\) \['gird'\]"):
+        posinfo.settings_from("gap_keeps_position", namespace)

@@ -193,10 +193,11 @@ CHECKS = {
     "paddings": _list_of(_choice(PADDINGS)),
     "backgrounds": _list_of(_choice(BACKGROUNDS)),
     "grids": _list_of(_int_range(1, 16)),
-    "chance_margin": _fraction,
     # Channel-order chapter (claim 2): 1..S before backbone stage k, S + 1 after GAP
     "placements": _list_of(_int_range(1, 9)),
     "class_fraction": _fraction,
+    # the paper's rule for claim 2: shuffled channels bring location to within this of chance
+    "chance_tolerance": _fraction,
     # AugShift chapter
     "margin": _int_range(0, 256),
     "max_shift": _int_range(0, 256),
@@ -219,14 +220,11 @@ CHECKS = {
     "verdict_fractions": _fraction_range,
     "n_random": _int_range(2, 100),
     "region_channels": _int_range(1, 4096),
-    "region_margin": _fraction,
     "checkpoint": _path,
     # Verdicts (posinfo.verdict): the interval's confidence level and each chapter's
     # minimal effect, the value its primary statistic must clear.
     "confidence": _confidence,
-    "min_asymmetry": _minimal_effect,
-    "min_gain": _minimal_effect,
-    "min_gap": _minimal_effect,
+    "min_effect": _minimal_effect,
     # Budget curves: the training budgets (epochs) at which the primary statistic is shown;
     # every one is a snapshot of the verdict's run, so each must be <= epochs.
     "budgets": _list_of(_int_range(1, 1000)),
