@@ -62,16 +62,11 @@ normalize = None  # normalise per channel before pasting (gpu, paper)
 hflip = None  # random horizontal flips in training (CIFAR; never digits)
 width = None  # channels of the first backbone stage (64 in ResNet-18)
 epochs = None
-chance_margin = None  # minimal effect: accuracy above chance the claim needs
+min_effect = None  # minimal effect: accuracy above chance the claim needs
 confidence = None  # confidence level of the verdict's interval
 
 # %%
-settings = posinfo.chapter_settings(
-    "gap_keeps_position", profile, seed=seed, n_seeds=n_seeds, grid=grid,
-    padding=padding, background=background, image_size=image_size,
-    normalize=normalize, hflip=hflip,
-    width=width, epochs=epochs, chance_margin=chance_margin,
-    confidence=confidence)
+settings = posinfo.settings_from("gap_keeps_position", globals())  # the cell above, checked
 print(settings.table())
 print(machine.describe())
 
@@ -202,7 +197,7 @@ figures.grouped_bars({name: {"GAPNet": row["accuracy"]}
 # one value per seed. Its mean over the seeds comes with a 95% Student-t interval; the unit
 # is the seed, because a seed is a whole training run and training runs are what differ
 # from one machine to the next. **Claim 1 holds** when the whole interval lies above
-# `chance_margin` (0.5: half of all answers right beyond guessing), **does not hold** when
+# `min_effect` (0.5: half of all answers right beyond guessing), **does not hold** when
 # the whole interval lies below it, and is **inconclusive** when it straddles it. The
 # worst cell's accuracy is shown beside it, as a check that no cell is left at chance.
 # The settings were chosen on pilot seeds (0-7, this book's earlier editions): at 3 epochs
@@ -212,7 +207,7 @@ figures.grouped_bars({name: {"GAPNet": row["accuracy"]}
 # %%
 above_chance = t_interval(accuracy - chance, settings.confidence)
 worst_above_chance = t_interval(worst_cell - chance, settings.confidence)
-needs = f"> {settings.chance_margin:.3f}"
+needs = f"> {settings.min_effect:.3f}"
 print(format_table({
     "accuracy - chance (primary)": {"estimate [CI]": above_chance,
                                     "needs": needs},
@@ -220,7 +215,7 @@ print(format_table({
 
 # %%
 # NBVAL_CHECK_OUTPUT
-rule = Rule("location accuracy minus chance", settings.chance_margin)
+rule = Rule("location accuracy minus chance", settings.min_effect)
 verdict = judge(1, rule, above_chance)
 print(verdict.line())
 

@@ -73,18 +73,11 @@ n_seeds = None  # the verdict's two arms at seed, seed + 1, ...
 ablation_seeds = None  # the other arms at the first ablation_seeds seeds
 n_pairs = None  # random shift pairs per test image for the metrics
 accuracy_margin = None  # clean accuracy AugShift may lose (reported)
-min_gain = None  # minimal effect: the consistency gain the claim needs
+min_effect = None  # minimal effect: the consistency gain the claim needs
 confidence = None  # confidence level of the verdict's interval
 
 # %%
-settings = posinfo.chapter_settings(
-    "augshift", profile, seed=seed, augshift_lambda=augshift_lambda,
-    lambdas=lambdas, shift_protocol=shift_protocol, margin=margin,
-    max_shift=max_shift, background=background, padding=padding,
-    normalize=normalize, hflip=hflip,
-    blur_size=blur_size, epochs=epochs, budgets=budgets, width=width,
-    n_seeds=n_seeds, ablation_seeds=ablation_seeds, n_pairs=n_pairs,
-    accuracy_margin=accuracy_margin, min_gain=min_gain, confidence=confidence)
+settings = posinfo.settings_from("augshift", globals())  # the cell above, checked
 print(settings.table())
 print(machine.describe())
 

@@ -64,18 +64,12 @@ budgets = None  # shorter budgets (epochs) of the budget curve
 channel_fractions = None  # the sweep: N as fractions of the backbone output
 verdict_fractions = None  # (low, high): the fractions the verdict judges
 n_random = None  # random channel sets drawn per N
-min_gap = None  # minimal effect: random-N minus top-N mIoU the claim needs
+min_effect = None  # minimal effect: random-N minus top-N mIoU the claim needs
 confidence = None  # confidence level of the verdict's interval
 checkpoint = None  # paper profile: the DeepLabv3-ResNet50 weights
 
 # %%
-settings = posinfo.chapter_settings(
-    "position_channels", profile, seed=seed, n_seeds=n_seeds,
-    scene_mode=scene_mode, padding=padding, width=width, epochs=epochs,
-    budgets=budgets, channel_fractions=channel_fractions,
-    verdict_fractions=verdict_fractions,
-    n_random=n_random, min_gap=min_gap, confidence=confidence,
-    checkpoint=checkpoint)
+settings = posinfo.settings_from("position_channels", globals())  # the cell above, checked
 print(settings.table())
 print(machine.describe())
 
@@ -180,7 +174,7 @@ figures.attack_curves(
 # `verdict_fractions`. The unit is the segmenter: the random draws only measure one
 # segmenter's control precisely, while a new seed is a new network, new scenes and a new
 # ranking, which is what the claim is about. The mean over seeds gets a 95% Student-t
-# interval. **Claim 4 holds** when the whole interval lies above `min_gap` (0.05 mIoU: the
+# interval. **Claim 4 holds** when the whole interval lies above `min_effect` (0.05 mIoU: the
 # paper says "far more"), **does not hold** when it lies below, and is **inconclusive**
 # when it straddles it. The same quantity for the *bottom*-$N$ is shown beside it. The
 # scenes, the segmenter and the sweep were chosen on pilot seeds (0-7, this book's earlier
@@ -197,14 +191,14 @@ bottom_damage = t_interval(bottom_gap, settings.confidence)
 print(f"judged N = {judged}")
 print(format_table({
     "random - top (primary)": {"estimate [CI]": extra,
-                               "needs": f"> {settings.min_gap:.3f}"},
+                               "needs": f"> {settings.min_effect:.3f}"},
     "random - bottom": {"estimate [CI]": bottom_damage}}))
 glue("ch4_gap", extra.text(), display=False)
 glue("ch4_bottom_gap", bottom_damage.text(), display=False)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-rule = Rule("random-N minus top-N mIoU", settings.min_gap)
+rule = Rule("random-N minus top-N mIoU", settings.min_effect)
 verdict = judge(4, rule, extra)
 print(verdict.line())
 
@@ -235,7 +229,7 @@ print(budget_table(curve, rule, "random - top [CI]"))
 glue("ch4_held_at", where_it_holds(curve, rule), display=False)
 
 # %% tags=["budget-curve", "hide-input"]
-figures.budget_curve({"random-N minus top-N": curve}, settings.min_gap,
+figures.budget_curve({"random-N minus top-N": curve}, settings.min_effect,
                      ylabel="mIoU",
                      title="claim 4's statistic by training budget");
 

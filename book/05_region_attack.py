@@ -56,17 +56,12 @@ width = None  # channels of the first backbone stage
 epochs = None  # training budget of the segmenters the verdict reads
 budgets = None  # shorter budgets (epochs) of the budget curve
 region_channels = None  # N zeroed by each side's attack (paper: 100 of 2048)
-region_margin = None  # minimal effect: own-side minus other-side drop
+min_effect = None  # minimal effect: own-side minus other-side drop
 confidence = None  # confidence level of the verdict's interval
 checkpoint = None  # paper profile: the DeepLabv3-ResNet50 weights
 
 # %%
-settings = posinfo.chapter_settings(
-    "region_attack", profile, seed=seed, n_seeds=n_seeds,
-    scene_mode=scene_mode, padding=padding, width=width, epochs=epochs,
-    budgets=budgets, region_channels=region_channels,
-    region_margin=region_margin,
-    confidence=confidence, checkpoint=checkpoint)
+settings = posinfo.settings_from("region_attack", globals())  # the cell above, checked
 print(settings.table())
 print(machine.describe())
 

@@ -1,3 +1,4 @@
+import ast
 import json
 import re
 import textwrap
@@ -118,26 +119,29 @@ def test_every_knob_says_which_values_it_allows():
     assert [name for name, check in CHECKS.items() if not getattr(check, "allowed", "")] == []
 
 
-def _settings_keywords(source):
-    """Keyword names of the chapter's ``posinfo.chapter_settings(...)`` call (its AST)."""
+def _settings_call(source):
+    """The chapter's one ``posinfo.settings_from(...)`` call (its AST)."""
     import ast
     calls = [node for node in ast.walk(ast.parse(source.read_text()))
              if isinstance(node, ast.Call)
-             and getattr(node.func, "attr", getattr(node.func, "id", None)) == "chapter_settings"]
-    assert len(calls) == 1, f"{source.name}: expected one chapter_settings call, found {len(calls)}"
-    assert all(kw.arg is not None for kw in calls[0].keywords), \
-        f"{source.name}: pass every parameter by name, not with **"
-    return {kw.arg for kw in calls[0].keywords}
+             and getattr(node.func, "attr", getattr(node.func, "id", None))
+             in ("chapter_settings", "settings_from")]
+    assert len(calls) == 1, f"{source.name}: expected one settings call, found {len(calls)}"
+    return calls[0]
 
 
 @pytest.mark.parametrize("chapter", sorted(run.chapter_sources()))
 def test_every_parameter_of_the_cell_reaches_the_chapters_settings(chapter):
     # The runner accepts exactly the parameters cell's names; each must then reach
-    # chapter_settings, or a -p value would be accepted and silently dropped.
+    # chapter_settings, or a -p value would be accepted and silently dropped. settings_from
+    # passes every name of the cell (tests/test_settings.py), given the chapter's own key and
+    # its globals().
     source = run.chapter_sources()[chapter]
-    names = set(run.parameters_cell(source)) - {"profile"}  # profile is passed positionally
-    missing = names - _settings_keywords(source)
-    assert not missing, f"{source.name}: parameters {sorted(missing)} never reach chapter_settings"
+    call = _settings_call(source)
+    assert getattr(call.func, "attr", getattr(call.func, "id", None)) == "settings_from", \
+        f"{source.name}: resolve the settings with posinfo.settings_from(chapter, globals())"
+    key, namespace = (ast.literal_eval(call.args[0]), ast.unparse(call.args[1]))
+    assert (key, namespace, call.keywords) == (chapter, "globals()", [])
 
 
 @pytest.fixture
