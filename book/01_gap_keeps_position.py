@@ -61,7 +61,7 @@ image_size = None  # side of each pasted image, pixels
 normalize = None  # normalise per channel before pasting (gpu, paper)
 hflip = None  # random horizontal flips in training (CIFAR; never digits)
 width = None  # channels of the first backbone stage (64 in ResNet-18)
-epochs = None
+epochs = None  # training epochs at the main grid (larger grids get proportionally more)
 min_effect = None  # minimal effect: accuracy above chance the claim needs
 confidence = None  # confidence level of the verdict's interval
 
@@ -235,7 +235,7 @@ print(verdict.explanation())
 #
 # 1. Circular padding gave chance. Predict what happens with circular padding on a canvas
 #    whose cells are *not* a multiple of the stride, then run it:
-#    `python -m posinfo.run 1 --out runs/ex1 -p padding circular -p image_size 20`
+#    `python -m posinfo.run 1 --out runs/ex1 -p padding circular -p image_size 28`
 # 2. Does a textured background change the picture for zero padding?
 #    `python -m posinfo.run 1 --out runs/ex2 -p background texture`
 # 3. How few channels are enough? `python -m posinfo.run 1 --out runs/ex3 -p width 4`

@@ -90,3 +90,35 @@ def test_posinfo_cache_off_neither_reads_nor_writes(tmp_path, monkeypatch):
     assert not (tmp_path / "off").exists()
     monkeypatch.setenv("POSINFO_CACHE", str(tmp_path / "cache"))
     assert torch.equal(cache.load(config)["weights"], torch.ones(1))  # untouched
+
+
+def test_a_corrupt_entry_is_reported_before_it_is_recomputed(fresh_cache, capsys):
+    # At the paper profile a silent retraining is a long surprise: the reader is told which
+    # model and which file, on stderr (a chapter's kernel shows it in the notebook).
+    config = {"target": "location", "padding": "zeros", "epochs": 4, "seed": 3, "width": 4}
+    path = cache.store(config, {"weights": torch.ones(2)})
+    path.write_bytes(path.read_bytes()[:50])  # truncated
+    assert cache.load(config) is None
+    err = capsys.readouterr().err
+    assert err.startswith("retraining target=location padding=zeros epochs=4 seed=3: cached "
+                          f"file unreadable ({path}: "), err
+    # a file holding another configuration is reported too
+    other = cache.store({**config, "width": 8}, {"weights": torch.ones(2)})
+    shutil.copy(other, path)
+    assert cache.load(config) is None
+    assert f"cached file {path} holds another configuration" in capsys.readouterr().err
+    # an absent entry is the normal first run: nothing to report
+    assert cache.load({**config, "seed": 4}) is None and capsys.readouterr().err == ""
+
+
+def test_an_unwritable_cache_folder_is_refused_naming_the_variable(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("POSINFO_CACHE", str(blocker / "sub"))
+    with pytest.raises(ValueError, match=r"POSINFO_CACHE='.*file/sub': the model cache folder "
+                                         r".* cannot be written \(NotADirectoryError"):
+        cache.check_writable()
+    monkeypatch.setenv("POSINFO_CACHE", "off")
+    assert cache.check_writable() is None  # no cache, nothing to write
+    monkeypatch.setenv("POSINFO_CACHE", str(tmp_path / "fine"))
+    assert cache.check_writable() == tmp_path / "fine" and list((tmp_path / "fine").iterdir()) == []

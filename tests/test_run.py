@@ -57,7 +57,10 @@ def test_a_failing_chapter_names_its_cell_and_keeps_the_notebook(tmp_path, monke
     assert run.main(["broken", "--out", str(out), "-p", "seed", "3"]) == 1
     err = capsys.readouterr().err
     assert "chapter '01_broken' failed in cell" in err and "boom in the third cell" in err
-    kept = json.loads((out / "01_broken.ipynb").read_text())
+    # kept beside where a complete run would go, never under its name
+    assert "kept at" in err and str(out / "01_broken.failed.ipynb") in err
+    assert not (out / "01_broken.ipynb").exists()
+    kept = json.loads((out / "01_broken.failed.ipynb").read_text())
     injected = [c for c in kept["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and "seed = 3" in "".join(injected[0]["source"])
     assert not (book / "01_broken.ipynb").exists()

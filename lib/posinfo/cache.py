@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,35 @@ CACHE_ENV = "POSINFO_CACHE"
 
 def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "posinfo")
+
+
+def check_writable() -> Path | None:
+    """Refuse, before any training, a cache folder that cannot be written: otherwise the
+    first model would train for minutes and then fail to be stored, and the work is lost.
+    Returns the folder (None when the cache is off)."""
+    if os.environ.get(CACHE_ENV) == "off":
+        return None
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".writable-", suffix=".tmp")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        given = (f"{CACHE_ENV}={os.environ[CACHE_ENV]!r}" if os.environ.get(CACHE_ENV)
+                 else f"{CACHE_ENV} (unset, so the default {folder})")
+        raise ValueError(f"{given}: the model cache folder {folder} cannot be written "
+                         f"({type(err).__name__}: {err.strerror or err}); set {CACHE_ENV} to "
+                         f"a writable folder, or to 'off' to train without a cache") from None
+    return folder
+
+
+def describe(config: dict) -> str:
+    """A cache entry in a few words, for messages: its target, padding, epochs and seed when
+    the config has them (the full config is in the file's key)."""
+    shown = [f"{k}={config[k]}" for k in ("target", "padding", "grid", "epochs", "seed",
+                                          "permute_at") if k in config]
+    return " ".join(shown) or "model"
 
 
 # Modules that only draw, launch, judge or evaluate trained models: editing them must not
@@ -90,9 +120,15 @@ def load(config: dict):
         return None
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # truncated or corrupt: recompute rather than trust it
+    except Exception as err:  # truncated or corrupt: recompute rather than trust it
+        # said out loud: at the paper profile a silent retraining is a long surprise
+        print(f"retraining {describe(config)}: cached file unreadable ({path}: "
+              f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})",
+              file=sys.stderr, flush=True)
         return None
     if not isinstance(stored, dict) or stored.get("key") != _canonical(config):
+        print(f"retraining {describe(config)}: cached file {path} holds another configuration",
+              file=sys.stderr, flush=True)
         return None
     return stored["payload"]
 

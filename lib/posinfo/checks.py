@@ -194,7 +194,7 @@ CHECKS = {
     "backgrounds": _list_of(_choice(BACKGROUNDS)),
     "grids": _list_of(_int_range(1, 16)),
     # Channel-order chapter (claim 2): 1..S before backbone stage k, S + 1 after GAP
-    "placements": _list_of(_int_range(1, 9)),
+    "placements": _list_of(_int_range(1, 5)),  # every profile has S = 4 stages
     "class_fraction": _fraction,
     # the paper's rule for claim 2: shuffled channels bring location to within this of chance
     "chance_tolerance": _fraction,
@@ -203,7 +203,7 @@ CHECKS = {
     "max_shift": _int_range(0, 256),
     "shift_protocol": _choice(SHIFT_PROTOCOLS),
     "blur_size": _choice(BLUR_SIZES),
-    "augshift_lambda": _nonnegative_float,
+    "augshift_lambda": _positive_float,  # 0 is the baseline arm, always trained
     "lambdas": _list_of(_nonnegative_float),
     "n_seeds": _int_range(1, 100),
     "n_pairs": _int_range(1, 100),
@@ -420,6 +420,27 @@ def _check_augshift(s) -> None:
     check_blur_size(s.blur_size, s.image_size + 2 * s.margin, s.blocks, s.padding)
 
 
+def _check_compared_padding(s, padding: str) -> None:
+    """A padding of the chapter's comparison (``paddings``) must fit the canvas too; the
+    refusal names the canvas the user set (image_size, grid), not only a padding the
+    chapter compares on its own."""
+    try:
+        check_input_size(s.image_size * s.grid, s.blocks, padding)
+    except ValueError as err:
+        def fits(n):
+            try:
+                check_input_size(n * s.grid, s.blocks, padding)
+                return True
+            except ValueError:
+                return False
+        smallest = next((n for n in range(s.image_size + 1, 513) if fits(n)), None)
+        hint = f"use image_size >= {smallest}" if smallest else "use a larger grid"
+        raise ValueError(f"image_size={s.image_size} with grid={s.grid} (a "
+                         f"{s.image_size * s.grid}px canvas) is too small for the chapter's "
+                         f"padding comparison, paddings={tuple(s.paddings)}: "
+                         f"{str(err).split('; use ')[0]}; {hint}") from None
+
+
 def cross_check(s) -> None:
     """The checks that need several of a chapter's resolved settings ``s`` at once (image
     fits a cell, network fits the canvas, memory, budgets, seeds), in a fixed order."""
@@ -437,7 +458,7 @@ def cross_check(s) -> None:
             for grid in dict.fromkeys((s.grid, *s.get("grids", ()))):
                 check_input_size(s.image_size * grid, s.blocks, s.get("padding", "zeros"))
             for padding in dict.fromkeys(s.get("paddings", ())):
-                check_input_size(s.image_size * s.grid, s.blocks, padding)
+                _check_compared_padding(s, padding)
     if "placements" in s:
         for placement in s.placements:
             check_placement(placement, len(s.blocks), "placements")

@@ -5,10 +5,15 @@
     python -m posinfo.run --book            # the book build: every chapter, default profile
     python -m posinfo.run --book 2          # re-execute one chapter of the book in place
     python -m posinfo.run 3 --out runs/paper -p profile paper --compile   # torch.compile (GPU)
+    python -m posinfo.run 1 --out runs/circ -p padding circular --replace   # rerun into runs/circ
 
 A user's run writes ``OUT/<chapter>.ipynb`` and never touches the committed chapters. Its
-parameters are validated before a kernel starts. When a cell fails, the message names the
-chapter and the cell, and the partly executed notebook is kept for inspection.
+parameters, the environment it reads (POSINFO_PROFILE, POSINFO_COMPILE, a writable
+POSINFO_CACHE) and the data of the paper profile are checked before a kernel starts. An
+OUT that already holds the chapter's run is refused unless --replace is given. The notebook
+is executed in a staging folder and moved into OUT only when every cell ran: a failed (or
+killed) run never replaces a complete one; it is kept beside it as
+``OUT/<chapter>.failed.ipynb``, and the message names the chapter and the cell.
 """
 from __future__ import annotations
 
@@ -17,15 +22,18 @@ import ast
 import io
 import os
 import resource
+import shutil
+import signal
 import sys
 import tempfile
 import time
 import tokenize
 from pathlib import Path
 
+from . import cache
 from .checks import CHECKS, PROFILES
 from .settings import CHAPTERS, FIRST_VERDICT_SEED, PROFILE_ENV, chapter_settings
-from .train import COMPILE_BACKENDS, COMPILE_ENV
+from .train import COMPILE_BACKENDS, COMPILE_ENV, compile_backend
 
 REPO = Path(__file__).resolve().parents[2]
 BOOK = REPO / "book"
@@ -114,14 +122,77 @@ def describe(key: str, source: Path) -> str:
     return "\n".join(lines)
 
 
-def validate(key: str, parameters: dict) -> None:
-    """Raise the chapter's own parameter error now, before any kernel or training starts."""
+def validate(key: str, parameters: dict):
+    """Raise the chapter's own parameter error now, before any kernel or training starts;
+    return its resolved settings (None for a chapter without a settings table)."""
     params = dict(parameters)
     profile = params.pop("profile", os.environ.get(PROFILE_ENV, "default"))
     if key in CHAPTERS:
-        chapter_settings(key, profile, **params)
-    elif profile not in PROFILES:
+        return chapter_settings(key, profile, **params)
+    if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    return None
+
+
+def check_environment(compile_given: bool = False) -> None:
+    """The environment variables a chapter's kernel reads, checked before it starts.
+
+    POSINFO_PROFILE is read by every parameters cell even when ``-p profile`` overrides it
+    after; POSINFO_COMPILE by the training loop, and only when a model is not cached (so a
+    typo would surface at some later run, or never); POSINFO_CACHE must be writable, or the
+    first trained model would be thrown away when the kernel fails to store it."""
+    value = os.environ.get(PROFILE_ENV)
+    if value is not None and value not in PROFILES:
+        raise ValueError(f"{PROFILE_ENV} must be one of {PROFILES} (or unset), got {value!r}")
+    if not compile_given:  # --compile sets the kernel's POSINFO_COMPILE itself
+        compile_backend()  # raises "POSINFO_COMPILE must be one of ..., got ..."
+    cache.check_writable()
+
+
+def missing_data(settings) -> list[str]:
+    """What the data a chapter's settings ask for lacks on this machine (the paper profile's
+    CIFAR, Cityscapes and segmenter checkpoint), each with where it goes; empty when usable.
+    The same paths the library reads (canvas.data_dir, segment's checkpoint)."""
+    from .canvas import _CIFAR, data_dir
+
+    if settings is None:
+        return []
+    missing = []
+    dataset = settings.get("dataset")
+    if dataset in _CIFAR:
+        _, folder, archive, _ = _CIFAR[dataset]
+        path = data_dir() / dataset / folder
+        if not path.is_dir():
+            missing.append(f"dataset={dataset!r}: {path} (unpack {archive} in {path.parent})")
+    if settings.get("data") == "cityscapes":
+        from .scenes import cityscapes_missing
+        from .segment import _missing_checkpoint, _repo_path
+
+        missing += [f"data='cityscapes': {m}" for m in cityscapes_missing(data_dir() / "cityscapes")]
+        if not _repo_path(settings.checkpoint).is_file():
+            missing.append(_missing_checkpoint(_repo_path(settings.checkpoint)))
+    return missing
+
+
+def check_data(settings) -> None:
+    missing = missing_data(settings)
+    if missing:
+        raise FileNotFoundError(f"the {settings.profile} profile needs data this machine lacks: "
+                                + "; ".join(missing) + ". See data/README.md (or set "
+                                "POSINFO_DATA); nothing is downloaded at run time.")
+
+
+def failed_path(output: Path) -> Path:
+    """Where a failed or killed run's notebook is kept: beside the complete one, never on it."""
+    return output.with_name(f"{output.stem}.failed.ipynb")
+
+
+def check_no_previous_run(output: Path, replace: bool) -> None:
+    """Refuse an OUT that already holds this chapter's complete run, unless --replace."""
+    if output.exists() and not replace:
+        raise ValueError(f"--out already holds a run of this chapter: {output}; pass --replace "
+                         f"to replace it (it is kept if the new run fails), or choose "
+                         f"another --out")
 
 
 def check_parameter_names(source: Path, parameters: dict) -> None:
@@ -171,9 +242,15 @@ def execute(key: str, source: Path, output: Path, parameters: dict, env: dict | 
     notebook = jupytext.read(source)
     notebook.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3",
                                                 "language": "python"})
+    # Everything is written in a staging folder: the executed notebook reaches ``output``
+    # only when every cell ran, so a failed or killed run never replaces a complete one.
     staging = tempfile.TemporaryDirectory(prefix="posinfo-run-")
     staged = Path(staging.name) / f"{source.stem}.ipynb"
+    executed = Path(staging.name) / "executed" / f"{source.stem}.ipynb"
+    executed.parent.mkdir()
     jupytext.write(notebook, staged)
+    kept = failed_path(output)
+    done = False
     env = {"POSINFO_PROGRESS": "off", **(env or {})}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -182,24 +259,32 @@ def execute(key: str, source: Path, output: Path, parameters: dict, env: dict | 
     # checks then refuse; a list is written as a list literal.
     parameters = {k: list(v) if isinstance(v, tuple) else v for k, v in parameters.items()}
     try:
-        papermill.execute_notebook(str(staged), str(output), parameters=parameters,
+        papermill.execute_notebook(str(staged), str(executed), parameters=parameters,
                                    kernel_name="python3", cwd=str(source.parent),
                                    progress_bar=False)
+        _hide_injected_parameters(executed)
+        shutil.move(str(executed), str(output))
+        done = True
+        kept.unlink(missing_ok=True)  # an earlier attempt's failure, now superseded
     except papermill.PapermillExecutionError as err:
         raise ChapterFailed(f"chapter {source.stem!r} failed in cell {err.cell_index} "
                             f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
-                            f"the failed notebook is kept at {output}") from None
+                            f"the failed notebook is kept at {kept}"
+                            + (f" ({output} is untouched)" if output.exists() else "")) from None
     except Exception as err:  # kernel died, notebook unreadable, ...
         raise ChapterFailed(f"chapter {source.stem!r} failed: {type(err).__name__}: {err}\n"
-                            f"whatever was executed is kept at {output}") from None
+                            f"whatever was executed is kept at {kept}") from None
     finally:
+        # also on SIGTERM (main turns it into SystemExit) and Ctrl-C: keep what ran, then
+        # remove the staging folder
+        if not done and executed.exists():
+            shutil.move(str(executed), str(kept))
         staging.cleanup()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    _hide_injected_parameters(output)
     print(f"{source.stem}: executed in {time.time() - started:.0f}s "
           f"(largest kernel so far {largest_kernel_mb():.0f} MB) -> {output}", flush=True)
 
@@ -222,14 +307,28 @@ def build_book(chapters=(), profile: str = "default", env: dict | None = None) -
     With no names, every chapter; otherwise only the named ones (name or number).
     """
     selected = [resolve_chapter(c) for c in chapters] or list(chapter_sources().items())
+    check_environment(bool((env or {}).get(COMPILE_ENV)))
     for key, source in selected:
-        validate(key, {"profile": profile})
+        check_data(validate(key, {"profile": profile}))
         # No injected parameters: the committed notebook must stay runnable at any profile
         # (nbval re-executes it at smoke through POSINFO_PROFILE).
         execute(key, source, source.with_suffix(".ipynb"), {}, {PROFILE_ENV: profile, **(env or {})})
 
 
 def main(argv=None) -> int:
+    """The command line; SIGTERM is turned into SystemExit while it runs (see _terminate)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m posinfo.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("chapter", nargs="*", help="chapter name or number (see --list); "
@@ -239,7 +338,11 @@ def main(argv=None) -> int:
                         metavar=("NAME", "VALUE"), help="set a parameter (repeatable)")
     parser.add_argument("--book", action="store_true",
                         help="execute every chapter at the default profile into book/")
-    parser.add_argument("--list", action="store_true", help="list chapters and their parameters")
+    parser.add_argument("--replace", action="store_true",
+                        help="replace the chapter's run already in --out (without it, such an "
+                        "--out is refused); a failed run still leaves it in place")
+    parser.add_argument("--list", action="store_true",
+                        help="list chapters and their parameters (--list N: chapter N only)")
     parser.add_argument("--compile", nargs="?", const="inductor", choices=COMPILE_BACKENDS,
                         help="train with torch.compile (default backend: inductor); worth it on "
                         "a GPU at the paper profile, not on a CPU")
@@ -247,10 +350,12 @@ def main(argv=None) -> int:
 
     try:
         if args.list:
+            chosen = ([resolve_chapter(c) for c in args.chapter] if args.chapter
+                      else list(chapter_sources().items()))
             print(f"profiles: {', '.join(PROFILES)} (-p profile NAME; else ${PROFILE_ENV}, else "
                   "default). Values per profile are lib/posinfo/settings.py's tables; "
                   "-p NAME VALUE overrides one.\n")
-            print("\n\n".join(describe(key, path) for key, path in chapter_sources().items()))
+            print("\n\n".join(describe(key, path) for key, path in chosen))
             return 0
         env = {COMPILE_ENV: args.compile} if args.compile else {}
         if args.book:
@@ -262,14 +367,23 @@ def main(argv=None) -> int:
             parser.error("--out DIR is required: a run never writes over the committed chapter")
         key, source = resolve_chapter(args.chapter[0])
         out_dir = check_out(Path(args.out))
+        output = out_dir / f"{source.stem}.ipynb"
         parameters = {name: parse_value(value) for name, value in args.parameter}
         check_parameter_names(source, parameters)
-        validate(key, parameters)
-        execute(key, source, out_dir / f"{source.stem}.ipynb", parameters, env)
+        check_environment(compile_given=bool(args.compile))
+        check_data(validate(key, parameters))
+        check_no_previous_run(output, args.replace)
+        execute(key, source, output, parameters, env)
         return 0
     except (ValueError, FileNotFoundError, ChapterFailed) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+
+
+def _terminate(signum, frame):
+    """SIGTERM as an exception, so that ``execute``'s cleanup runs (the staging folder is
+    removed, the partial notebook kept) instead of the process vanishing mid-write."""
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,236 @@
+"""No work lost: what a run needs is checked before a kernel starts, a folder that holds a
+run is not silently reused, a failed or killed run never replaces a complete notebook, and
+its staging folder goes away even on SIGTERM."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from posinfo import run
+from posinfo.checks import CHECKS
+
+LIB = str(run.REPO / "lib")
+
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """run.execute replaced: a test fails, rather than starts a kernel, if a check is missing."""
+    started = []
+    monkeypatch.setattr(run, "execute", lambda *args, **kwargs: started.append(args))
+    return started
+
+
+def _refused(argv, capsys, no_kernel, *needles):
+    assert run.main(argv) == 1
+    err = capsys.readouterr().err
+    for needle in needles:
+        assert needle in err, err
+    assert no_kernel == []
+    return err
+
+
+# ---- the environment ------------------------------------------------------------------------
+def test_an_unwritable_cache_is_refused_before_any_kernel_naming_variable_and_path(
+        tmp_path, monkeypatch, capsys, no_kernel):
+    # a file where the folder should be: the issue's NotADirectoryError, after a trained model
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("POSINFO_CACHE", str(blocker / "cache"))
+    _refused(["1", "--out", str(tmp_path / "out")], capsys, no_kernel,
+             f"POSINFO_CACHE='{blocker / 'cache'}'", "cannot be written", "NotADirectoryError")
+    monkeypatch.setenv("POSINFO_CACHE", str(tmp_path / "cache"))  # a writable one runs
+    assert run.main(["1", "--out", str(tmp_path / "out")]) == 0 and len(no_kernel) == 1
+    assert not list((tmp_path / "cache").iterdir())  # the probe file is removed
+
+
+def test_a_bad_compile_backend_in_the_environment_is_refused_before_any_kernel(
+        tmp_path, monkeypatch, capsys, no_kernel):
+    monkeypatch.setenv("POSINFO_COMPILE", "bogus")
+    _refused(["1", "--out", str(tmp_path)], capsys, no_kernel,
+             "POSINFO_COMPILE must be one of", "got 'bogus'")
+    # --compile sets the kernel's own POSINFO_COMPILE: the variable is then not read
+    assert run.main(["1", "--out", str(tmp_path), "--compile"]) == 0 and len(no_kernel) == 1
+
+
+def test_a_bad_profile_in_the_environment_is_refused_even_with_a_profile_parameter(
+        tmp_path, monkeypatch, capsys, no_kernel):
+    # every parameters cell reads POSINFO_PROFILE before papermill's -p profile overrides it
+    monkeypatch.setenv("POSINFO_PROFILE", "fast")
+    _refused(["1", "--out", str(tmp_path), "-p", "profile", "smoke"], capsys, no_kernel,
+             "POSINFO_PROFILE must be one of", "got 'fast'")
+
+
+def test_missing_paper_data_is_refused_before_any_kernel_naming_the_path(
+        tmp_path, monkeypatch, capsys, no_kernel):
+    monkeypatch.setenv("POSINFO_DATA", str(tmp_path / "data"))
+    cifar = tmp_path / "data" / "cifar10" / "cifar-10-batches-py"
+    _refused(["1", "--out", str(tmp_path / "out"), "-p", "profile", "paper"], capsys,
+             no_kernel, str(cifar), "cifar-10-python.tar.gz", "paper profile")
+    cifar.mkdir(parents=True)  # with the data in place the same command goes ahead
+    assert run.main(["1", "--out", str(tmp_path / "out"), "-p", "profile", "paper"]) == 0
+    # the segmentation chapters name each missing Cityscapes folder and the checkpoint
+    err = _refused(["5", "--out", str(tmp_path / "out5"), "-p", "profile", "paper",
+                    "-p", "checkpoint", str(tmp_path / "weights.pth")], capsys, no_kernel[1:],
+                   str(tmp_path / "data" / "cityscapes" / "leftImg8bit" / "val"),
+                   str(tmp_path / "data" / "cityscapes" / "gtFine" / "val"),
+                   str(tmp_path / "weights.pth"))
+    assert len(no_kernel) == 1, err
+
+
+# ---- --out that already holds a run ----------------------------------------------------------
+def test_an_out_that_holds_a_run_is_refused_unless_replace(tmp_path, capsys, no_kernel):
+    done = tmp_path / "01_gap_keeps_position.ipynb"
+    done.write_text("{}")
+    _refused(["1", "--out", str(tmp_path)], capsys, no_kernel,
+             f"--out already holds a run of this chapter: {done}", "--replace")
+    assert done.read_text() == "{}"
+    assert run.main(["1", "--out", str(tmp_path), "--replace"]) == 0 and len(no_kernel) == 1
+    # another chapter's run in the same folder is no reason to refuse
+    assert run.main(["2", "--out", str(tmp_path)]) == 0 and len(no_kernel) == 2
+
+
+def test_replace_is_documented_in_the_readme_and_the_runners_help(capsys):
+    with pytest.raises(SystemExit):
+        run.main(["--help"])
+    assert "--replace" in capsys.readouterr().out
+    readme = (run.REPO / "README.md").read_text()
+    rerun = readme.split("## Rerun a chapter", 1)[1].split("\n## ", 1)[0]
+    assert "--replace" in rerun
+
+
+BROKEN = textwrap.dedent('''\
+    # %% tags=["parameters"]
+    profile = "smoke"
+
+    # %%
+    raise RuntimeError("boom")
+''')
+
+
+def test_a_failed_run_never_replaces_a_complete_notebook(tmp_path, monkeypatch, capsys):
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "01_broken.py").write_text(BROKEN)
+    monkeypatch.setattr(run, "BOOK", book)
+    out = tmp_path / "out"
+    out.mkdir()
+    complete = out / "01_broken.ipynb"
+    complete.write_text('{"a complete run": true}')
+    assert run.main(["broken", "--out", str(out), "--replace"]) == 1
+    err = capsys.readouterr().err
+    assert complete.read_text() == '{"a complete run": true}'  # untouched
+    failed = out / "01_broken.failed.ipynb"
+    assert f"kept at {failed}" in err and f"{complete} is untouched" in err
+    assert "boom" in json.dumps(json.loads(failed.read_text()))
+
+
+def _staging_folders(tmp):
+    return sorted(p.name for p in tmp.iterdir() if p.name.startswith("posinfo-run-"))
+
+
+def test_a_run_stopped_by_sigterm_removes_its_staging_folder_and_keeps_what_ran(tmp_path):
+    book, tmp, out = tmp_path / "book", tmp_path / "tmp", tmp_path / "out"
+    book.mkdir()
+    tmp.mkdir()
+    marker = tmp_path / "started"
+    (book / "01_slow.py").write_text(textwrap.dedent(f'''\
+        # %% tags=["parameters"]
+        profile = "smoke"
+
+        # %%
+        print("first cell ran")
+
+        # %%
+        import pathlib, time
+        pathlib.Path({str(marker)!r}).write_text("")
+        time.sleep(120)
+    '''))
+    script = (f"import sys, pathlib; sys.path.insert(0, {LIB!r}); from posinfo import run; "
+              f"run.BOOK = pathlib.Path({str(book)!r}); "
+              f"sys.exit(run.main(['slow', '--out', {str(out)!r}]))")
+    env = {**os.environ, "TMPDIR": str(tmp), "POSINFO_CACHE": "off"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not marker.exists():
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.2)
+        assert _staging_folders(tmp), "the run should be staging while its kernel runs"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert _staging_folders(tmp) == []
+    assert not (out / "01_slow.ipynb").exists()
+    kept = json.loads((out / "01_slow.failed.ipynb").read_text())
+    assert "first cell ran" in json.dumps(kept)
+
+
+# ---- --list ----------------------------------------------------------------------------------
+def test_list_n_prints_that_chapter_only(capsys):
+    assert run.main(["--list", "3"]) == 0
+    out = capsys.readouterr().out
+    stems = [p.stem for p in run.chapter_sources().values()]
+    assert [s for s in stems if f"\n{s}   python -m posinfo.run" in out] == ["03_augshift"]
+
+
+def _listed_blocks(out):
+    """{parameter: its lines} of ``--list``'s output for one chapter."""
+    blocks, name = {}, None
+    for line in out.splitlines():
+        if line.startswith("      ") and name:
+            blocks[name].append(line.strip())
+        elif line.startswith("  ") and not line.startswith("   "):
+            name = line.strip().split(":")[0]
+            blocks[name] = []
+    return blocks
+
+
+@pytest.mark.parametrize("chapter", sorted(run.chapter_sources()))
+def test_list_states_each_parameters_allowed_values_from_its_check(chapter, capsys):
+    assert run.main(["--list", chapter]) == 0
+    blocks = _listed_blocks(capsys.readouterr().out)
+    assert list(blocks) == list(run.parameters_cell(run.chapter_sources()[chapter]))
+    for name, lines in blocks.items():
+        assert f"allowed: {CHECKS[name].allowed}" in lines, (name, lines)
+
+
+@pytest.mark.parametrize("chapter,name,listed,ok,refused", [
+    # what --list says is what the checks do, at its ends
+    ("channel_order", "placements", "an integer in [1, 5]", (5,), (6,)),
+    ("augshift", "augshift_lambda", "a number > 0", 0.001, 0.0),
+])
+def test_the_listed_ends_of_a_range_are_the_ones_the_checks_enforce(
+        chapter, name, listed, ok, refused, tmp_path, capsys, no_kernel):
+    assert run.main(["--list", chapter]) == 0
+    assert listed in capsys.readouterr().out
+    assert run.main([chapter, "--out", str(tmp_path), "-p", name, repr(ok)]) == 0
+    _refused([chapter, "--out", str(tmp_path), "-p", name, repr(refused)], capsys,
+             no_kernel[1:], name)
+    assert len(no_kernel) == 1
+
+
+def test_every_parameter_has_a_description_in_list(capsys):
+    assert run.main(["--list"]) == 0
+    for chapter, source in run.chapter_sources().items():
+        undescribed = [n for n, (_, meaning) in run.parameters_cell(source).items() if not meaning]
+        assert undescribed == [], f"{source.stem}: no comment after {undescribed}"
+
+
+def test_a_refusal_names_what_the_user_asked_for(tmp_path, capsys, no_kernel):
+    # Chapter 1 always compares every padding, "none" included; a small image_size is refused
+    # because of that comparison, and the message must lead with the user's image_size (and
+    # say what would work), not with a padding='none' the user never asked for.
+    err = _refused(["1", "--out", str(tmp_path), "-p", "padding", "circular",
+                    "-p", "image_size", "20"], capsys, no_kernel,
+                   "image_size=20 with grid=3", "padding comparison", "use image_size >= 23")
+    assert err.startswith("error: image_size=20"), err
+    assert run.main(["1", "--out", str(tmp_path), "-p", "image_size", "23"]) == 0
