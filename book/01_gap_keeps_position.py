@@ -35,6 +35,7 @@ from myst_nb import glue
 import posinfo
 from posinfo import figures, machine
 from posinfo.canvas import make_task
+from posinfo.parameters import settings_from
 from posinfo.tables import format_table
 from posinfo.train import epochs_for_grid, model_config, train_classifier
 from posinfo.verdict import Rule, judge, t_interval
@@ -66,7 +67,8 @@ min_effect = None  # minimal effect: accuracy above chance the claim needs
 confidence = None  # confidence level of the verdict's interval
 
 # %%
-settings = posinfo.settings_from("gap_keeps_position", globals())  # the cell above, checked
+# every name of the parameters cell, checked before any work
+settings = settings_from("gap_keeps_position", globals())
 print(settings.table())
 print(machine.describe())
 

@@ -34,6 +34,7 @@ from myst_nb import glue
 import posinfo
 from posinfo import figures, machine
 from posinfo.canvas import NUM_CLASSES
+from posinfo.parameters import settings_from
 from posinfo.permute import retention
 from posinfo.probes import cell_means, gap_latents, probe_table, selectivity
 from posinfo.tables import format_table
@@ -65,7 +66,8 @@ min_effect = None  # minimal effect: class kept minus location kept
 confidence = None  # confidence level of the verdict's interval
 
 # %%
-settings = posinfo.settings_from("channel_order", globals())  # the cell above, checked
+# every name of the parameters cell, checked before any work
+settings = settings_from("channel_order", globals())
 print(settings.table())
 print(machine.describe())
 # The reference code's default placement ("layer 5"): the verdict's arm.
@@ -276,8 +278,9 @@ print(format_table({
                                                   settings.confidence)},
     "class kept": {"estimate [CI]": t_interval(kept_class_shuffled,
                                                settings.confidence)},
-    "paper: location - chance": {"estimate [CI]": location_excess,
-                                 "needs": f"< {settings.chance_tolerance:.3f}"},
+    "paper: location - chance": {
+        "estimate [CI]": location_excess,
+        "needs": f"< {settings.chance_tolerance:.3f}"},
     "paper: class / baseline class": {
         "estimate [CI]": class_share,
         "needs": f"> {settings.class_fraction:.3f}"},

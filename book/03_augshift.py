@@ -39,6 +39,7 @@ from myst_nb import glue
 import posinfo
 from posinfo import augshift, figures, machine
 from posinfo.augshift import per_seed
+from posinfo.parameters import settings_from
 from posinfo.tables import format_table
 from posinfo.verdict import (Rule, budget_table, judge, paired_difference,
                              where_it_holds)
@@ -77,7 +78,8 @@ min_effect = None  # minimal effect: the consistency gain the claim needs
 confidence = None  # confidence level of the verdict's interval
 
 # %%
-settings = posinfo.settings_from("augshift", globals())  # the cell above, checked
+# every name of the parameters cell, checked before any work
+settings = settings_from("augshift", globals())
 print(settings.table())
 print(machine.describe())
 

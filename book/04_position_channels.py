@@ -36,6 +36,7 @@ from myst_nb import glue
 import posinfo
 from posinfo import figures, machine
 from posinfo.attack import extra_damage, flip_attack
+from posinfo.parameters import settings_from
 from posinfo.scenes import CLASSES, PALETTE, colorize, make_scenes
 from posinfo.segment import segmentation_budgets
 from posinfo.tables import format_table
@@ -69,7 +70,8 @@ confidence = None  # confidence level of the verdict's interval
 checkpoint = None  # paper profile: the DeepLabv3-ResNet50 weights
 
 # %%
-settings = posinfo.settings_from("position_channels", globals())  # the cell above, checked
+# every name of the parameters cell, checked before any work
+settings = settings_from("position_channels", globals())
 print(settings.table())
 print(machine.describe())
 

@@ -35,6 +35,7 @@ import posinfo
 from posinfo import figures, machine
 from posinfo.attack import (predict, rank_position_channels, side_attacks,
                             side_specificity)
+from posinfo.parameters import settings_from
 from posinfo.scenes import colorize
 from posinfo.segment import backbone_features, segmentation_budgets
 from posinfo.tables import format_table
@@ -61,7 +62,8 @@ confidence = None  # confidence level of the verdict's interval
 checkpoint = None  # paper profile: the DeepLabv3-ResNet50 weights
 
 # %%
-settings = posinfo.settings_from("region_attack", globals())  # the cell above, checked
+# every name of the parameters cell, checked before any work
+settings = settings_from("region_attack", globals())
 print(settings.table())
 print(machine.describe())
 

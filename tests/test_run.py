@@ -123,7 +123,7 @@ def test_every_knob_says_which_values_it_allows():
 
 
 def _settings_call(source):
-    """The chapter's one ``posinfo.settings_from(...)`` call (its AST)."""
+    """The chapter's one ``settings_from(...)`` call (posinfo.parameters; its AST)."""
     import ast
     calls = [node for node in ast.walk(ast.parse(source.read_text()))
              if isinstance(node, ast.Call)
@@ -142,7 +142,7 @@ def test_every_parameter_of_the_cell_reaches_the_chapters_settings(chapter):
     source = run.chapter_sources()[chapter]
     call = _settings_call(source)
     assert getattr(call.func, "attr", getattr(call.func, "id", None)) == "settings_from", \
-        f"{source.name}: resolve the settings with posinfo.settings_from(chapter, globals())"
+        f"{source.name}: resolve the settings with parameters.settings_from(chapter, globals())"
     key, namespace = (ast.literal_eval(call.args[0]), ast.unparse(call.args[1]))
     assert (key, namespace, call.keywords) == (chapter, "globals()", [])
 

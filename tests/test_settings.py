@@ -211,24 +211,26 @@ def test_the_minimal_effect_has_one_name():
 
 def test_settings_from_passes_exactly_the_parameters_cell():
     from posinfo import run
+    from posinfo.parameters import settings_from
 
     for chapter, source in run.chapter_sources().items():
         names = run.parameters_cell(source)
         namespace = {name: None for name in names}
         namespace.update(profile="smoke", np=object(), grids=(9,))  # not in the cell: unread
-        assert posinfo.settings_from(chapter, namespace) == chapter_settings(chapter, "smoke")
+        assert settings_from(chapter, namespace) == chapter_settings(chapter, "smoke")
         if "width" in names:
             namespace["width"] = 4
-            assert posinfo.settings_from(chapter, namespace).width == 4
+            assert settings_from(chapter, namespace).width == 4
     source = run.chapter_sources()["gap_keeps_position"]
     namespace = {name: None for name in run.parameters_cell(source)}
     del namespace["seed"]
     with pytest.raises(ValueError, match=r"parameter\(s\) \['seed'\] of its parameters cell"):
-        posinfo.settings_from("gap_keeps_position", namespace)
+        settings_from("gap_keeps_position", namespace)
 
 
 def test_a_bad_name_in_the_parameters_cell_fails_before_any_work(monkeypatch, tmp_path):
     from posinfo import run
+    from posinfo.parameters import settings_from
 
     source = tmp_path / "01_gap_keeps_position.py"
     text = run.chapter_sources()["gap_keeps_position"].read_text()
@@ -237,4 +239,4 @@ def test_a_bad_name_in_the_parameters_cell_fails_before_any_work(monkeypatch, tm
     namespace = {name: None for name in run.parameters_cell(source)}
     namespace["profile"] = "smoke"
     with pytest.raises(ValueError, match=r"has no parameter\(s\) \['gird'\]"):
-        posinfo.settings_from("gap_keeps_position", namespace)
+        settings_from("gap_keeps_position", namespace)

@@ -3,4 +3,4 @@ Eye: Position Information is Encoded Channel-Wise in CNNs" (Islam et al., ICCV 2
 __version__ = "0.1.0"
 
 from .checks import PROFILES  # noqa: E402,F401
-from .settings import chapter_settings, default_profile, settings_from  # noqa: E402,F401
+from .settings import chapter_settings, default_profile  # noqa: E402,F401

@@ -234,26 +234,3 @@ def chapter_settings(chapter: str, profile: str, **overrides) -> Settings:
     cross_check(settings)
     return settings
 
-
-def settings_from(chapter: str, namespace: dict) -> Settings:
-    """Resolve a chapter's settings from its ``parameters`` cell in one call.
-
-    ``namespace`` is the notebook's ``globals()``. Exactly the names the chapter's parameters
-    cell assigns are passed (``profile`` first, then the rest to ``chapter_settings``): the
-    names come from the chapter's source, read by the parser the runner uses
-    (``run.parameters_cell``), so the runner, ``--list`` and the chapter share one list. A name
-    in the cell that is not a knob of the chapter is refused here, before any work.
-    """
-    from .run import chapter_sources, parameters_cell  # the runner reads the cell; import late
-
-    sources = chapter_sources()
-    if chapter not in sources:
-        raise ValueError(f"chapter must be one of {sorted(sources)}, got {chapter!r}")
-    names = list(parameters_cell(sources[chapter]))
-    unset = [name for name in names if name not in namespace]
-    if unset:
-        raise ValueError(f"chapter {chapter!r}: parameter(s) {unset} of its parameters cell "
-                         f"are not set; run the parameters cell first")
-    values = {name: namespace[name] for name in names}
-    profile = values.pop("profile", default_profile())
-    return chapter_settings(chapter, profile, **values)
