@@ -1,4 +1,5 @@
-"""One printer for every table of numbers a chapter shows, so no chapter aligns f-strings.
+"""One printer for every table of numbers a chapter shows, so no chapter aligns f-strings;
+the same printing for the numbers a chapter glues into its prose (``glue_values``).
 
 A table is ``{row label: {column: value}}``. Floats print with a fixed number of decimals,
 anything with a ``text()`` method (a verdict's Estimate) prints as that text, and everything
@@ -36,3 +37,14 @@ def format_table(rows: dict, index: str = "", digits: int = 3) -> str:
         return "  ".join([items[0].ljust(widths[0])]
                          + [s.rjust(w) for s, w in zip(items[1:], widths[1:])]).rstrip()
     return "\n".join([line(header), *map(line, cells)])
+
+
+def glue_values(prefix: str, **values) -> None:
+    """Glue each value, printed as a table cell would print it, under ``{prefix}_{name}``,
+    for ``{glue:text}`` in the chapter's prose; nothing is displayed where it is called.
+    One call gathers a cell's numbers (every chapter); a pre-formatted string (``"85%"``)
+    is glued as it is."""
+    from myst_nb import glue  # the book's renderer: imported only where a chapter glues
+
+    for name, value in values.items():
+        glue(f"{prefix}_{name}", format_value(value), display=False)

@@ -1,0 +1,25 @@
+import numpy as np
+import pytest
+
+from posinfo.tables import format_table, glue_values
+from posinfo.verdict import t_interval
+
+
+def test_glue_values_glues_each_value_as_a_table_prints_it(monkeypatch):
+    import myst_nb
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue",
+                        lambda name, value, display: glued.update({name: (value, display)}))
+    estimate = t_interval(np.array([0.5, 0.6, 0.7]), 0.95)
+    glue_values("ch9", accuracy=np.float32(0.8125), n=np.int64(64), gap=estimate,
+                share="85%")
+    assert glued == {"ch9_accuracy": ("0.812", False), "ch9_n": ("64", False),
+                     "ch9_gap": (estimate.text(), False), "ch9_share": ("85%", False)}
+    # the prose reads what the chapter's tables print
+    assert glued["ch9_accuracy"][0] in format_table({"row": {"accuracy": np.float32(0.8125)}})
+
+
+def test_an_empty_table_is_refused():
+    with pytest.raises(ValueError, match="at least one row"):
+        format_table({})
