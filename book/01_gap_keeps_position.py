@@ -30,13 +30,12 @@
 # %%
 import numpy as np
 import torch
-from myst_nb import glue
 
 import posinfo
 from posinfo import figures, machine
 from posinfo.canvas import make_task
 from posinfo.parameters import settings_from
-from posinfo.tables import format_table
+from posinfo.tables import format_table, glue_values
 from posinfo.train import epochs_for_grid, model_config, train_classifier
 from posinfo.verdict import Rule, judge, t_interval
 
@@ -62,7 +61,7 @@ image_size = None  # side of each pasted image, pixels
 normalize = None  # normalise per channel before pasting (gpu, paper)
 hflip = None  # random horizontal flips in training (CIFAR; never digits)
 width = None  # channels of the first backbone stage (64 in ResNet-18)
-epochs = None  # training epochs at the main grid (larger grids get proportionally more)
+epochs = None  # epochs at the main grid; larger grids get proportionally more
 min_effect = None  # minimal effect: accuracy above chance the claim needs
 confidence = None  # confidence level of the verdict's interval
 
@@ -105,8 +104,7 @@ worst_cell = np.array([r.evaluation.per_cell.min()
 print(format_table({f"seed {s}": {"location accuracy": a, "worst cell": w}
                     for s, a, w in zip(main_runs, accuracy, worst_cell)}))
 print(f"chance {chance:.3f}")
-glue("ch1_accuracy", f"{accuracy.mean():.3f}", display=False)
-glue("ch1_chance", f"{chance:.3f}", display=False)
+glue_values("ch1", accuracy=accuracy.mean(), chance=chance)
 
 # %% tags=["hide-input"]
 per_cell = np.mean([r.evaluation.per_cell for r in main_runs.values()], axis=0)
@@ -139,7 +137,7 @@ print(format_table(ablation, index="padding"))
 # Paddings within 0.1 of chance on every background (for the prose below).
 at_chance = [pad for pad, row in ablation.items()
              if max(row.values()) < chance + 0.1]
-glue("ch1_at_chance", ", ".join(at_chance) or "none of them", display=False)
+glue_values("ch1", at_chance=", ".join(at_chance) or "none of them")
 
 # %% tags=["hide-input"]
 figures.grouped_bars(ablation, chance,
@@ -225,12 +223,11 @@ print(verdict.line())
 print(verdict.explanation())
 
 # %% [markdown]
-# ```{note}
-# **At the paper's scale.** This chapter also ran once at the `gpu` profile on one GPU:
-# the paper's ResNet-18 and training recipe, 20 epochs, more seeds, the same offline
-# data ({doc}`its page </book/gpu/01_gap_keeps_position>`). The front page sets the two verdicts
-# side by side.
+# ````{note}
+# ```{include} _includes/paper_scale.md
 # ```
+# {doc}`This chapter at the gpu profile </book/gpu/01_gap_keeps_position>`.
+# ````
 
 # %% [markdown]
 # ## Exercises

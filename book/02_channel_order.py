@@ -29,7 +29,6 @@
 
 # %%
 import numpy as np
-from myst_nb import glue
 
 import posinfo
 from posinfo import figures, machine
@@ -37,7 +36,7 @@ from posinfo.canvas import NUM_CLASSES
 from posinfo.parameters import settings_from
 from posinfo.permute import retention
 from posinfo.probes import cell_means, gap_latents, probe_table, selectivity
-from posinfo.tables import format_table
+from posinfo.tables import format_table, glue_values
 from posinfo.train import model_config, train_budgets, train_classifier
 from posinfo.verdict import (Rule, budget_table, judge, t_interval,
                              where_it_holds)
@@ -125,10 +124,10 @@ print(format_table(columns, index="shuffle"))
 
 # Lowest location accuracy with the shuffle inside the backbone (prose below).
 inside = [arm for arm in arms if arm.startswith("stage")]
-glue("ch2_after_gap", str(after_gap), display=False)
+glue_values("ch2", after_gap=after_gap)
 if inside:
     lowest = min(accuracy["location"][a].mean() for a in inside)
-    glue("ch2_inside_location", f"{lowest:.3f}", display=False)
+    glue_values("ch2", inside_location=lowest)
 
 # %% tags=["hide-input"]
 means = {arm: {t: accuracy[t][arm].mean() for t in tasks} for arm in arms}
@@ -190,8 +189,8 @@ kept_cell = retention(table[("sorted", "cell")], table[("ordered", "cell")],
                       chance["location"])
 kept_class = retention(table[("sorted", "class")], table[("ordered", "class")],
                        chance["class"])
-glue("ch2_kept_cell", f"{kept_cell:.0%}", display=False)
-glue("ch2_kept_class", f"{kept_class:.0%}", display=False)
+glue_values("ch2", kept_cell=f"{kept_cell:.0%}",
+            kept_class=f"{kept_class:.0%}")
 print(f"classification network: sorting keeps {kept_cell:.0%} of the "
       f"above-chance cell accuracy and {kept_class:.0%} of the above-chance "
       f"class accuracy")
@@ -217,8 +216,8 @@ pos_sel = selectivity(z, labels["cell"])
 cls_sel = selectivity(z, labels["class"])
 top = np.argsort(pos_sel)[::-1][:16]  # the most position-selective channels
 by_cell = cell_means(z, labels["cell"], settings.grid)[top]
-glue("ch2_max_pos_sel", f"{pos_sel.max():.3f}", display=False)
-glue("ch2_median_cls_sel", f"{np.median(cls_sel):.2f}", display=False)
+glue_values("ch2", max_pos_sel=pos_sel.max(),
+            median_cls_sel=f"{np.median(cls_sel):.2f}")
 
 # %% tags=["hide-input"]
 figures.selectivity_map(by_cell, top, pos_sel, cls_sel);
@@ -285,12 +284,9 @@ print(format_table({
         "estimate [CI]": class_share,
         "needs": f"> {settings.class_fraction:.3f}"},
 }))
-glue("ch2_loc_shuffled", f"{accuracy['location']['after GAP'].mean():.3f}",
-     display=False)
-glue("ch2_cls_shuffled", f"{accuracy['class']['after GAP'].mean():.3f}",
-     display=False)
-glue("ch2_cls_baseline", f"{accuracy['class']['baseline'].mean():.3f}",
-     display=False)
+glue_values("ch2", loc_shuffled=accuracy["location"]["after GAP"].mean(),
+            cls_shuffled=accuracy["class"]["after GAP"].mean(),
+            cls_baseline=accuracy["class"]["baseline"].mean())
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -303,12 +299,11 @@ print(verdict.line())
 print(verdict.explanation())
 
 # %% [markdown]
-# ```{note}
-# **At the paper's scale.** This chapter also ran once at the `gpu` profile on one GPU:
-# the paper's ResNet-18 and training recipe, 20 epochs, more seeds, the same offline
-# data ({doc}`its page </book/gpu/02_channel_order>`). The front page sets the two verdicts
-# side by side.
+# ````{note}
+# ```{include} _includes/paper_scale.md
 # ```
+# {doc}`This chapter at the gpu profile </book/gpu/02_channel_order>`.
+# ````
 
 # %% [markdown]
 # ## How the effect depends on the training budget
@@ -330,7 +325,7 @@ for k in settings.budget_epochs:
     curves["class kept"][k] = t_interval(cls, settings.confidence)
 primary = curves["class kept - location kept"]
 print(budget_table(primary, rule, "asymmetry [CI]"))
-glue("ch2_held_at", where_it_holds(primary, rule), display=False)
+glue_values("ch2", held_at=where_it_holds(primary, rule))
 
 # %% tags=["budget-curve", "hide-input"]
 figures.budget_curve(curves, settings.min_effect,

@@ -31,7 +31,6 @@
 # %%
 import numpy as np
 import torch
-from myst_nb import glue
 
 import posinfo
 from posinfo import figures, machine
@@ -39,7 +38,7 @@ from posinfo.attack import extra_damage, flip_attack
 from posinfo.parameters import settings_from
 from posinfo.scenes import CLASSES, PALETTE, colorize, make_scenes
 from posinfo.segment import segmentation_budgets
-from posinfo.tables import format_table
+from posinfo.tables import format_table, glue_values
 from posinfo.verdict import (Rule, budget_table, judge, t_interval,
                              where_it_holds)
 
@@ -133,8 +132,7 @@ print(f"backbone output: {n_channels} channels; {len(setup.images)} "
       f"validation scenes per seed; swept N = {ns}")
 print(format_table({f"seed {s}": {"clean mIoU": run["clean"]}
                     for s, run in runs.items()}))
-glue("ch4_clean", f"{clean.mean():.3f}", display=False)
-glue("ch4_channels", str(n_channels), display=False)
+glue_values("ch4", clean=clean.mean(), channels=n_channels)
 
 # %% [markdown]
 # The clean segmenters reach mIoU {glue:text}`ch4_clean` on held-out scenes (mean over
@@ -195,8 +193,7 @@ print(format_table({
     "random - top (primary)": {"estimate [CI]": extra,
                                "needs": f"> {settings.min_effect:.3f}"},
     "random - bottom": {"estimate [CI]": bottom_damage}}))
-glue("ch4_gap", extra.text(), display=False)
-glue("ch4_bottom_gap", bottom_damage.text(), display=False)
+glue_values("ch4", gap=extra, bottom_gap=bottom_damage)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -208,12 +205,11 @@ print(verdict.line())
 print(verdict.explanation())
 
 # %% [markdown]
-# ```{note}
-# **At the paper's scale.** This chapter also ran once at the `gpu` profile on one GPU:
-# the paper's ResNet-18 and training recipe, 20 epochs, more seeds, the same offline
-# data ({doc}`its page </book/gpu/04_position_channels>`). The front page sets the two verdicts
-# side by side.
+# ````{note}
+# ```{include} _includes/paper_scale.md
 # ```
+# {doc}`This chapter at the gpu profile </book/gpu/04_position_channels>`.
+# ````
 
 # %% [markdown]
 # ## How the effect depends on the training budget
@@ -228,7 +224,7 @@ curve = {k: t_interval([extra_damage(at_budget[s, k]) for s in settings.seeds],
                        settings.confidence)
          for k in settings.budget_epochs}
 print(budget_table(curve, rule, "random - top [CI]"))
-glue("ch4_held_at", where_it_holds(curve, rule), display=False)
+glue_values("ch4", held_at=where_it_holds(curve, rule))
 
 # %% tags=["budget-curve", "hide-input"]
 figures.budget_curve({"random-N minus top-N": curve}, settings.min_effect,
