@@ -39,18 +39,66 @@ def test_every_parameter_cell_name_is_a_setting_of_its_chapter(chapter):
 
 TINY = dict(image_size=8, width=4, epochs=1, n_train=64, n_test=10)
 
+# A child process that trains what a chapter would: a finished model (config A), then a long
+# run (config B, 400 epochs) whose 1-epoch budget is cached as a snapshot on the way. It is
+# killed by a signal while B trains, as a user closing a terminal or an out-of-memory kill would.
+_CHILD = """
+import json, sys
+sys.path.insert(0, {lib!r})
+from posinfo.settings import chapter_settings
+from posinfo.train import model_config, train_budgets, train_classifier
+settings = chapter_settings("gap_keeps_position", "smoke", **{tiny!r})
+a = train_classifier(model_config(settings, padding="zeros"))
+print(json.dumps({{"accuracy": a.evaluation.accuracy, "history": a.history}}), flush=True)
+train_budgets(train_classifier, model_config(settings, padding="circular", epochs=400), [1, 400])
+print("B finished: the kill came too late", flush=True)
+"""
 
-def test_a_run_killed_midway_resumes_from_the_cache_with_the_same_result(tmp_path, monkeypatch):
+
+def test_a_run_killed_by_a_signal_mid_training_resumes_from_the_cache(tmp_path, monkeypatch):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from posinfo import cache, train
+
+    store = tmp_path / "cache"
+    env = {**os.environ, "POSINFO_CACHE": str(store), "POSINFO_PROGRESS": "off",
+           "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen([sys.executable, "-c", _CHILD.format(lib=str(run.REPO / "lib"),
+                                                                 tiny=TINY)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        printed = json.loads(child.stdout.readline() or "null")  # A is done and stored
+        assert printed, child.communicate()[1]
+        deadline = time.time() + 120
+        while len(list(store.glob("*.pt"))) < 2:  # ...and B's 1-epoch snapshot too
+            assert child.poll() is None and time.time() < deadline, child.communicate()
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)  # mid-way through B's 400 epochs
+        out, _ = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == -signal.SIGKILL and "B finished" not in out
+    assert not list(store.glob("*.tmp"))  # no half-written entry left behind
+
+    # The rerun loads what the killed run finished, and trains nothing to get it.
+    monkeypatch.setenv("POSINFO_CACHE", str(store))
     settings = chapter_settings("gap_keeps_position", "smoke", **TINY)
-    configs = [model_config(settings, padding=p) for p in ("zeros", "circular", "reflect")]
-    monkeypatch.setenv("POSINFO_CACHE", str(tmp_path / "uninterrupted"))
-    expected = [train_classifier(c).evaluation.accuracy for c in configs]
+    a, b = model_config(settings, padding="zeros"), model_config(settings, padding="circular")
 
-    monkeypatch.setenv("POSINFO_CACHE", str(tmp_path / "killed"))
-    train_classifier(configs[0])  # ...and the process dies here
-    resumed = [train_classifier(c) for c in configs]
-    assert [r.from_cache for r in resumed] == [True, False, False]
-    assert [r.evaluation.accuracy for r in resumed] == expected
+    def no_training(*args, **kwargs):
+        raise AssertionError("retrained a model the killed run had already cached")
+    monkeypatch.setattr(train, "fit", no_training)
+    resumed = train_classifier(a)
+    assert resumed.from_cache and resumed.history == printed["history"]
+    assert resumed.evaluation.accuracy == printed["accuracy"]
+    assert train_classifier({**b, "epochs": 1}).from_cache  # B's snapshot
+    assert not cache.path_for({**b, "epochs": 400}).exists()  # B itself never finished
 
 
 def _digest(folder):
