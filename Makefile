@@ -21,7 +21,7 @@ book: setup
 
 # Render the already executed notebooks (no training): verdict table, then Jupyter Book.
 html: setup mathjax
-	$(BIN)/python -m posinfo.report
+	$(BIN)/python -m posinfo.tools.report
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 
 # Unit tests of lib, nbval of every chapter at the smoke profile (fresh model cache), and the
@@ -62,8 +62,9 @@ $(MATHJAX_DIR)/tex-chtml.js: | $(VENV)/.installed
 	cp -r $$src/es5/input/tex $(MATHJAX_DIR)/input/ && cp -r $$src/es5/output/chtml $(MATHJAX_DIR)/output/ && \
 	cp $$src/es5/tex-chtml.js $(MATHJAX_DIR)/ && rm -rf $$tmp
 
-# Wheels the GPU machine's image lacks (lib/posinfo/gpu_wheels.txt), for CPython $(PYVER) on
-# x86-64 Linux, into $(WHEELS): carried to it for `python -m posinfo.gpu_book` (see README).
+# Wheels the GPU machine's image lacks (lib/posinfo/tools/gpu_wheels.txt), for CPython $(PYVER)
+# on x86-64 Linux, into $(WHEELS): carried to it for `python -m posinfo.tools.gpu_book` (see the
+# Reproduce page).
 # `make gpu-wheels PYVER=3.11 WHEELS=.whl311` fetches the same set for a local simulation.
 PYVER     ?= 3.12
 WHEELS    ?= .whl
@@ -73,7 +74,7 @@ gpu-wheels:
 	test -n "$(WHEELS)" && rm -rf $(WHEELS)
 	$(PYTHON) -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
 	  --python-version $(PYVER) --implementation cp $(addprefix --platform ,$(MANYLINUX)) \
-	  -d $(WHEELS) -r lib/posinfo/gpu_wheels.txt
+	  -d $(WHEELS) -r lib/posinfo/tools/gpu_wheels.txt
 	@echo "$$(ls $(WHEELS)/*.whl | wc -l) wheels, $$(du -sh $(WHEELS) | cut -f1) in $(WHEELS)/"
 
 clean:

@@ -95,3 +95,36 @@ def test_the_library_imports_one_way():
     assert graph["settings"] or graph["train"]  # the reader found the package's imports
     found = cycles(graph)
     assert not found, "import circles in lib/posinfo: " + "; ".join(" -> ".join(c) for c in found)
+
+
+def tools_imported_by(source: str) -> list[str]:
+    """The import statements of a science module that reach into posinfo.tools."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            names = [alias.name for alias in node.names]
+            if node.level == 1 and (node.module or "").split(".")[0] == "tools" \
+                    or node.level == 1 and not node.module and "tools" in names \
+                    or node.level == 0 and (node.module or "").startswith("posinfo.tools") \
+                    or node.level == 0 and node.module == "posinfo" and "tools" in names:
+                found.append(f"line {node.lineno}")
+        elif isinstance(node, ast.Import):
+            found += [f"line {node.lineno}" for alias in node.names
+                      if alias.name.startswith("posinfo.tools")]
+    return found
+
+
+def test_the_tools_finder_sees_every_form():
+    for source in ("from .tools import report", "from . import tools", "import posinfo.tools",
+                   "from posinfo.tools.bench import cpu", "from posinfo import tools",
+                   "def f():\n    from .tools.report import VERDICT_LINE"):
+        assert tools_imported_by(source), source
+    assert not tools_imported_by("from .train import fit\nimport posinfo.run")
+
+
+def test_science_never_imports_the_tools():
+    """Arrows go one way: posinfo.tools imports the science modules, never the reverse."""
+    found = {name: tools_imported_by((PACKAGE / f"{name}.py").read_text())
+             for name in MODULES}
+    assert not {k: v for k, v in found.items() if v}, found
+    assert (PACKAGE / "tools").is_dir() and "tools" not in MODULES

@@ -56,9 +56,8 @@ def describe(config: dict) -> str:
 # Modules that only draw, launch, judge or evaluate trained models: editing them must not
 # invalidate trained models (the cache stores weights and loss histories, nothing they compute).
 # A new module is fingerprinted unless it is named here (tests pin the fingerprinted set).
-_NOT_AFFECTING_WEIGHTS = {"figures.py", "run.py", "cache.py", "__init__.py", "report.py", "bench.py",
-                          "distributed.py", "verdict.py", "tables.py", "attack.py", "probes.py",
-                          "invariance.py", "machine.py", "gpu_book.py"}
+_NOT_AFFECTING_WEIGHTS = {"figures.py", "run.py", "cache.py", "__init__.py", "verdict.py",
+                          "tables.py", "attack.py", "probes.py", "invariance.py", "machine.py"}
 
 
 def fingerprinted_modules() -> list[Path]:

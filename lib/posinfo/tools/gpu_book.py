@@ -1,10 +1,11 @@
 """Run the whole book on the GPU machine and bring back the executed notebooks.
 
     make gpu-wheels                      # here, once: the wheels the GPU image lacks, into .whl/
-    PYTHONPATH=lib python3 -m posinfo.gpu_book --wheels .whl --out "$OUT" --profile gpu --bench
+    PYTHONPATH=lib python3 -m posinfo.tools.gpu_book --wheels .whl --out "$OUT" \
+        --profile gpu --bench
 
 On the GPU machine nothing can be fetched and its image lacks papermill, jupytext, ipykernel,
-myst-nb and kornia: they travel as wheels (lib/posinfo/gpu_wheels.txt), which this installs
+myst-nb and kornia: they travel as wheels (lib/posinfo/tools/gpu_wheels.txt), which this installs
 into --site and puts on the PYTHONPATH of every process it starts (the papermill kernel, the
 "python3" spec of ipykernel, inherits it). Then:
 
@@ -17,7 +18,7 @@ into --site and puts on the PYTHONPATH of every process it starts (the papermill
    lands in --out as it is executed; OUT/gpu_book.log has every chapter's start, end,
    seconds, the failure if any, and each chapter's output. A failed chapter makes the exit
    code 1, while the other lanes go on;
-3. with --bench, ``python -m posinfo.bench --gpu --json OUT/bench_gpu.json``.
+3. with --bench, ``python -m posinfo.tools.bench --gpu --json OUT/bench_gpu.json``.
 
 OUT stays flat (5 notebooks, the log, the bench JSON): the device tool brings back 8 files.
 Only the standard library is imported here at top level: this runs before the wheels are in.
@@ -36,7 +37,10 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+# The bench package's __init__: standard library only, like this module.
+from .bench import GPU_BUDGET_S, HARD_STOP_AFTER_BUDGET_S
+
+REPO = Path(__file__).resolve().parents[3]
 LIB = REPO / "lib"
 WHEEL_LIST = Path(__file__).with_name("gpu_wheels.txt")
 DEFAULT_SITE = Path("/tmp/posinfo-site")
@@ -47,10 +51,10 @@ DRY_RUN_PROFILE = "smoke"
 RUNS_AFTER = {5: 4}
 OUTPUT_TAIL_LINES = 200  # of each chapter's own output, in the log
 # Seconds. The bench skips arms that would end after its --budget (default BENCH_BUDGET) and
-# stops itself, writing what it has, BENCH_HARD_STOP after the budget (bench.py's
-# GpuBenchConfig: budget_s, deadline_s; a test keeps the two in step). Its budget here is
-# the time left less both, so that its own stop comes before ours.
-BENCH_BUDGET, BENCH_HARD_STOP, BENCH_MARGIN = 140, 40, 15
+# stops itself, writing what it has, BENCH_HARD_STOP after the budget (the bench's own
+# numbers). Its budget here is the time left less both and a margin, so that its own stop
+# comes before ours.
+BENCH_BUDGET, BENCH_HARD_STOP, BENCH_MARGIN = GPU_BUDGET_S, HARD_STOP_AFTER_BUDGET_S, 15
 
 PIP_INSTALL = ["-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                "--no-cache-dir", "--upgrade", "--disable-pip-version-check", "--target"]
@@ -82,7 +86,7 @@ print("kernel python3:", " ".join(KernelSpecManager().get_kernel_spec("python3")
 
 def chapter_stems() -> dict[int, str]:
     """{number: stem} of every chapter (``run.chapter_sources``), in book order."""
-    from .run import chapter_sources  # imports torch: not at the top (see the docstring)
+    from ..run import chapter_sources  # imports torch: not at the top (see the docstring)
     return {int(path.stem[:2]): path.stem for path in chapter_sources().values()}
 
 
@@ -115,7 +119,7 @@ def chapter_command(number: int, out: Path, profile: str, compile_backend: str |
 
 def bench_command(out: Path, quick: bool = False, budget: int | None = None,
                   python: str = sys.executable) -> list[str]:
-    command = [python, "-m", "posinfo.bench", "--gpu", "--json", str(out / BENCH_JSON)]
+    command = [python, "-m", "posinfo.tools.bench", "--gpu", "--json", str(out / BENCH_JSON)]
     return command + (["--quick"] if quick else []) + \
         (["--budget", str(budget)] if budget is not None else [])
 
@@ -418,7 +422,8 @@ def dry_run(stems: dict[int, str], lanes: list[list[int]], site: Path | None, lo
 
 def run_bench(out: Path, env: dict, log: Log, quick: bool = False,
               deadline: float | None = None) -> bool:
-    """posinfo.bench --gpu; with a deadline, its --budget is the time left (less a margin)."""
+    """posinfo.tools.bench --gpu; with a deadline, its --budget is the time left (less its
+    hard stop and a margin)."""
     budget = None
     if deadline is not None:
         budget = int(min(BENCH_BUDGET, deadline - time.monotonic() - BENCH_HARD_STOP
@@ -438,10 +443,10 @@ def run_bench(out: Path, env: dict, log: Log, quick: bool = False,
         return False
     text = (done.stdout + done.stderr).rstrip()
     if done.returncode == 2 and "unrecognized arguments" in done.stderr:
-        log("bench SKIPPED: this posinfo.bench has no --gpu/--json option yet "
+        log("bench SKIPPED: this posinfo.tools.bench has no --gpu/--json option yet "
             f"({done.stderr.strip().splitlines()[-1]})")
         return True
-    log.block(f"--- output of posinfo.bench ---\n{text}")
+    log.block(f"--- output of posinfo.tools.bench ---\n{text}")
     print(text, flush=True)
     if done.returncode:
         log(f"bench FAILED after {time.monotonic() - started:.0f} s "
@@ -456,7 +461,7 @@ def _terminated(signum, frame):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m posinfo.gpu_book", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m posinfo.tools.gpu_book", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True,
                         help="folder for the notebooks, gpu_book.log and bench_gpu.json (flat)")
@@ -480,7 +485,8 @@ def main(argv=None) -> int:
     dry.add_argument("--dry-run-only", action="store_true", help="only the smoke dry run")
     dry.add_argument("--skip-dry-run", action="store_true", help="no smoke dry run")
     parser.add_argument("--bench", action="store_true",
-                        help=f"afterwards: python -m posinfo.bench --gpu --json OUT/{BENCH_JSON}")
+                        help="afterwards: python -m posinfo.tools.bench --gpu --json "
+                             f"OUT/{BENCH_JSON}")
     parser.add_argument("--bench-quick", action="store_true",
                         help="with --bench: bench's --quick (tiny, any device: a CPU rehearsal)")
     args = parser.parse_args(argv)
@@ -489,7 +495,7 @@ def main(argv=None) -> int:
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
 
-    from .checks import PROFILES  # standard library only, like the package's __init__
+    from ..checks import PROFILES  # standard library only, like the package's __init__
     if args.profile not in PROFILES:
         parser.error(f"--profile must be one of {PROFILES}, got {args.profile!r}")
     stems = chapter_stems()
@@ -500,14 +506,14 @@ def main(argv=None) -> int:
     stems = {n: stems[n] for n in numbers}
     lanes = plan_lanes(numbers)
 
-    from .run import check_out
+    from ..run import check_out
     try:
         out = check_out(Path(args.out))
     except ValueError as err:
         parser.error(str(err))
     out.mkdir(parents=True, exist_ok=True)
     log = Log(out / LOG_NAME)
-    log(f"posinfo.gpu_book: profile {'-' if args.dry_run_only else args.profile}, chapters "
+    log(f"posinfo.tools.gpu_book: profile {'-' if args.dry_run_only else args.profile}, chapters "
         f"{numbers}, lanes {lanes}, jobs {args.jobs or len(lanes)}, out {out}")
     site = Path(args.site).resolve() if args.wheels else None
     try:

@@ -1,6 +1,6 @@
 """The front page's verdict table, read from the executed chapters (never typed in).
 
-    python -m posinfo.report            # writes book/_generated/verdicts.md
+    python -m posinfo.tools.report            # writes book/_generated/verdicts.md
 
 Every chapter prints one verdict line (``posinfo.verdict.Verdict.line``) in a cell of its
 own, right after the cell whose table holds the numbers behind it:
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import nbformat
 
-from .run import BOOK, chapter_sources
-from .verdict import OUTCOMES
+from ..run import BOOK, chapter_sources
+from ..verdict import OUTCOMES
 
 VERDICT_LINE = re.compile(
     r"^Claim (?P<claim>\d+): (?P<outcome>" + "|".join(OUTCOMES) + r") — "
@@ -57,7 +57,7 @@ def chapter_verdict(notebook_path: Path) -> dict:
 
 
 # The book's second part: the same chapters at the gpu profile, executed on a GPU by
-# `python -m posinfo.gpu_book` and committed as they came back (see README).
+# `python -m posinfo.tools.gpu_book` and committed as they came back (see README).
 GPU_BOOK = BOOK / "gpu"
 PARTS = (("default", BOOK), ("gpu", GPU_BOOK))
 
@@ -102,7 +102,8 @@ def verdict_markdown() -> str:
             v, row, link = parts[name][claim]
             differs = (v["statistic"], v["rule"]) != (first["statistic"], first["rule"])
             cells.append(_cell(v, row, link)
-                         + (f" (statistic {v['statistic']}, needs {v['rule']})" if differs else ""))
+                         + (f" (statistic {v['statistic']}, needs {v['rule']})"
+                            if differs else ""))
         lines.append(f"| {claim} | {first['statistic']} | {first['rule']} | "
                      + " | ".join(cells) + " |")
     lines.append("")
@@ -114,10 +115,10 @@ def verdict_markdown() -> str:
     return "\n".join(lines)
 
 
-# ---- the GPU run: its log and benches, as python -m posinfo.gpu_book brought them back -----
+# ---- the GPU run: its log and benches, as python -m posinfo.tools.gpu_book brought them back
 GPU_LOG = GPU_BOOK / "gpu_book.log"
 # The bench inside the book's run had the 30 s the deadline left it (compile arms skipped);
-# bench_gpu_full.json is `python -m posinfo.bench --gpu --budget 150`, called on its own on
+# bench_gpu_full.json is `python -m posinfo.tools.bench --gpu --budget 150`, called on its own on
 # the same machine right after the book.
 GPU_BENCH, GPU_BENCH_IN_RUN = GPU_BOOK / "bench_gpu_full.json", GPU_BOOK / "bench_gpu.json"
 LOG_ENVIRONMENT = re.compile(r"environment: (?P<text>.+)$", re.M)
@@ -157,7 +158,7 @@ def gpu_run_markdown(log: Path = GPU_LOG, bench: Path = GPU_BENCH,
     """The GPU part's page: how long each chapter took and the bench's training-step speeds."""
     import json
 
-    from .tables import format_table
+    from ..tables import format_table
 
     run = gpu_run(log)
     lines = [f"Machine (from the run's log): {run['environment']}.", ""]
@@ -177,7 +178,7 @@ def gpu_run_markdown(log: Path = GPU_LOG, bench: Path = GPU_BENCH,
         h, best = b["header"], b["summary"]
         lines += [f"Training-step speed of the paper's CIFAR-10 location run (ResNet-18 width "
                   f"64, batch 48, bf16, channels_last; 96 px canvases built on the GPU from "
-                  f"random 32 px RGB images), measured by `python -m posinfo.bench --gpu "
+                  f"random 32 px RGB images), measured by `python -m posinfo.tools.bench --gpu "
                   f"--budget {b['config']['budget_s']:g}` on {h['device']} (torch "
                   f"{h['torch']}, {h['date'][:10]}), called on its own right after the book, "
                   f"every arm in the same run:", "", "```text",

@@ -1,4 +1,4 @@
-"""posinfo.gpu_book, the book on the GPU machine: lanes, commands, the wheel list, that it
+"""posinfo.tools.gpu_book, the book on the GPU machine: lanes, commands, the wheel list, that it
 starts on the standard library alone, and what a failing, or too slow, chapter does.
 Chapters are stood in for by tiny Python commands: no kernel, no training, no network."""
 import ast
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from posinfo import gpu_book
+from posinfo.tools import gpu_book
 
 STEMS = gpu_book.chapter_stems()
 
@@ -34,7 +34,7 @@ def test_the_commands_it_runs(tmp_path):
     assert gpu_book.chapter_command(1, tmp_path, "smoke", "inductor", python="py")[-2:] == \
         ["--compile", "inductor"]
     assert gpu_book.bench_command(tmp_path, python="py") == \
-        ["py", "-m", "posinfo.bench", "--gpu", "--json", str(tmp_path / "bench_gpu.json")]
+        ["py", "-m", "posinfo.tools.bench", "--gpu", "--json", str(tmp_path / "bench_gpu.json")]
     assert gpu_book.bench_command(tmp_path, quick=True, budget=90, python="py")[-3:] == \
         ["--quick", "--budget", "90"]
     assert gpu_book.PIP_INSTALL[:4] == ["-m", "pip", "install", "-q"]
@@ -82,18 +82,21 @@ def test_a_wheels_folder_must_hold_exactly_the_pinned_versions(tmp_path):
 
 
 def test_it_imports_only_the_standard_library_before_the_wheels_are_in():
-    source = Path(gpu_book.__file__).read_text()
-    top = [node for node in ast.parse(source).body if isinstance(node, (ast.Import, ast.ImportFrom))]
-    names = {alias.name.split(".")[0] for node in top if isinstance(node, ast.Import)
-             for alias in node.names}
-    names |= {node.module.split(".")[0] for node in top
-              if isinstance(node, ast.ImportFrom) and node.level == 0}
-    assert names - {"__future__"} <= sys.stdlib_module_names
-    assert not [node for node in top if isinstance(node, ast.ImportFrom) and node.level]
-    # And for real, with no site-packages at all (python -S): it parses, checks the profile
-    # (posinfo.checks, standard library only) and refuses a wrong one, all before any install.
+    # Importing it loads nothing but the standard library and posinfo's own
+    # standard-library modules, though torch and the rest could be imported here.
     env = {**os.environ, "PYTHONPATH": str(gpu_book.LIB)}
-    done = subprocess.run([sys.executable, "-S", "-m", "posinfo.gpu_book", "--out", "x",
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys; before = set(sys.modules); "
+         "import posinfo.tools.gpu_book; print(sorted(m for m in set(sys.modules) - before "
+         "if m.split('.')[0] not in sys.stdlib_module_names))"],
+        env=env, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    modules = ast.literal_eval(loaded.stdout)
+    assert {"posinfo.tools.gpu_book"} <= set(modules)
+    assert all(m.split(".")[0] == "posinfo" for m in modules), modules
+    # And with no site-packages at all (python -S): it parses, checks the profile
+    # (posinfo.checks) and refuses a wrong one, all before any install.
+    done = subprocess.run([sys.executable, "-S", "-m", "posinfo.tools.gpu_book", "--out", "x",
                            "--profile", "nope"], env=env, capture_output=True, text=True)
     assert done.returncode == 2 and "--profile must be one of" in done.stderr, done.stderr
 
@@ -209,7 +212,7 @@ def test_a_bench_without_the_gpu_option_is_skipped_with_a_message(tmp_path, monk
     monkeypatch.setattr(gpu_book, "bench_command", lambda *a, **k: old_bench)
     log = gpu_book.Log(tmp_path / "log")
     assert gpu_book.run_bench(tmp_path, dict(os.environ), log) is True
-    assert "bench SKIPPED: this posinfo.bench has no --gpu/--json option" in \
+    assert "bench SKIPPED: this posinfo.tools.bench has no --gpu/--json option" in \
         (tmp_path / "log").read_text()
     failing = [sys.executable, "-c", "import sys; sys.exit('no CUDA')"]
     monkeypatch.setattr(gpu_book, "bench_command", lambda *a, **k: failing)
@@ -217,18 +220,42 @@ def test_a_bench_without_the_gpu_option_is_skipped_with_a_message(tmp_path, monk
     assert "bench FAILED" in (tmp_path / "log").read_text()
 
 
-def test_the_runners_bench_timings_follow_the_benchs_own():
-    """gpu_book gives the bench a budget that leaves room for the bench's own hard stop
-    (budget + 40 s) before the runner's deadline: the two numbers must stay in step."""
-    from posinfo.bench import GpuBenchConfig
+@pytest.mark.parametrize("seconds_left", [1000, 200, 120])
+def test_the_bench_stops_itself_before_the_runner_stops_it(tmp_path, monkeypatch,
+                                                           seconds_left):
+    """With a deadline, run_bench gives the bench a --budget; the bench then stops itself
+    at its own hard stop for that budget (GpuBenchConfig.hard_stop_s, which the bench arms:
+    test_bench), which must come before the runner's timeout for the bench, which must come
+    no later than the deadline."""
+    from dataclasses import replace
 
-    config = GpuBenchConfig()
-    assert gpu_book.BENCH_BUDGET == config.budget_s
-    assert config.deadline_s is None  # then the bench stops at budget_s + 40
-    import inspect
+    from posinfo.tools.bench.gpu import GpuBenchConfig
 
-    from posinfo import bench
-    assert f"budget_s + {gpu_book.BENCH_HARD_STOP}" in inspect.getsource(bench.gpu_bench)
+    now = 5000.0
+    monkeypatch.setattr(gpu_book.time, "monotonic", lambda: now)
+    seen = {}
+
+    def bench_process(command, timeout=None, **kwargs):
+        seen.update(command=command, timeout=timeout)
+        return subprocess.CompletedProcess(command, 0, "best: eager", "")
+
+    monkeypatch.setattr(gpu_book.subprocess, "run", bench_process)
+    log = gpu_book.Log(tmp_path / "log")
+    assert gpu_book.run_bench(tmp_path, {}, log, deadline=now + seconds_left) is True
+    budget = float(seen["command"][seen["command"].index("--budget") + 1])
+    assert 0 < budget <= GpuBenchConfig().budget_s  # never more than the bench's default
+    bench_stops = replace(GpuBenchConfig(), budget_s=budget).hard_stop_s()
+    assert bench_stops < seen["timeout"] <= seconds_left
+    if seconds_left == 1000:
+        assert budget == GpuBenchConfig().budget_s  # time enough: the bench's own budget
+
+
+def test_no_bench_when_too_little_time_is_left(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_book.subprocess, "run", lambda *a, **k: pytest.fail("bench ran"))
+    log = gpu_book.Log(tmp_path / "log")
+    deadline = gpu_book.time.monotonic() + 60  # less than the hard stop and margin
+    assert gpu_book.run_bench(tmp_path, {}, log, deadline=deadline) is True
+    assert "bench skipped: too little time left" in (tmp_path / "log").read_text()
 
 
 @pytest.mark.parametrize("where", ["book", "book/gpu", "data"])

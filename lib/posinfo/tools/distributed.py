@@ -1,7 +1,7 @@
 """Train a chapter's classifier on several GPUs (or CPU processes) with torchrun + DDP.
 
-    torchrun --nproc_per_node=4 -m posinfo.distributed gap_keeps_position -p profile paper
-    torchrun --nproc_per_node=4 -m posinfo.distributed channel_order -p profile paper \
+    torchrun --nproc_per_node=4 -m posinfo.tools.distributed gap_keeps_position -p profile paper
+    torchrun --nproc_per_node=4 -m posinfo.tools.distributed channel_order -p profile paper \
         --target class --permute-at 5 --seed 1
 
 The model is written into the model cache under exactly the key the chapter computes for
@@ -12,7 +12,9 @@ What DDP changes: every rank draws the same global batch from the same seeded ge
 and trains on its own slice of it (batch_size / world_size rows), and gradients are
 averaged across ranks, so one optimizer step sees the same batch as a single-process run.
 BatchNorm statistics are per rank unless CUDA is used, where BatchNorm is converted to
-SyncBatchNorm; on CPU (gloo) the result therefore differs slightly from one process.
+SyncBatchNorm. On CPU (gloo) the result is therefore that of one process which feeds each
+rank's rows through the network on their own and averages the losses, not that of one
+process with the whole batch; the test compares the two.
 """
 from __future__ import annotations
 
@@ -24,11 +26,11 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .canvas import make_task
-from .permute import reseed_permutations
-from .run import parse_value
-from .settings import Settings, chapter_settings
-from .train import (COMPILE_BACKENDS, build_model, data_generator, evaluate, fit, model_config,
+from ..canvas import make_task
+from ..permute import reseed_permutations
+from ..run import parse_value
+from ..settings import Settings, chapter_settings
+from ..train import (COMPILE_BACKENDS, build_model, data_generator, evaluate, fit, model_config,
                     prepare_model, seed_everything, store_trained)
 
 CLASSIFIER_CHAPTERS = ("gap_keeps_position", "channel_order")
@@ -66,7 +68,8 @@ def train_distributed(config: dict, compile: str | None = None) -> dict | None:
     if device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     prepare_model(model, device)  # the layout is fixed before DDP builds its gradient buckets
-    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    ddp = DistributedDataParallel(model,
+                                  device_ids=[device.index] if device.type == "cuda" else None)
     history = fit(ddp, ShardedTask(task, rank, world), epochs=config["epochs"],
                   batch_size=config["batch_size"], lr=config["lr"], betas=config["betas"],
                   generator=generator, device=device, desc=f"rank {rank}", compile=compile)
@@ -83,7 +86,8 @@ def train_distributed(config: dict, compile: str | None = None) -> dict | None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="torchrun ... -m posinfo.distributed", description=__doc__,
+    parser = argparse.ArgumentParser(prog="torchrun ... -m posinfo.tools.distributed",
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("chapter", choices=CLASSIFIER_CHAPTERS)
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],

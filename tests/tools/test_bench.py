@@ -1,0 +1,257 @@
+"""The benchmarks are not timed in tests (machines are noisy), but what they count and
+compare must be right: the FLOPs of a step (against a count by hand), baselines that build
+exactly what the library builds, the GPU bench's arms and arithmetic."""
+import pytest
+import torch
+
+from posinfo.settings import chapter_settings
+from posinfo.tools.bench import common, cpu, gpu, gpu_report
+from posinfo.tools.bench import __main__ as command
+from posinfo.tools.bench.gpu_stream import CanvasStream
+
+
+def test_canvas_baselines_build_the_same_canvases_and_every_method_is_timed():
+    # canvas_speedup asserts that both per-sample loops equal place_on_canvas before timing.
+    times = cpu.canvas_speedup(n=16, image_size=6, grid=3)
+    assert set(times) == {"batched", "loop", "reference loop", "zero-fill floor"}
+    assert all(t > 0 for t in times.values())
+
+
+def test_a_training_steps_flops_are_counted_as_by_hand():
+    # A 3x3 convolution (1 -> 2 channels, no bias) on a 4x4 image gives 2x2x2 = 8 outputs,
+    # each a 9-term dot product: 2 * 9 * 8 = 144 FLOPs forward, and as many for its weight
+    # gradient (the input needs none). The linear layer (8 -> 3): 2 * 8 * 3 = 48 forward,
+    # 48 for its input gradient, 48 for its weight gradient. 432 per image; Adam's
+    # elementwise arithmetic is not counted.
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, bias=False), torch.nn.Flatten(),
+                                torch.nn.Linear(8, 3, bias=False))
+    batch = 5
+    x, y = torch.rand(batch, 1, 4, 4), torch.tensor([0, 1, 2, 1, 0])
+    timing = cpu.time_training_step(model, x, y, steps=2)
+    assert timing["flops"] == batch * (144 + 144 + 3 * 48)
+    seconds = timing["seconds_per_step"]
+    assert timing["images_per_s"] == pytest.approx(batch / seconds)
+    assert timing["gflops_per_s"] == pytest.approx(batch * 432 / seconds / 1e9)
+
+
+def test_the_timed_step_trains_and_the_thread_count_is_restored():
+    settings = chapter_settings("gap_keeps_position", "smoke", width=4, image_size=8)
+    threads = torch.get_num_threads()
+    model = cpu._chapter1_model(settings)
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.rand(4, 1, 24, 24), torch.tensor([0, 4, 8, 2])
+    timing = cpu.time_training_step(model, x, y, steps=1, threads=1)
+    assert timing["first_step_s"] > 0 and timing["flops"] > 0
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # it trains
+    assert torch.get_num_threads() == threads
+    images_s, gflops, first = cpu.training_throughput(settings, batch_size=4, steps=1)
+    assert images_s > 0 and gflops > 0 and first > 0
+
+
+def test_the_shared_step_is_one_adam_step_on_the_cross_entropy():
+    # common.train_step against the step written out: the same weights after one step.
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 3)
+    twin = torch.nn.Linear(6, 3)
+    twin.load_state_dict(model.state_dict())
+    x, y = torch.rand(4, 6), torch.tensor([0, 1, 2, 0])
+    opt, twin_opt = (torch.optim.Adam(m.parameters(), lr=0.1) for m in (model, twin))
+    total = torch.zeros(())
+    loss = common.train_step(model, opt, x, y, total=total)
+    expected = torch.nn.functional.cross_entropy(twin(x), y)
+    expected.backward()
+    twin_opt.step()
+    assert loss.item() == pytest.approx(expected.item()) and total.item() == loss.item()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        assert torch.allclose(a, b)
+
+
+def test_a_baseline_that_builds_other_canvases_is_an_error_even_under_python_O(monkeypatch):
+    from posinfo.canvas import place_on_canvas
+
+    # The library "improved" to put every image one pixel off: the loops no longer match it.
+    def one_pixel_off(images, cells, grid):
+        return torch.roll(place_on_canvas(images, cells, grid), 1, dims=-1)
+
+    monkeypatch.setattr(cpu, "place_on_canvas", one_pixel_off)
+    with pytest.raises(common.UnfairBaseline,
+                       match="baseline 'loop' does not build what the library"):
+        cpu.canvas_speedup(n=4, image_size=4, grid=2)
+    with pytest.raises(common.UnfairBaseline, match=r"shapes \(1, 2\) and \(2, 1\)"):
+        common.check_same("x", torch.zeros(1, 2), torch.zeros(2, 1))
+    common.check_same("x", torch.ones(2), torch.ones(2))  # equal: no error
+
+
+def test_library_code_uses_no_bare_assert():
+    # python -O removes asserts: a check in library code must raise an error of its own.
+    import ast
+    from pathlib import Path
+
+    import posinfo
+    package = Path(posinfo.__file__).parent
+    found = [f"{path.relative_to(package)}:{node.lineno}" for path in sorted(package.rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Assert)]
+    assert found == []
+
+
+# ---- the GPU section (--gpu): its code path on the CPU, its arithmetic, its refusal ----------
+def test_gpu_section_quick_path_runs_on_cpu_and_writes_every_arm(tmp_path, capsys, monkeypatch):
+    import json
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU path, anywhere
+    path = tmp_path / "bench_gpu.json"
+    command.main(["--gpu", "--quick", "--json", str(path)])
+    result = json.loads(path.read_text())
+    assert set(result) == {"header", "config", "paper_run", "arms", "summary", "elapsed_s"}
+    assert {"device", "torch", "cuda", "date"} <= set(result["header"])
+    assert result["paper_run"] == {"epochs": 20, "canvases_per_epoch": 50_000,
+                                   "target_minutes": 1.0}
+    arms = result["arms"]
+    assert list(arms) == ["eager", "eager, fused Adam", "library fit", "CUDA graph (manual)",
+                          "compile", "compile, reduce-overhead"]
+    for name in ("eager", "eager, fused Adam", "library fit", "compile"):
+        arm = arms[name]
+        assert arm["status"] == "ok", arm
+        assert {"canvases_per_s", "ms_per_step", "setup_s", "projected_min",
+                "projected_min_with_setup", "vs_eager", "check"} <= set(arm)
+    # Compiled (aot_eager on CPU) and fused steps see the same batches from the same weights
+    # as eager: their first losses match eager's.
+    assert arms["eager, fused Adam"]["check"]["ok"] is True
+    assert arms["compile"]["check"]["ok"] is True
+    assert len(arms["eager"]["check"]["losses"]) == gpu.QUICK.check_steps
+    for name in ("CUDA graph (manual)", "compile, reduce-overhead"):
+        assert arms[name] == {"status": "skipped", "reason": "needs CUDA",
+                              "what": gpu.ARMS[name]}
+    assert result["summary"]["best"] in arms
+    out = capsys.readouterr().out
+    assert "canvases/s" in out and "best:" in out
+
+
+def test_projection_of_the_paper_run_and_the_best_arm():
+    # 20 epochs x 50,000 canvases at 10,000 canvases/s: 100 s.
+    assert gpu_report.projected_seconds(10_000) == 100
+    assert gpu_report.projected_seconds(500, epochs=2, canvases=1_000) == 4
+
+    def arm(rate, ok=True):
+        return {"status": "ok", "canvases_per_s": rate, "ms_per_step": 1.0, "setup_s": 30.0,
+                "check": {"ok": ok}}
+
+    arms = {"eager": arm(10_000, None), "fast": arm(20_000), "wrong": arm(90_000, False),
+            "broken": {"status": "error", "error": "x", "check": {}}}
+    summary = gpu_report.summarize(arms)
+    assert arms["eager"]["projected_min"] == 100 / 60
+    assert arms["fast"]["projected_min"] == 50 / 60
+    assert arms["fast"]["projected_min_with_setup"] == 80 / 60
+    assert arms["fast"]["vs_eager"] == 2
+    assert "projected_min" not in arms["broken"]
+    # An arm whose losses differ from eager's is not the best, however fast.
+    assert summary["best"] == "fast" and summary["meets_target"] is True
+    assert summary["target_over_projected"] == 1.2
+    assert "fast" in gpu_report.gpu_table({"arms": arms})
+
+
+def test_gpu_section_refuses_without_cuda_before_any_work(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(gpu, "gpu_bench", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(SystemExit) as stop:
+        command.main(["--gpu"])
+    assert stop.value.code == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        command.main(["--quick"])  # --quick alone means nothing
+    assert stop.value.code == 2
+
+
+def test_graph_batches_replay_the_eager_batches_across_epochs():
+    # graph_batch (the device step counter a CUDA graph replays) and batch (Python slicing)
+    # give the same canvases in the same order, over epoch boundaries.
+    pool = torch.rand(10, 3, 4, 4)
+    eager = CanvasStream(pool, grid=3, batch_size=4, hflip=True)   # 2 steps per epoch
+    graphed = CanvasStream(pool, grid=3, batch_size=4, hflip=True)
+    assert eager.flips.any() and not eager.flips.all()
+    for _ in range(5):
+        graphed.advance()
+        x, y = graphed.graph_batch()
+        x_ref, y_ref = eager.batch()
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+        assert x.shape == (4, 3, 12, 12)
+
+
+def test_cuda_graph_arm_resets_weights_adam_state_and_data_before_its_check():
+    # The CUDA-graph arm warms up (moving the weights), then resets everything in place and
+    # replays from eager's start. Run eagerly here (no capture on a CPU): its first losses
+    # must be eager's to float precision, and its canvases eager's exactly.
+    b = gpu._Bench(gpu.QUICK, torch.device("cpu"))
+    gpu._arm_eager(b)
+    result = gpu._arm_cuda_graph(b, capture=False)
+    check = result["check"]
+    assert check["inputs_equal_eager"] is True and check["captured"] is False
+    assert check["ok"] is True and check["max_abs_diff"] < 1e-4, check
+
+
+def test_gpu_section_stops_at_its_deadline_and_keeps_what_it_measured(tmp_path):
+    # A compilation that runs long must not take the one-shot GPU run's whole time: at the
+    # deadline the results so far are written and the process exits with status 3.
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import posinfo
+
+    path = tmp_path / "bench_gpu.json"
+    code = ("from dataclasses import replace; from posinfo.tools.bench import gpu; "
+            "gpu.gpu_bench(replace(gpu.QUICK, seconds=60, deadline_s=1), "
+            f"json_path={str(path)!r}, device='cpu')")
+    lib = str(Path(posinfo.__file__).parents[1])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": lib})
+    assert done.returncode == 3, done.stderr
+    assert "deadline of 1 s reached during 'eager'" in done.stdout
+    result = json.loads(path.read_text())
+    assert result["stopped_at_deadline"] == "eager"
+    assert "deadline" in result["arms"]["eager"]["error"]
+    assert result["summary"] == {"best": None, "meets_target": False}
+
+
+def test_the_gpu_bench_stops_itself_at_its_budget_plus_the_hard_stop(monkeypatch):
+    # gpu_book sizes the bench's --budget so that this stop comes before its own deadline.
+    import threading
+    from dataclasses import replace
+
+    from posinfo.tools.bench import HARD_STOP_AFTER_BUDGET_S
+
+    armed = []
+
+    class Timer:  # records when the bench would stop itself; never fires
+        def __init__(self, interval, function):
+            armed.append(interval)
+
+        def start(self):
+            pass
+
+        def cancel(self):
+            pass
+
+    monkeypatch.setattr(threading, "Timer", Timer)
+    monkeypatch.setattr(gpu, "_gpu_arms", lambda *args: {"arms": {}})  # no arm runs
+    gpu.gpu_bench(replace(gpu.QUICK, budget_s=7), device="cpu")
+    gpu.gpu_bench(replace(gpu.QUICK, budget_s=7, deadline_s=3), device="cpu")
+    assert armed == [7 + HARD_STOP_AFTER_BUDGET_S, 3]
+
+
+def test_the_bench_runs_as_a_module_with_its_flags():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "posinfo.tools.bench", "--quick"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--json, --quick and --budget go with --gpu" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "posinfo.tools.bench", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    for flag in ("--chapters", "--keep", "--tests", "--no-compile", "--gpu", "--json",
+                 "--quick", "--budget"):
+        assert flag in done.stdout

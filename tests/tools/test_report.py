@@ -1,0 +1,114 @@
+"""posinfo.tools.report, the front page's verdict table and the GPU part's first page: what
+they show is checked against the notebooks and files themselves, read here without the
+report's own parser (plain string splitting of the printed verdict line)."""
+import json
+import re
+
+import nbformat
+import pytest
+
+from posinfo.run import BOOK, chapter_sources
+from posinfo.tools.report import gpu_run_markdown, verdict_markdown
+
+STEMS = [p.stem for p in chapter_sources().values()]
+GPU_NOTEBOOKS = sorted((BOOK / "gpu").glob("*.ipynb"))
+GPU_LOG, GPU_BENCH = BOOK / "gpu" / "gpu_book.log", BOOK / "gpu" / "bench_gpu_full.json"
+GPU_BENCH_IN_RUN = BOOK / "gpu" / "bench_gpu.json"
+
+
+def printed(notebook) -> list[str]:
+    """Every line the notebook's code cells printed to stdout."""
+    nb = nbformat.read(notebook, as_version=4)
+    return [line for cell in nb.cells if cell.cell_type == "code"
+            for out in cell.get("outputs", []) if out.get("name") == "stdout"
+            for line in out.get("text", "").splitlines()]
+
+
+def printed_verdict(notebook) -> dict:
+    """The notebook's verdict line, taken apart by hand:
+    Claim N: OUTCOME — STATISTIC = ESTIMATE [95% CI LOW, HIGH]; needs RULE; n = SEEDS
+    and the profile and epochs its settings table printed (``profile  gpu``)."""
+    lines = printed(notebook)
+    (line,) = [line for line in lines if line.startswith("Claim ")]
+    head, statement = line.split(" — ", 1)
+    claim, outcome = head.removeprefix("Claim ").split(": ")
+    left, right = statement.split(" [", 1)
+    statistic, estimate = left.rsplit(" = ", 1)
+    interval, rest = right.split("]; needs ", 1)
+    low, high = interval.split(" CI ")[1].split(", ")
+    rule, n = rest.rsplit("; n = ", 1)
+    table = dict(line.split(None, 1) for line in lines
+                 if line.split(None, 1)[0] in ("profile", "epochs") and len(line.split()) == 2)
+    return {"claim": claim, "outcome": outcome, "statistic": statistic, "estimate": estimate,
+            "low": low, "high": high, "rule": rule, "n": n, **table}
+
+
+def test_the_hand_parser_reads_a_verdict_line(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output(
+        "stream", name="stdout", text="profile   gpu\nepochs    20\nClaim 7: does not hold — a "
+        "= b = -0.105 [95% CI -0.160, -0.050]; needs > +0.500; n = 5\n")])]
+    nbformat.write(nb, tmp_path / "x.ipynb")
+    assert printed_verdict(tmp_path / "x.ipynb") == {
+        "claim": "7", "outcome": "does not hold", "statistic": "a = b", "estimate": "-0.105",
+        "low": "-0.160", "high": "-0.050", "rule": "> +0.500", "n": "5", "profile": "gpu",
+        "epochs": "20"}
+
+
+def test_the_front_page_shows_each_verdict_the_chapters_printed():
+    """Each claim's row: its statistic and rule, then in the `default` column the verdict
+    book/NN.ipynb printed and in the `gpu` column the one book/gpu/NN.ipynb printed, each
+    with its seeds, epochs, profile and a link to its notebook."""
+    page = verdict_markdown()
+    rows = {line.split(" | ")[0].removeprefix("| "): line.split(" | ")
+            for line in page.splitlines() if re.match(r"^\| \d+ \|", line)}
+    parts = [("default", BOOK, "book"), ("gpu", BOOK / "gpu", "book/gpu")]
+    claims = set()
+    for column, (profile, folder, where) in enumerate(parts, start=3):
+        for stem in STEMS:
+            notebook = folder / f"{stem}.ipynb"
+            if not notebook.exists():
+                continue
+            v = printed_verdict(notebook)
+            claims.add(v["claim"])
+            cells = rows[v["claim"]]
+            if profile == "default":
+                assert cells[1:3] == [v["statistic"], v["rule"]]
+            assert cells[column].startswith(
+                f"**{v['outcome']}** {v['estimate']} [{v['low']}, {v['high']}]; "
+                f"n = {v['n']}, {v['epochs']} epochs, `{v['profile']}` (")
+            assert v["profile"] == profile and f"</{where}/{stem}>" in cells[column]
+    assert sorted(rows) == sorted(claims) and len(claims) == len(STEMS)
+
+
+@pytest.mark.skipif(not GPU_LOG.exists(), reason="no GPU run yet")
+def test_the_gpu_page_shows_what_the_runs_log_and_bench_say():
+    """The GPU part's numbers are read from its log and bench JSON, never typed: every
+    chapter's seconds and status from the log's summary, and the bench's best arm."""
+    page = gpu_run_markdown()
+    summary = re.findall(r"^  (\d\d_\w+)\s+(\w+)\s+([\d.]+)$", GPU_LOG.read_text(), re.M)
+    assert {stem for stem, _, _ in summary} == {p.stem for p in GPU_NOTEBOOKS}
+    for stem, status, seconds in summary:
+        assert re.search(rf"^{stem}\s+{status}\s+{round(float(seconds))}$", page, re.M)
+    wall = re.search(r"book: (\d+) of (\d+) chapters ok in (\d+) s wall", GPU_LOG.read_text())
+    assert f"in **{wall[3]} s wall" in page and wall[1] == wall[2]
+    lanes = re.search(r"lanes (\[\[.*?\]\]), jobs", GPU_LOG.read_text())[1]
+    assert f"in the lanes {lanes}" in page
+    bench = json.loads(GPU_BENCH.read_text())
+    assert bench["header"]["device"] in page and f"Best: {bench['summary']['best']}," in page
+    for name, arm in bench["arms"].items():
+        if arm["status"] == "ok":
+            assert re.search(rf"^{re.escape(name)}\s+{arm['canvases_per_s']:.0f}\s", page, re.M)
+    in_run = json.loads(GPU_BENCH_IN_RUN.read_text())["arms"]["eager"]
+    assert f"measured eager at {in_run['canvases_per_s']:.0f} canvases/s" in page
+
+
+def test_a_gpu_log_that_stopped_early_still_renders(tmp_path):
+    """A failed dry run or a deadline leaves no "book:" line: the page says so, and the
+    book still builds."""
+    log = tmp_path / "gpu_book.log"
+    log.write_text("08:00:00 posinfo.tools.gpu_book: profile gpu, chapters [1], lanes [[1]], "
+                   "jobs 1\n08:00:01 environment: python 3.12.3; torch 2.11.0: NVIDIA H100\n"
+                   "08:00:30 dry run FAILED in 29 s: 01_gap_keeps_position FAILED\n")
+    page = gpu_run_markdown(log, tmp_path / "none.json", tmp_path / "none.json")
+    assert "NVIDIA H100" in page and "no end of the book run" in page
