@@ -61,6 +61,17 @@ def test_digits_are_real_upsampled_and_split_without_overlap():
     assert train.images.shape[1:] == (1, 16, 16) and len(train) + len(test) == 1797
     assert 0 <= train.images.min() and train.images.max() <= 1
     assert set(test.labels.tolist()) == set(range(10))
+    # At 8 px (no resampling) the images are scikit-learn's own, all 1,797 distinct: the
+    # split must use each exactly once, so no test digit was also trained on.
+    from sklearn.datasets import load_digits as sk_digits
+    train, test = load_digits(8)
+    key = lambda s: {tuple(row) for row in (s.images.flatten(1) * 16).round().int().tolist()}
+    assert key(train).isdisjoint(key(test))
+    every = {tuple(row) for row in sk_digits().data.astype(int).tolist()}
+    assert key(train) | key(test) == every and len(every) == 1797
+    # stratified 80/20: each class holds its share of the test set, within one image
+    counts = np.bincount(sk_digits().target, minlength=10)
+    assert np.abs(np.bincount(test.labels.numpy(), minlength=10) - 0.2 * counts).max() <= 1
 
 
 def test_test_set_holds_every_image_in_every_cell():
@@ -75,7 +86,35 @@ def test_test_set_holds_every_image_in_every_cell():
 def test_training_batches_are_reproducible_from_the_seed():
     images = ImageSet(_images(n=10, c=1), torch.arange(10) % 3, 3)
     task = CanvasTask(images, images, grid=2, target="class", background="noise")
-    run = lambda: [(x, y) for x, y, _ in task.train_batches(4, torch.Generator().manual_seed(1))]
-    a, b = run(), run()
+    run = lambda seed: [(x, y) for x, y, _ in task.train_batches(4, torch.Generator().manual_seed(seed))]
+    a, b, other = run(1), run(1), run(2)
     assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
     assert np.isclose(sum(len(y) for _, y in a), 10)
+    # ...and it is the seed that decides: another seed, another epoch
+    assert not all(torch.equal(xa, xo) for (xa, _), (xo, _) in zip(a, other))
+
+
+def _epoch_order(task, images, seed):
+    """The training images in the order one epoch shows them, each checked in its cell."""
+    seen = []
+    for x, y, cells in task.train_batches(4, torch.Generator().manual_seed(seed)):
+        assert torch.equal(y, cells)  # location target: the label is the cell
+        for canvas, cell in zip(x, cells.tolist()):
+            r, c = divmod(cell, 2)
+            patch = canvas[:, 4 * r:4 * r + 4, 4 * c:4 * c + 4]
+            match = [i for i in range(len(images)) if torch.equal(patch, images[i])]
+            rest = canvas.clone()
+            rest[:, 4 * r:4 * r + 4, 4 * c:4 * c + 4] = 0
+            assert len(match) == 1 and rest.eq(0).all()  # blank elsewhere
+            seen += match
+    return seen
+
+
+def test_an_epoch_shows_every_training_image_once_in_the_cell_it_names():
+    # Known answer: on a blank canvas each training canvas is one image, whole, in the cell
+    # of its label and nowhere else, and one epoch uses each image exactly once, in an order
+    # the seed draws (10! orders: two seeds agreeing by chance is one in 3.6 million).
+    images = _images(n=10, c=1)  # distinct 4x4 images, every pixel > 0
+    task = CanvasTask(ImageSet(images, torch.zeros(10, dtype=torch.long), 1), None, grid=2)
+    first, again, other = (_epoch_order(task, images, seed) for seed in (0, 0, 1))
+    assert sorted(first) == list(range(10)) and first == again and first != other

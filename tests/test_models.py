@@ -64,17 +64,37 @@ def test_circular_padding_with_blurpool_keeps_gap_exactly_blind_to_cell_shifts(b
     assert z[0].abs().max() > 1e-3  # the latent is not trivially zero
 
 
+# Binomial filters written out by hand (rows of Pascal's triangle, outer product, sum 1), and
+# antialiased-cnns' padding: (k - 1) // 2 rows before, k // 2 after.
+BINOMIAL = {3: ([1, 2, 1], (1, 1)), 4: ([1, 3, 3, 1], (1, 2))}
+
+
+@pytest.mark.parametrize("size", sorted(BINOMIAL))
 @pytest.mark.parametrize("padding", PADDINGS)
-def test_blurpool_pads_its_border_as_the_network_does(padding):
+def test_blurpool_pads_its_border_as_the_network_does(padding, size):
     from posinfo.models import BLUR_PADDING, BlurPool
     torch.manual_seed(0)
     x = torch.rand(1, 2, 8, 8)
-    kernel = BlurPool(3).blur.kernel.repeat(2, 1, 1, 1)
+    row, (before, after) = BINOMIAL[size]
+    taps = torch.tensor(row, dtype=torch.float32)
+    kernel = (torch.outer(taps, taps) / taps.sum() ** 2).repeat(2, 1, 1, 1)
     mode = {"zeros": "constant", "none": "reflect"}.get(padding, padding)
-    expected = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode=mode),
-                                          kernel, stride=2, groups=2)
+    padded = torch.nn.functional.pad(x, (before, after, before, after), mode=mode)
+    expected = torch.nn.functional.conv2d(padded, kernel, stride=2,
+                                          groups=2)
     assert BLUR_PADDING[padding] == mode
-    assert torch.allclose(BlurPool(3, 2, padding)(x), expected, atol=1e-6)
+    assert torch.allclose(BlurPool(size, 2, padding)(x), expected, atol=1e-6)
+
+
+def test_blurpool_of_a_constant_map_hand_worked():
+    from posinfo.models import BlurPool
+    # zeros padding, 3x3 binomial: the top-left output sees the kernel's lower-right 2x2
+    # (weights 4, 2, 2, 1 of 16) inside the map, so 0.7 * 9 / 16; the interior stays 0.7
+    out = BlurPool(3, 2, "zeros")(torch.full((1, 1, 8, 8), 0.7))
+    assert out.shape == (1, 1, 4, 4)
+    assert out[0, 0, 0, 0].item() == pytest.approx(0.7 * 9 / 16, abs=1e-6)
+    assert out[0, 0, 0, 1].item() == pytest.approx(0.7 * 12 / 16, abs=1e-6)  # top row: 3/4
+    assert out[0, 0, 1, 1].item() == pytest.approx(0.7, abs=1e-6)
 
 
 def test_blurpool_border_behaviour_per_padding_mode():

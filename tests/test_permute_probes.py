@@ -114,3 +114,38 @@ def test_retention_of_a_baseline_that_learnt_nothing_stays_bounded():
     # baseline exactly at chance: the share is (shuffled - chance) / (0.1 * (1 - chance))
     kept = retention([0.12], [0.1], 0.1)[0]
     assert kept == pytest.approx(0.02 / (LEARNT_FLOOR * 0.9))
+
+
+def test_the_shuffle_moves_channel_perm_i_to_i_for_every_sample_alike():
+    # Known answer: the k-th call uses the k-th randperm of a generator seeded with the seed,
+    # output channel i is input channel perm[i], and every sample of the batch gets the same
+    # permutation (the reference code shuffles the batch as one).
+    x = torch.arange(3 * 8 * 2 * 2, dtype=torch.float32).reshape(3, 8, 2, 2)  # all distinct
+    shuffle = ChannelPermutation(seed=5)
+    draws = torch.Generator().manual_seed(5)
+    for _ in range(3):
+        perm = torch.randperm(8, generator=draws)
+        assert not torch.equal(perm, torch.arange(8))  # a real shuffle, not the identity
+        out = shuffle(x)
+        for n in range(3):
+            for i in range(8):
+                assert torch.equal(out[n, i], x[n, perm[i]])
+
+
+@pytest.mark.parametrize("placement", [1, 2, 3, 4, 5])
+def test_placement_k_shuffles_the_input_of_stage_k_and_5_the_pooled_vector(placement):
+    # The paper's placements: k = 1..4 before backbone stage k (on what the stem or stage
+    # k - 1 produced), 5 after GAP (on the pooled vector, before the linear layer).
+    width, blocks = 4, (1, 1, 1, 1)
+    model = add_channel_permutation(build_classifier(1, 9, width=width, blocks=blocks,
+                                                     head="gap_linear"), placement, seed=0)
+    where = [name for name, m in model.named_modules() if isinstance(m, ChannelPermutation)]
+    assert where == ([f"backbone.stage{placement}.0"] if placement <= 4 else ["head.fc.0"])
+    seen = []
+    shuffle = model.get_submodule(where[0])
+    shuffle.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape))
+    model.eval()(torch.rand(2, 1, 48, 48))
+    # stage k's input has the stem's width for k = 1, 2 (stage 1 keeps it) and doubles after;
+    # after GAP the vector has the last stage's 8 * width channels and no spatial dims
+    channels = {1: width, 2: width, 3: 2 * width, 4: 4 * width, 5: 8 * width}[placement]
+    assert seen[0][1] == channels and len(seen[0]) == (2 if placement == 5 else 4)
