@@ -1,9 +1,13 @@
-"""Chapter settings: one table of profiles per chapter, resolved and checked before any work.
+"""Chapter settings (every chapter): one table of profiles per chapter, resolved and checked
+before any work.
 
+Each table is written once: the values all the chapter's profiles share (``COMMON``), then
+what each profile sets on top (``OVERRIDES``); ``CHAPTERS[chapter][profile]`` is the merge.
 A chapter's ``parameters`` cell holds plain values (``None`` means "the profile's value");
 ``chapter_settings`` merges them over the profile table and checks every value *before*
 any data is built or any model is trained, so a typo costs a second, not a training run.
-Each knob's allowed values and its check live in ``checks``; this module holds the tables.
+Chapters call it through ``parameters.settings_from``. Each knob's allowed values and its
+check live in ``checks``; this module holds the tables.
 """
 from __future__ import annotations
 
