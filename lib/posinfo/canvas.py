@@ -210,7 +210,8 @@ def place_on_canvas(images: torch.Tensor, cells: torch.Tensor, grid: int,
     is centred in its cell. Returns a new tensor (N, C, S, S).
     """
     n, c, h, w = images.shape
-    canvas = images.new_zeros(n, c, grid * h, grid * w) if background is None else background.clone()
+    canvas = (images.new_zeros(n, c, grid * h, grid * w) if background is None
+              else background.clone())
     size = canvas.shape[-1]
     check_geometry(max(h, w), grid, size)
     if cells.min() < 0 or cells.max() >= grid * grid:

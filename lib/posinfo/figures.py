@@ -75,7 +75,8 @@ def image_grid(rows: dict, col_titles=(), height: float = 1.3):
     names = list(rows)
     ncols = max(len(v) for v in rows.values())
     aspect = rows[names[0]][0].shape[1] / rows[names[0]][0].shape[0]
-    fig, axes = plt.subplots(len(names), ncols, figsize=(height * aspect * ncols, height * len(names)),
+    fig, axes = plt.subplots(len(names), ncols,
+                             figsize=(height * aspect * ncols, height * len(names)),
                              squeeze=False)
     for r, name in enumerate(names):
         for c in range(ncols):

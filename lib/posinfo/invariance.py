@@ -32,11 +32,12 @@ def _pairs(task: ShiftTask, images: torch.Tensor, n_pairs: int, seed: int):
     canvas = task.canvases(images, generator)
     (dy1, dx1), (dy2, dx2) = random_offsets(len(images), task.max_shift, generator), \
         random_offsets(len(images), task.max_shift, generator)
-    return (shift_views(canvas, dy1, dx1, task.protocol), shift_views(canvas, dy2, dx2, task.protocol),
-            (dy1, dx1, dy2, dx2))
+    return (shift_views(canvas, dy1, dx1, task.protocol),
+            shift_views(canvas, dy2, dx2, task.protocol), (dy1, dx1, dy2, dx2))
 
 
-def consistency(model: nn.Module, task: ShiftTask, n_pairs: int = 1, seed: int = EVAL_SEED) -> float:
+def consistency(model: nn.Module, task: ShiftTask, n_pairs: int = 1,
+                seed: int = EVAL_SEED) -> float:
     """Zhang (2019): the fraction of test images whose predicted class is the same for two
     random shifts (each of the n_pairs pairs of every test image counts once). 1.0 means the
     prediction never depends on where the image is."""
@@ -59,7 +60,8 @@ def accuracy_vs_shift(model: nn.Module, task: ShiftTask, shifts=None, seed: int 
     return shifts, accuracies
 
 
-def latent_distance(model: nn.Module, task: ShiftTask, n_pairs: int = 1, seed: int = EVAL_SEED) -> float:
+def latent_distance(model: nn.Module, task: ShiftTask, n_pairs: int = 1,
+                    seed: int = EVAL_SEED) -> float:
     """Latent stability as a normalised distance (lower = more stable):
 
         mean ||z(view1) - z(view2)|| / mean ||z(x_i) - z(x_j)||
@@ -75,7 +77,8 @@ def latent_distance(model: nn.Module, task: ShiftTask, n_pairs: int = 1, seed: i
     return float((z1 - z2).norm(dim=1).mean() / (z1 - z2[other]).norm(dim=1).mean())
 
 
-def position_bins(dy: torch.Tensor, dx: torch.Tensor, max_shift: int, bins: int = 3) -> torch.Tensor:
+def position_bins(dy: torch.Tensor, dx: torch.Tensor, max_shift: int,
+                  bins: int = 3) -> torch.Tensor:
     """The image's position as one of bins x bins regions of the offset square (row-major)."""
     def one(d):
         return torch.clamp((d + max_shift) * bins // (2 * max_shift + 1), 0, bins - 1)

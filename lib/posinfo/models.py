@@ -17,11 +17,11 @@ The blur pads its border the way the network does (``BLUR_PADDING``): zeros with
 circular circularly, reflect and replicate alike. A blur that padded otherwise would put
 back the border the padding mode took away: with circular padding and a reflect-padded blur,
 shifting the input by a multiple of the total stride no longer shifts the latent exactly
-(in a small test network the pooled latents differed by 1e-3 to 1e-2 instead of 1e-8). With ``padding="none"`` (valid
-convolution) the blur reflect-pads, as antialiased-cnns does by default: a valid blur would
-shrink every stride-2 step by ``filter_size - 1`` more rows and break
-``geometry.feature_size``, and a reflected border adds no constant value a network could read
-as "edge".
+(in a small test network the pooled latents differed by 1e-3 to 1e-2 instead of 1e-8). With
+``padding="none"`` (valid convolution) the blur reflect-pads, as antialiased-cnns does by
+default: a valid blur would shrink every stride-2 step by ``filter_size - 1`` more rows and
+break ``geometry.feature_size``, and a reflected border adds no constant value a network
+could read as "edge".
 """
 from __future__ import annotations
 
@@ -75,7 +75,8 @@ def conv(cin: int, cout: int, kernel: int, stride: int = 1, padding: str = "zero
     check_padding(padding)
     if padding == "none":
         return nn.Conv2d(cin, cout, kernel, stride, padding=0, bias=bias)
-    return nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, padding_mode=padding, bias=bias)
+    return nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, padding_mode=padding,
+                     bias=bias)
 
 
 def _center_crop(x: torch.Tensor, size) -> torch.Tensor:
