@@ -23,7 +23,8 @@ import pytest
 from posinfo.run import BOOK
 from posinfo.verdict import OUTCOMES, Estimate, Rule, VERDICT_LINE, decide, signed
 
-NOTEBOOKS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb")) + sorted((BOOK / "gpu").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = [*sorted(BOOK.glob("[0-9][0-9]_*.ipynb")),
+             *sorted((BOOK / "gpu").glob("[0-9][0-9]_*.ipynb"))]
 SETTING_ROW = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*)\s{2,}(?P<value>.+)$")
 # A verdict prints its numbers to 3 decimals: the true value lies within half a unit of the
 # last digit of the printed one.
@@ -63,8 +64,8 @@ def _threshold_source(node):
 
 
 def rules_in_code(nb: dict) -> dict:
-    """{statistic: (threshold source, direction)} of every ``Rule(...)`` the notebook's code
-    builds with a literal statistic."""
+    """{statistic: [(threshold source, direction), ...]} of every ``Rule(...)`` the notebook's
+    code builds with a literal statistic (a statistic may be judged against two rules)."""
     rules = {}
     for cell in _code_cells(nb):
         source = "".join(cell["source"])
@@ -82,9 +83,9 @@ def rules_in_code(nb: dict) -> dict:
             direction = kw.get("direction", args[2])
             if not isinstance(statistic, ast.Constant) or threshold is None:
                 continue
-            rules[statistic.value] = (_threshold_source(threshold),
-                                      direction.value if isinstance(direction, ast.Constant)
-                                      else ">")
+            rules.setdefault(statistic.value, []).append(
+                (_threshold_source(threshold),
+                 direction.value if isinstance(direction, ast.Constant) else ">"))
     return rules
 
 
@@ -101,10 +102,16 @@ def verdict_problems(nb: dict) -> list:
     settings, rules = printed_settings(nb), rules_in_code(nb)
     lines = [m for cell in _code_cells(nb) for m in VERDICT_LINE.finditer(_stdout(cell))]
     problems = [] if lines else ["no verdict line"]
+    # a line that looks like a verdict but does not parse would escape every check below
+    claimed = [line for cell in _code_cells(nb) for line in _stdout(cell).splitlines()
+               if re.match(r"Claim \d+\b.*: ", line)]
+    problems += [f"not in the verdict line's form: {line!r}" for line in claimed
+                 if not VERDICT_LINE.match(line)]
     if not settings:
         problems.append("no settings table printed (no 'profile' row)")
     for m in lines:
-        where = f"Claim {m['claim']} ({m['statistic']})"
+        where = f"Claim {m['claim']}{' (' + m['label'] + ')' if m['label'] else ''} " \
+                f"[{m['statistic']}]"
         est, low, high = float(m["estimate"]), float(m["low"]), float(m["high"])
         if not low <= est <= high:
             problems.append(f"{where}: estimate {m['estimate']} outside its interval "
@@ -118,20 +125,21 @@ def verdict_problems(nb: dict) -> list:
         if m["statistic"] not in rules:
             problems.append(f"{where}: no Rule({m['statistic']!r}, ...) in the notebook's code")
         else:
-            source, coded_direction = rules[m["statistic"]]
-            if source is None:
-                problems.append(f"{where}: the rule's minimal effect is neither a setting nor "
-                                f"a number")
-            else:
-                kind, name = source
-                if kind == "knob" and name not in settings:
-                    problems.append(f"{where}: minimal effect {name!r} is not in the printed "
-                                    f"settings")
+            coded = []
+            for source, coded_direction in rules[m["statistic"]]:
+                if source is None:
+                    coded.append("a minimal effect that is neither a setting nor a number")
+                elif source[0] == "knob" and source[1] not in settings:
+                    coded.append(f"minimal effect {source[1]!r}, not in the printed settings")
                 else:
-                    value = float(settings[name]) if kind == "knob" else name
-                    if signed(value) != printed_threshold or coded_direction != direction:
-                        problems.append(f"{where}: needs {m['rule']}, but the settings say "
-                                        f"{coded_direction} {signed(value)} ({name})")
+                    value = float(settings[source[1]]) if source[0] == "knob" else source[1]
+                    text = f"{coded_direction} {signed(value)}"
+                    if text == m["rule"]:
+                        break
+                    coded.append(f"{text} ({source[1]})")
+            else:
+                problems.append(f"{where}: needs {m['rule']}, but the settings say "
+                                + " or ".join(coded))
         if "n_seeds" in settings and int(m["n"]) != int(settings["n_seeds"]):
             problems.append(f"{where}: n = {m['n']}, but the settings ran n_seeds = "
                             f"{settings['n_seeds']}")
@@ -216,3 +224,17 @@ def test_rounding_only_forgives_an_interval_end_within_half_a_unit_of_the_thresh
     assert possible_outcomes(0.502, 0.7, rule) == {"holds"}
     assert possible_outcomes(-math.inf, math.inf, rule) == {"inconclusive"}
     assert set(OUTCOMES) >= possible_outcomes(0.4, 0.6, rule)
+
+
+def test_a_labelled_second_verdict_is_checked_and_an_unparsable_one_is_reported():
+    nb = _read(CH1)
+    cell = next(c for c in _code_cells(nb) if VERDICT_LINE.search(_stdout(c)))
+    line = VERDICT_LINE.search(_stdout(cell)).group(0)
+    labelled = line.replace("Claim 1:", "Claim 1 (control):")
+    cell["outputs"].append({"name": "stdout", "output_type": "stream",
+                            "text": labelled + "\n" + line.replace(" — ", " - ") + "\n"})
+    problems = verdict_problems(nb)
+    assert problems == [f"not in the verdict line's form: {line.replace(' — ', ' - ')!r}"]
+    cell["outputs"][-1]["text"] = labelled.replace("n = 3", "n = 2") + "\n"
+    assert [p for p in verdict_problems(nb) if p.startswith("Claim 1 (control)")], \
+        verdict_problems(nb)

@@ -96,6 +96,7 @@ def test_a_refused_command_fails_the_check(tmp_path, no_kernel, capsys):
     # the two commands the issue found refused, as they were documented
     for argv in (["channel_order", "--out", "runs/paper100", "-p", "profile", "paper",
                   "-p", "dataset", "cifar100"],
-                 ["1", "--out", "runs/ex1", "-p", "padding", "circular", "-p", "image_size", "20"]):
+                 ["1", "--out", "runs/ex1", "-p", "padding", "circular",
+                  "-p", "image_size", "20"]):
         assert run.main(_with_own_out(argv, tmp_path)) == 1
     assert no_kernel == []

@@ -170,10 +170,11 @@ def seeds_needed(estimate: Estimate, rule: Rule) -> int | None:
 
 
 # The line ``Verdict.line`` prints, as a pattern: the front page and the tests read it back.
+# A second verdict on one claim names itself in parentheses: "Claim 5 (control): ...".
 VERDICT_LINE = re.compile(
-    r"^Claim (?P<claim>\d+): (?P<outcome>" + "|".join(OUTCOMES) + r") — "
-    r"(?P<statistic>.+?) = (?P<estimate>\S+) \[(?P<level>\d+)% CI (?P<low>\S+), (?P<high>\S+)\]; "
-    r"needs (?P<rule>.+?); n = (?P<n>\d+)$", re.M)
+    r"^Claim (?P<claim>\d+)(?: \((?P<label>[^)]+)\))?: (?P<outcome>" + "|".join(OUTCOMES)
+    + r") — (?P<statistic>.+?) = (?P<estimate>\S+) \[(?P<level>\d+)% CI (?P<low>\S+), "
+    r"(?P<high>\S+)\]; needs (?P<rule>.+?); n = (?P<n>\d+)$", re.M)
 
 
 @dataclass(frozen=True)
