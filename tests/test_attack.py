@@ -6,15 +6,16 @@ import torch.nn as nn
 from PIL import Image
 
 import posinfo
-from posinfo.attack import (check_region, extra_damage, random_channels, rank_position_channels, region_miou,
-                            zero_channels, zeroed)
+from posinfo.attack import (check_region, extra_damage, random_channels, rank_position_channels,
+                            region_miou, zero_channels, zeroed)
 from posinfo.segment import (Segmenter, backbone_features, build_segmenter, confusion_matrix,
                              mean_iou, segmentation_setup)
 from posinfo.scenes import IGNORE, load_cityscapes
 
 
 class _KnownBackbone(nn.Module):
-    """Four channels; only channel 2 codes position (image brightness times a left-to-right ramp)."""
+    """Four channels; only channel 2 codes position (image brightness times a left-to-right
+    ramp)."""
 
     def forward(self, x):
         bright = x.mean(1, keepdim=True)
@@ -38,7 +39,8 @@ def test_flip_ranking_finds_the_position_channel_first():
     assert ranking.abs_diff[[0, 1, 3]].abs().max() < 1e-6  # flip-invariant channels: no change
     assert ranking.bottom[-1] == 2
     # Mirrored data: the same channel now leads the other side.
-    assert rank_position_channels(_known_model(), _right_heavy_images().flip(-1), device="cpu").left[0] == 2
+    mirrored = _right_heavy_images().flip(-1)
+    assert rank_position_channels(_known_model(), mirrored, device="cpu").left[0] == 2
 
 
 def test_attack_hook_zeroes_exactly_the_chosen_channels():
@@ -70,7 +72,8 @@ def test_miou_matches_a_hand_worked_example():
     pred = torch.tensor([[0, 1, 1, 1], [0, 2, 0, 2]])
     conf = confusion_matrix(pred, target, 3)
     assert conf.tolist() == [[2, 1, 0], [0, 2, 0], [1, 0, 1]]
-    # IoU: class 0: 2 / (3 + 3 - 2) = 1/2; class 1: 2 / (3 + 2 - 2) = 2/3; class 2: 1 / (1 + 2 - 1) = 1/2
+    # IoU: class 0: 2 / (3 + 3 - 2) = 1/2; class 1: 2 / (3 + 2 - 2) = 2/3;
+    # class 2: 1 / (1 + 2 - 1) = 1/2
     assert mean_iou(conf) == pytest.approx((1 / 2 + 2 / 3 + 1 / 2) / 3)
 
 
@@ -83,7 +86,8 @@ def test_region_miou_scores_each_half_on_its_own():
                                                 torch.zeros(1, *size)], 1)
     scores = region_miou(model, torch.rand(1, 3, 4, 8), labels, 3, device="cpu",
                          features=torch.zeros(1, 4, 4, 8))
-    assert scores["left"] == 1.0 and scores["right"] == 0.0 and scores["whole"] == pytest.approx(0.25)
+    assert scores["left"] == 1.0 and scores["right"] == 0.0
+    assert scores["whole"] == pytest.approx(0.25)
 
 
 def test_bad_inputs_are_clear_errors():
@@ -146,7 +150,7 @@ def test_paper_profile_names_what_is_missing(tmp_path, monkeypatch):
     assert "leftImg8bit/val" in message and "gtFine/val" in message and "weights.pth" in message
 
 
-# ---- the paper path: torchvision's DeepLabv3 layout, at toy size ---------------------------------
+# ---- the paper path: torchvision's DeepLabv3 layout, at toy size ------------------------------
 class _TinyResNet(nn.Module):
     """Stands in for torchvision's resnet50: the same child names up to layer4 (which
     IntermediateLayerGetter keeps) and 2048 output channels, at a few thousand weights."""
@@ -259,7 +263,8 @@ def test_the_verdict_judges_the_ends_of_its_fraction_range_at_paper_scale():
     swept = channel_counts(s.channel_fractions, 2048)
     assert swept == [20, 51, 100, 205, 410, 717, 1024]
     # 1% of 2048 rounds to 20 < 20.48: comparing N with the range would drop it
-    assert verdict_counts(s.channel_fractions, s.verdict_fractions, 2048) == [20, 51, 100, 205, 410]
+    assert verdict_counts(s.channel_fractions, s.verdict_fractions, 2048) == \
+        [20, 51, 100, 205, 410]
     assert verdict_counts((0.05, 0.1, 0.2, 0.35, 0.5), (0.05, 0.35), 64) == [3, 6, 13, 22]
 
 

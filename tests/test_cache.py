@@ -26,7 +26,8 @@ def test_the_fingerprint_covers_exactly_the_modules_that_shape_training():
 def package_copy(tmp_path, monkeypatch):
     """The library's modules copied to tmp_path, with the fingerprint reading them there."""
     copy = tmp_path / "posinfo"
-    shutil.copytree(Path(posinfo.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(posinfo.__file__).parent, copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(cache, "__file__", str(copy / "cache.py"))
     cache.code_fingerprint.cache_clear()
     yield copy
@@ -49,7 +50,8 @@ def test_editing_a_training_module_changes_the_key_and_a_figure_module_does_not(
     config = {"seed": 0}
     base_key = cache.key(config)
     assert _fingerprint_after(package_copy, "models.py", lambda s: s + "\nX = 1\n") != base
-    assert _fingerprint_after(package_copy, "train.py", lambda s: s + "\ndef f():\n    pass\n") != base
+    assert _fingerprint_after(package_copy, "train.py",
+                              lambda s: s + "\ndef f():\n    pass\n") != base
     # comments, and every module that draws, launches or judges, leave trained models valid
     assert _fingerprint_after(package_copy, "models.py", lambda s: s + "\n# a comment\n") == base
     for module in ("figures.py", "run.py", "verdict.py", "report.py", "bench.py"):
@@ -121,4 +123,5 @@ def test_an_unwritable_cache_folder_is_refused_naming_the_variable(tmp_path, mon
     monkeypatch.setenv("POSINFO_CACHE", "off")
     assert cache.check_writable() is None  # no cache, nothing to write
     monkeypatch.setenv("POSINFO_CACHE", str(tmp_path / "fine"))
-    assert cache.check_writable() == tmp_path / "fine" and list((tmp_path / "fine").iterdir()) == []
+    assert cache.check_writable() == tmp_path / "fine"
+    assert list((tmp_path / "fine").iterdir()) == []

@@ -86,7 +86,8 @@ def test_test_set_holds_every_image_in_every_cell():
 def test_training_batches_are_reproducible_from_the_seed():
     images = ImageSet(_images(n=10, c=1), torch.arange(10) % 3, 3)
     task = CanvasTask(images, images, grid=2, target="class", background="noise")
-    run = lambda seed: [(x, y) for x, y, _ in task.train_batches(4, torch.Generator().manual_seed(seed))]
+    def run(seed):
+        return [(x, y) for x, y, _ in task.train_batches(4, torch.Generator().manual_seed(seed))]
     a, b, other = run(1), run(1), run(2)
     assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
     assert np.isclose(sum(len(y) for _, y in a), 10)

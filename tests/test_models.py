@@ -139,7 +139,8 @@ def test_a_blur_wider_than_the_smallest_map_is_refused_with_the_allowed_range():
     from posinfo.checks import check_blur_size
     # 8px canvas, blocks (1, 1, 1): BlurPool sees 8, 4, 4 and 2 px maps; k // 2 < 2 allows k <= 3.
     for padding in ("zeros", "circular", "reflect"):
-        with pytest.raises(ValueError, match=r"blur_size must be in \[1, 3\] for a canvas of 8px .*"
+        with pytest.raises(ValueError, match=r"blur_size must be in \[1, 3\] for a canvas of 8px "
+                                             r".*"
                                              r"smallest map BlurPool filters is 2x2.*got 7"):
             check_blur_size(7, 8, (1, 1, 1), padding)
         check_blur_size(3, 8, (1, 1, 1), padding)

@@ -12,7 +12,8 @@ from posinfo.train import model_config, train_classifier
 
 
 def _parameter_names(source):
-    cell = next(c for c in jupytext.read(source).cells if "parameters" in c.metadata.get("tags", []))
+    cell = next(c for c in jupytext.read(source).cells
+                if "parameters" in c.metadata.get("tags", []))
     return [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
             for t in node.targets]
 

@@ -85,7 +85,8 @@ def test_compile_flag_reaches_the_kernel_and_a_bad_backend_is_refused_first(tmp_
     assert not (tmp_path / "bad").exists()
     assert run.main(["env", "--out", str(tmp_path / "out"), "--compile"]) == 0
     executed = json.loads((tmp_path / "out" / "01_env.ipynb").read_text())
-    printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    printed = "".join("".join(o.get("text", "")) for c in executed["cells"]
+                      for o in c.get("outputs", []))
     assert "compile backend: inductor" in printed
 
 
@@ -102,13 +103,16 @@ def test_list_shows_values_per_profile_meaning_and_allowed_values(capsys):
 
     assert run.main(["--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    chapter = lines[lines.index(next(l for l in lines if l.startswith("01_gap_keeps_position"))):]
-    start = next(i for i, l in enumerate(chapter) if l.startswith("  image_size"))
-    block = [chapter[start]] + [l for l in chapter[start + 1:start + 3] if l.startswith("      ")]
+    chapter = lines[lines.index(next(x for x in lines
+                                     if x.startswith("01_gap_keeps_position"))):]
+    start = next(i for i, x in enumerate(chapter) if x.startswith("  image_size"))
+    block = [chapter[start]] + [x for x in chapter[start + 1:start + 3]
+                                if x.startswith("      ")]
     text = "\n".join(block)
     # the meaning: the comment of the chapter's parameters cell
     source = (run.BOOK / "01_gap_keeps_position.py").read_text()
-    meaning = next(l for l in source.splitlines() if l.startswith("image_size = ")).split("# ")[1]
+    meaning = next(x for x in source.splitlines()
+                   if x.startswith("image_size = ")).split("# ")[1]
     assert block[0] == f"  image_size: {meaning}"
     value = CHAPTERS["gap_keeps_position"]["default"]["image_size"]
     assert f"default={value}" in text or f"{value} at every profile" in text, text

@@ -6,8 +6,8 @@ from posinfo import cache
 from posinfo.canvas import CanvasTask, ImageSet, make_task
 from posinfo.permute import reseed_permutations
 from posinfo.settings import chapter_settings
-from posinfo.train import (COMPILE_ENV, build_model, compile_backend, epochs_for_grid, evaluate, fit,
-                           model_config, prepare_model, seed_everything, to_device,
+from posinfo.train import (COMPILE_ENV, build_model, compile_backend, epochs_for_grid, evaluate,
+                           fit, model_config, prepare_model, seed_everything, to_device,
                            train_classifier)
 
 TINY = dict(image_size=8, width=4, epochs=1, n_train=64, n_test=10)
@@ -70,7 +70,8 @@ def test_cache_fingerprint_ignores_docstrings_and_comments_but_not_code():
 
 
 def _permuted_model_and_task():
-    settings = chapter_settings("channel_order", "smoke", image_size=8, width=4, n_train=64, n_test=4)
+    settings = chapter_settings("channel_order", "smoke", image_size=8, width=4, n_train=64,
+                                n_test=4)
     config = model_config(settings, permute_at=2)
     task = make_task(settings)
     seed_everything(0)

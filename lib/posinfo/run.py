@@ -168,7 +168,8 @@ def missing_data(settings) -> list[str]:
         from .scenes import cityscapes_missing
         from .segment import _missing_checkpoint, _repo_path
 
-        missing += [f"data='cityscapes': {m}" for m in cityscapes_missing(data_dir() / "cityscapes")]
+        missing += [f"data='cityscapes': {m}"
+                    for m in cityscapes_missing(data_dir() / "cityscapes")]
         if not _repo_path(settings.checkpoint).is_file():
             missing.append(_missing_checkpoint(_repo_path(settings.checkpoint)))
     return missing
@@ -312,7 +313,8 @@ def build_book(chapters=(), profile: str = "default", env: dict | None = None) -
         check_data(validate(key, {"profile": profile}))
         # No injected parameters: the committed notebook must stay runnable at any profile
         # (nbval re-executes it at smoke through POSINFO_PROFILE).
-        execute(key, source, source.with_suffix(".ipynb"), {}, {PROFILE_ENV: profile, **(env or {})})
+        execute(key, source, source.with_suffix(".ipynb"), {},
+                {PROFILE_ENV: profile, **(env or {})})
 
 
 def main(argv=None) -> int:
