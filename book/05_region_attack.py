@@ -16,29 +16,50 @@
 # %% [markdown]
 # # A region-specific attack
 #
-# **Claim 5.** The signed difference $z(x) - z(\mathrm{flip}\,x)$ splits position channels by
-# region: zeroing the channels specific to one side of the image degrades the segmentation of
-# that side only.
+# **Claim 5.** Position channels split by region: zeroing the channels specific to one
+# side of the image degrades the segmentation of that side, and not of the other.
 #
-# The ranking is the previous chapter's, signed: channels whose GAP is larger for the scenes
-# as they are than for their mirror images carry the data's own layout. Our scenes (like
-# Cityscapes) have their distinctive layout on the right (sidewalk, buildings, parked
-# objects), so a positive mean difference is called *right-specific* and a negative one
-# *left-specific*, as in the reference code. That naming is a convention tied to where the
-# data's asymmetry sits; on flip-symmetric data the signed ranking is noise.
+# The paper finds the two sides' channels with the previous chapter's flip difference,
+# signed: channels whose GAP is larger for the scenes as they are than for their mirror
+# images are called *right-specific*, the others *left-specific*. That defines the two
+# sides by different properties, and on street scenes, whose two halves hold different
+# classes, it cannot tell "codes the right side" from "codes a class that lives on the
+# right". This chapter therefore defines both sides by **the same property of each half**:
+# how much a channel's pooled value changes when that half alone is blanked. And it runs a
+# **control** on scenes whose two halves draw from one class distribution, where a
+# side-specific drop can only come from how the network codes position.
+#
+# ```{admonition} What changed since the last edition
+# :class: tip
+# **The sets.** The first edition ranked the sides by the signed flip difference. A
+# channel of the scenes' normal layout responds more to the scene than to its mirror
+# wherever in the layout it sits, so the "right" set held channels the network used on
+# both sides. Both sets now come from blanking one half at a time (`region_ranking =
+# "blank"`); the paper's flip ranking is an exercise.
+#
+# **The statistic.** The first edition scored an attack by its own half's drop *minus*
+# the other half's drop, so a gain on the other half counted as if it were damage on its
+# own: on the GPU part, the right attack's "specificity" came mostly from the left half
+# getting *better*. Now an attack scores its own half's drop minus the *size* of the other
+# half's change, own − |other|, and both are shown on their own with their intervals.
+#
+# **The control and the seeds.** Segmenters trained on symmetric scenes (each scene
+# mirrored with probability 1/2) get a verdict of their own. The verdict seeds are fresh
+# (from 200, so these segmenters are this chapter's own, not chapter 4's), and their
+# number comes from the pilot's spread (seeds 100-104, the first edition's verdict seeds).
+# The first edition's verdicts and this one's are side by side in the verdict section.
+# ```
 
 # %%
 import numpy as np
-from myst_nb import glue
 
 import posinfo
-from posinfo import figures, machine
-from posinfo.attack import (predict, rank_position_channels, side_attacks,
-                            side_specificity)
+from posinfo import figures, machine, pilots
+from posinfo.attack import (class_iou_table, predict, side_experiments,
+                            side_statistic, side_table)
 from posinfo.parameters import settings_from
 from posinfo.scenes import colorize
-from posinfo.segment import backbone_features, segmentation_budgets
-from posinfo.tables import format_table
+from posinfo.tables import format_table, glue_values
 from posinfo.verdict import (Rule, budget_table, judge, t_interval,
                              where_it_holds)
 
@@ -49,15 +70,17 @@ figures.setup()
 
 # %% tags=["parameters"]
 profile = posinfo.default_profile()  # "default" unless POSINFO_PROFILE says so
-seed = None  # first verdict seed (100); segmenters at seed, seed + 1, ..
-n_seeds = None  # segmenters (chapter 4's, from the cache)
+seed = None  # first verdict seed (200); segmenters at seed, seed + 1, ..
+n_seeds = None  # segmenters of each kind of scene (main and control)
 scene_mode = None  # asymmetric | symmetric | distinct
+control_mode = None  # the control's scenes: symmetric | distinct | ... | none
+region_ranking = None  # blank (each half blanked) | flip (the paper's signed flip)
 padding = None  # zeros | circular | reflect | replicate | none
 width = None  # channels of the first backbone stage
 epochs = None  # training budget of the segmenters the verdict reads
 budgets = None  # shorter budgets (epochs) of the budget curve
 region_channels = None  # N zeroed by each side's attack (paper: 100 of 2048)
-min_effect = None  # minimal effect: own-side minus other-side drop
+min_effect = None  # minimal effect: own-side drop minus |other-side change|
 confidence = None  # confidence level of the verdict's interval
 checkpoint = None  # paper profile: the DeepLabv3-ResNet50 weights
 
@@ -68,112 +91,168 @@ print(settings.table())
 print(machine.describe())
 
 # %% [markdown]
-# ## The segmenters and their signed rankings
+# ## Finding each side's channels
 #
-# The same scenes and the same trained (cached) segmenters as the previous chapter, one
-# per seed, each with its own signed ranking. Each side's attack zeroes the
-# `region_channels` channels most specific to that side.
+# For every validation scene, the backbone's GAP latent $z$ is computed three times: for
+# the scene, with its left half blanked, and with its right half blanked (the blank is
+# the scenes' mean colour). A channel's *left score* is its mean $|z - z_\text{left
+# blanked}|$ minus its mean $|z - z_\text{right blanked}|$: large for a channel that
+# follows the left half's content, negative for one that follows the right half's. The
+# left attack zeroes the `region_channels` channels of highest score, the right attack
+# those of lowest, in the backbone's output before the head.
+#
+# ````{admonition} The method in code (lib/posinfo/attack.py)
+# :class: dropdown
+# ```{literalinclude} ../lib/posinfo/attack.py
+# :pyobject: rank_side_channels
+# ```
+# ```{literalinclude} ../lib/posinfo/attack.py
+# :pyobject: side_specificity
+# ```
+# ````
+#
+# ## How many segmenters decide
+#
+# Before any verdict seed ran, the statistic below was computed on pilot segmenters
+# (seeds 100-104) of both kinds of scene. If each pilot's mean were the truth, the fewest
+# segmenters whose 95% interval would lie wholly on one side of the minimal effect (at
+# least 3, at most what the profile affords); `n_seeds` is the larger of the two asks.
 
 # %%
-# Every budget of the budget curve, too: snapshots of the same runs.
-at_budget = {}
-for s in settings.seeds:
-    setups = segmentation_budgets(settings, s, settings.budget_epochs)
-    for k, setup in setups.items():
-        model, images, labels = setup.model, setup.images, setup.labels
-        features = backbone_features(model, images)
-        ranking = rank_position_channels(model, images)
-        at_budget[s, k] = side_attacks(model, images, labels,
-                                       setup.num_classes, ranking,
-                                       settings.region_channels, features)
-scores = {s: at_budget[s, settings.epochs] for s in settings.seeds}
-specificity = {s: side_specificity(scores[s]) for s in settings.seeds}
+record = pilots.load_record("region_attack", settings.profile)
+if record is None:
+    print(f"no pilot at the {settings.profile} profile: n_seeds is set by hand")
+else:
+    for role in ("main", "control"):
+        print(f"{role} ({record[role]['scene_mode']} scenes): "
+              + pilots.sample_size_text(record[role]["sample_size"],
+                                        settings.min_effect))
+    print(f"this run: n_seeds {settings.n_seeds}, seeds from {settings.seed}")
+
+# %% [markdown]
+# ## The attacks
+#
+# One segmenter per seed on the chapter's scenes, and one per seed on the control's, each
+# with its own ranking, at the verdict's budget and at the shorter budgets of the budget
+# curve (snapshots of the same runs).
+
+# %%
+modes = {"main": settings.scene_mode}
+if settings.control_mode != "none":
+    modes["control"] = settings.control_mode
+runs = {role: side_experiments(settings, mode, settings.budget_epochs,
+                               class_iou_at=settings.epochs)
+        for role, mode in modes.items()}
+scores = {role: [runs[role][s, settings.epochs]["scores"] for s in settings.seeds]
+          for role in modes}
+last = runs["main"][settings.seeds[-1], settings.epochs]
+model = last["setup"].model
 n = settings.region_channels
 print(f"N = {n} of {model.channels} channels per attack")
-for s, by_attack in scores.items():
-    print(f"seed {s}")
-    print(format_table(by_attack, index="mIoU"))
-glue("ch5_n", f"{n} of {model.channels}", display=False)
+for role, mode in modes.items():
+    print(f"\n{role}: {mode} scenes, region mIoU (mean over segmenters)")
+    mean = {name: {r: np.mean([sc[name][r] for sc in scores[role]])
+                   for r in ("left", "right", "centre", "whole")}
+            for name in ("clean", "left attack", "right attack")}
+    print(format_table(mean, index="mIoU"))
 
 # %% tags=["hide-input"]
 regions = ("left", "right", "centre")
-mean_scores = {name: {r: np.mean([scores[s][name][r] for s in scores])
-                      for r in regions}
-               for name in ("clean", "left attack", "right attack")}
-figures.grouped_bars(mean_scores, 0.0, ylabel="mIoU",
-                     title="mIoU by image region, clean and under each "
-                           "attack (mean over seeds)");
+for role, mode in modes.items():
+    bars = {name: {r: np.mean([sc[name][r] for sc in scores[role]])
+                   for r in regions}
+            for name in ("clean", "left attack", "right attack")}
+    figures.grouped_bars(bars, 0.0, ylabel="mIoU",
+                         title=f"{role}: {mode} scenes, mIoU by region "
+                               "(mean over segmenters)");
 
 # %% [markdown]
-# *Figure 1. mIoU on the left half, the right half and the centre (middle half) of the frame,
-# mean over the segmenters: clean, after zeroing the {glue:text}`ch5_n` most left-specific
-# channels, and after zeroing the most right-specific ones.* A region-specific attack
-# would lower only its own side's bar.
+# *Figure 1. mIoU on the left half, the right half and the centre (middle half) of the
+# frame, mean over the segmenters: clean, after zeroing the N most left-specific channels,
+# and after zeroing the N most right-specific ones; the chapter's scenes, then the
+# control's.* A region-specific attack lowers its own side's bar and leaves the other's.
 #
+# ## Which classes carry the change
+#
+# Each class's IoU on each half, clean and under each attack (mean over the segmenters of
+# the chapter's scenes). On asymmetric scenes the two halves hold different classes, so a
+# half's drop in mIoU is a drop in *its* classes: read the attacked columns against the
+# clean ones of the same half.
+
+# %%
+ious = [runs["main"][s, settings.epochs]["class_iou"] for s in settings.seeds]
+print(format_table(class_iou_table(ious, last["setup"].class_names),
+                   index="IoU by class"))
+
+# %% [markdown]
 # ## Example predictions
 
 # %% tags=["hide-input"]
 show = slice(0, 3)  # three scenes of the last seed's segmenter
+images, labels = last["setup"].images, last["setup"].labels
+ranking = last["ranking"]
 attacks = {"clean": None, "left attack": ranking.top("left", n, model),
            "right attack": ranking.top("right", n, model)}
 rows = {"image": [im.permute(1, 2, 0).numpy() for im in images[show]],
         "labels": [colorize(lab) for lab in labels[show]]}
 for name, chans in attacks.items():
-    pred = predict(model, images[show], chans, features[show])
-    rows[name] = [colorize(p) for p in pred]
+    rows[name] = [colorize(p) for p in predict(model, images[show], chans)]
 figures.image_grid(rows);
 
 # %% [markdown]
 # *Figure 2. Validation scenes, their labels, and the predictions before and after each
-# attack (columns are scenes; the last seed's segmenter).* Compare each attacked row with
-# the clean one, side by side.
+# attack (columns are scenes; the last seed's segmenter on the chapter's scenes).* Compare
+# each attacked row with the clean one, side by side.
 #
 # ## Verdict
 #
 # **The statistic and the rule, fixed before the run.** For each attack, its *side
-# specificity*: how much more it lowered the mIoU of its own half than of the other half,
-# (clean − attacked) on its own side minus the same on the other side. The primary
-# statistic is, per segmenter (seed), the mean of the two attacks' side specificities; the
-# paper's claim is that a side's attack degrades that side, and the average over both
-# sides does not let one lucky side decide. Its mean over the seeds gets a 95% Student-t
-# interval (the unit is the segmenter, with its own scenes and ranking). **Claim 5 holds**
-# when the whole interval lies above `region_margin` (0.02 mIoU), **does not hold** when
-# it lies below, and is **inconclusive** when it straddles it. Each side's specificity is
-# shown beside it. `region_channels` and the segmenters were chosen on pilot seeds (0-7,
-# this book's earlier editions); the verdict seeds start at 100.
+# specificity*: the mIoU it took from its own half minus the size of its change on the
+# other half, own − |other|. A change on the other half counts against the attack whichever
+# way it goes, so an attack cannot look side-specific by making the other half better. The
+# primary statistic is, per segmenter (seed), the mean of the two attacks' side
+# specificities: the claim is about both sides, and one lucky side must not decide. Its
+# mean over the segmenters gets a 95% Student-t interval (the unit is the segmenter, with
+# its own scenes and ranking). **Claim 5 holds** when the whole interval lies above
+# `min_effect` (0.02 mIoU), **does not hold** when it lies below, and is **inconclusive**
+# when it straddles it. The same rule, on the control's segmenters, gives the control its
+# own verdict: on symmetric scenes a side-specific drop cannot come from which classes
+# live where. Each attack's own-half drop and other-half change are shown on their own.
 
 # %%
-per_attack = {name: np.array([specificity[s][name] for s in settings.seeds])
-              for name in ("left attack", "right attack")}
-both_sides = (per_attack["left attack"] + per_attack["right attack"]) / 2
-side_specific = t_interval(both_sides, settings.confidence)
-rows = {"mean of both sides (primary)": {
-    "estimate [CI]": side_specific,
-    "needs": f"> {settings.region_margin:.3f}"}}
-for name, values in per_attack.items():
-    rows[name] = {"estimate [CI]": t_interval(values, settings.confidence)}
-print(format_table(rows, index="own-side minus other-side drop"))
-glue("ch5_specificity", side_specific.text(), display=False)
-glue("ch5_left_gap", f"{per_attack['left attack'].mean():+.3f}",
-     display=False)
-glue("ch5_right_gap", f"{per_attack['right attack'].mean():+.3f}",
-     display=False)
+rule = Rule("own-side drop minus |other-side change|, both attacks",
+            settings.min_effect)
+verdicts, tables = {}, {}
+for role, mode in modes.items():
+    tables[role] = side_table(scores[role], settings.confidence)
+    print(f"{role}: {mode} scenes")
+    print(format_table(tables[role], index="mIoU, clean - attacked") + "\n")
+    primary = t_interval([side_statistic(sc) for sc in scores[role]],
+                         settings.confidence)
+    verdicts[role] = judge(5, rule, primary,
+                           "" if role == "main" else f"{mode} control")
+glue_values("ch5", n=f"{n} of {model.channels}",
+            specificity=verdicts["main"].estimate.text())
 
 # %%
 # NBVAL_CHECK_OUTPUT
-rule = Rule("own-side minus other-side mIoU drop", settings.region_margin)
-verdict = judge(5, rule, side_specific)
-print(verdict.line())
+for verdict in verdicts.values():
+    print(verdict.line())
 
 # %%
-print(verdict.explanation())
+for role, verdict in verdicts.items():
+    print(f"{role}: {verdict.explanation()}")
+if record is not None:
+    print("\nthe previous edition (flip ranking, own - other, chapter 4's segmenters):")
+    for part, lines in record["previous_edition"].items():
+        print(f"  {part:<8}" + "\n  ".join(lines))
 
 # %% [markdown]
 # ```{note}
-# **At the paper's scale.** This chapter also ran once at the `gpu` profile on one GPU:
-# the paper's ResNet-18 and training recipe, 20 epochs, more seeds, the same offline
-# data ({doc}`its page </book/gpu/05_region_attack>`). The front page sets the two verdicts
-# side by side.
+# **At the paper's scale.** The `gpu` part ({doc}`its page </book/gpu/05_region_attack>`)
+# still holds the previous edition of this chapter, run once on one GPU with a ResNet-18
+# segmenter: flip-ranked sides, the own − other statistic and no control. This edition has
+# not run on a GPU yet; the front page sets the verdicts side by side.
 # ```
 
 # %% [markdown]
@@ -183,48 +262,47 @@ print(verdict.explanation())
 # of the verdict's run (so the curve costs no extra training).
 
 # %%
-def both_sides_at(k):
-    return [np.mean(list(side_specificity(at_budget[s, k]).values()))
-            for s in settings.seeds]
-
-
-curve = {k: t_interval(both_sides_at(k), settings.confidence)
-         for k in settings.budget_epochs}
-print(budget_table(curve, rule, "own - other [CI]"))
-glue("ch5_held_at", where_it_holds(curve, rule), display=False)
+curves = {role: {k: t_interval([side_statistic(runs[role][s, k]["scores"])
+                                 for s in settings.seeds], settings.confidence)
+                  for k in settings.budget_epochs}
+          for role in modes}
+for role, curve in curves.items():
+    print(f"{role}: {modes[role]} scenes")
+    print(budget_table(curve, rule, "own - |other| [CI]"))
+glue_values("ch5", held_at=where_it_holds(curves["main"], rule))
 
 # %% tags=["budget-curve", "hide-input"]
-figures.budget_curve({"own-side minus other-side drop": curve},
-                     settings.region_margin, ylabel="mIoU",
+figures.budget_curve({f"{role}: {modes[role]} scenes": curve
+                      for role, curve in curves.items()},
+                     settings.min_effect, ylabel="mIoU",
                      title="claim 5's statistic by training budget");
 
 # %% [markdown]
 # *Figure 3. Claim 5's statistic (mean over segmenters, 95% interval) against the
-# segmenters' training budget; dashed: the minimal effect.* The budgets at which the
-# claim held: **{glue:text}`ch5_held_at`**.
-
-# %% [markdown]
-# On this run the two attacks together hurt their own side more than the other by
-# {glue:text}`ch5_specificity` (mIoU; mean over seeds, with its interval): the left attack
-# by {glue:text}`ch5_left_gap` and the right attack by {glue:text}`ch5_right_gap` on
-# average.
+# segmenters' training budget, for the chapter's scenes and the control's; dashed: the
+# minimal effect.* The budgets at which the claim held on the chapter's scenes:
+# **{glue:text}`ch5_held_at`**.
 #
-# ## Why one side can work and the other not
+# ## Reading the results
 #
-# A channel with a large positive mean $d$ responds more to the scene as it is than to its
-# mirror image. That describes a channel tied to "sidewalk on the right" just as well as one
-# tied to "verge on the left": both are parts of the normal layout, and mirroring moves both.
-# So the "right" set can hold channels the network uses on *both* sides, and zeroing it need
-# not stay on the right. The "left" set (larger GAP for the mirror image) holds channels the
-# normal layout does not excite much. In the exploration before sizing this chapter the
-# "left" attack at times hit the left half harder than the right, while the "right" attack
-# spread over the whole frame; which way a small run falls is not stable, and the verdict
-# asks for both sides.
+# Both attacks together took {glue:text}`ch5_specificity` more mIoU from their own half
+# than they changed on the other (mean over segmenters, with its interval). The tables
+# above say where it came from: an attack's own-half drop and its other-half change, each
+# with its interval, and for the chapter's scenes, which classes lost. Two readings are
+# worth keeping apart. On the chapter's asymmetric scenes the left half holds the verge,
+# wall and trees and the right half the sidewalk, buildings and cars, so a left-specific
+# set may simply be the channels of the left half's classes. On the control's symmetric
+# scenes every class is as likely on either side, so channels that still follow one half
+# are channels that code *where*, which is the paper's claim.
 #
 # ## Exercises
 #
-# 1. Without asymmetry the signed ranking should be noise; check that neither attack is
-#    specific: `python -m posinfo.run region_attack --out runs/ex1 -p scene_mode symmetric`
+# 1. The paper's ranking: signed flip differences instead of half-blanking. Which sides
+#    does it still find, and what happens on the symmetric control, where the mean flip
+#    difference is zero by construction?
+#    `python -m posinfo.run region_attack --out runs/ex1 -p region_ranking flip`
 # 2. A bigger attack: `python -m posinfo.run region_attack --out runs/ex2 -p region_channels 16`
-# 3. The paper's setting, with your checkpoint and Cityscapes in `data/`:
+# 3. A control whose classes all look different (position no longer needed to tell them
+#    apart): `python -m posinfo.run region_attack --out runs/ex3 -p control_mode distinct`
+# 4. The paper's setting, with your checkpoint and Cityscapes in `data/`:
 #    `python -m posinfo.run region_attack --out runs/paper -p profile paper`

@@ -1,4 +1,6 @@
 """AugShift: shift views, the loss, BlurPool, the invariance metrics, and bad input."""
+import math
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from posinfo.geometry import feature_size
 from posinfo.invariance import accuracy_vs_shift, consistency, latent_distance, position_bins
 from posinfo.models import BlurPool, build_backbone, build_classifier
 from posinfo.shifts import ShiftTask, centred_canvases, shift_views
+from posinfo.verdict import paired_difference
 
 
 def _task(n=12, size=6, margin=3, protocol="crop", background="zeros"):
@@ -122,9 +125,11 @@ def test_position_regions_cover_the_shift_range():
 
 
 @pytest.mark.parametrize("name,value,message", [
-    ("augshift_lambda", -0.5, r"augshift_lambda must be a number >= 0, got -0.5"),
+    ("augshift_lambda", -0.5, r"augshift_lambda must be a positive number, got -0.5"),
     ("lambdas", (0.1, -1), r"lambdas\[1\] must be a number >= 0, got -1"),
-    ("max_shift", 7, r"max_shift must be an integer in \[0, 6\] \(the canvas margin, margin=6\), got 7"),
+    ("max_shift", 9, r"max_shift must be an integer in \[0, 8\] \(margin \+ image_size // 2 "
+                     r"with margin=2, image_size=12: at most half the image may leave the "
+                     r"view\), got 9"),
     ("blur_size", 9, r"blur_size must be one of \(1, 2, 3, 4, 5, 6, 7\), got 9"),
     ("shift_protocol", "wrap", r"shift_protocol must be one of \('crop', 'roll'\), got 'wrap'"),
 ])
@@ -138,8 +143,9 @@ def test_library_level_checks_name_the_parameter():
         AugShiftLoss(-1)
     with pytest.raises(ValueError, match=r"blurpool must be None \(off\) or a filter size in .*got 8"):
         build_backbone(1, blurpool=8)
-    with pytest.raises(ValueError, match=r"max_shift must be an integer in \[0, 3\]"):
-        _task(margin=3).__class__(_task().train, _task().test, margin=3, max_shift=4)
+    # 6 px images with a 3 px margin: at most 3 + 6 // 2 = 6
+    with pytest.raises(ValueError, match=r"max_shift must be an integer in \[0, 6\]"):
+        _task(margin=3).__class__(_task().train, _task().test, margin=3, max_shift=7)
 
 
 class _GapLogits(torch.nn.Module):
@@ -241,7 +247,52 @@ def test_per_seed_lines_arms_up_by_seed_for_pairing():
     # stored out of order: pairing must follow the seed, not the list position
     results = [result("baseline", 101, 0.8), result("AugShift", 100, 0.95),
                result("baseline", 100, 0.9), result("AugShift", 101, 0.82)]
-    assert per_seed(results, "baseline", "consistency").tolist() == [0.9, 0.8]
-    assert per_seed(results, "AugShift", "consistency").tolist() == [0.95, 0.82]
+    assert per_seed(results, "baseline", "consistency") == {100: 0.9, 101: 0.8}
+    assert per_seed(results, "AugShift", "consistency") == {100: 0.95, 101: 0.82}
     with pytest.raises(ValueError, match="arm must be one of"):
         per_seed(results, "BlurPool", "consistency")
+    gain = paired_difference(per_seed(results, "AugShift", "consistency"),
+                             per_seed(results, "baseline", "consistency"))
+    assert gain.value == pytest.approx((0.05 + 0.02) / 2)
+    # an ablation arm run at fewer seeds cannot be paired with the baseline by position
+    short = results + [result("BlurPool", 101, 0.9)]
+    with pytest.raises(ValueError, match=r"share their seeds.*\[101\].*\[100, 101\]"):
+        paired_difference(per_seed(short, "BlurPool", "consistency"),
+                          per_seed(short, "baseline", "consistency"))
+
+
+def test_inconsistency_removed_is_the_share_of_the_baselines_room():
+    from posinfo.augshift import inconsistency_removed
+    assert inconsistency_removed(0.05, 0.9) == pytest.approx(0.5)
+    assert inconsistency_removed(-0.02, 0.8) == pytest.approx(-0.1)
+    assert math.isnan(inconsistency_removed(0.0, 1.0))  # no room: undefined, not infinite
+
+
+def test_precise_batchnorm_statistics_are_the_average_over_one_pass():
+    """A lone BatchNorm: after recalibration its running mean is the mean over every
+    training view of the pass, weighted equally (not the momentum-0.1 running average),
+    and the momentum and eval mode are restored."""
+    from posinfo.train import recalibrate_batchnorm
+    task = _task(n=12)
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(1))
+    model[0].running_mean.fill_(5.0)
+    recalibrate_batchnorm(model, task, batch_size=4, seed=0, device="cpu")
+    views = torch.cat([x for x, _, _ in task.train_batches(4, torch.Generator().manual_seed(0))])
+    batches = [x.mean() for x, _, _ in task.train_batches(4, torch.Generator().manual_seed(0))]
+    # equal batches (8 views each): the average of batch means is the mean of all views
+    assert model[0].running_mean.item() == pytest.approx(views.mean().item(), rel=1e-5)
+    assert model[0].running_mean.item() == pytest.approx(torch.stack(batches).mean().item(),
+                                                        rel=1e-5)
+    assert model[0].momentum == 0.1 and not model.training
+
+
+def test_a_shift_beyond_the_margin_cuts_the_image_at_the_edge():
+    """margin 1, shift 3: the image's last two columns leave a crop view; roll wraps them."""
+    task = ShiftTask(*(2 * [ImageSet(torch.ones(1, 1, 4, 4), torch.zeros(1, dtype=torch.long),
+                                     1)]), margin=1, max_shift=3)
+    canvas = task.canvases(task.train.images, torch.Generator().manual_seed(0))
+    three, zero = torch.tensor([3]), torch.tensor([0])
+    crop = shift_views(canvas, zero, three, "crop")
+    assert crop.sum() == 4 * 2  # 2 of the 4 image columns stay in view
+    assert crop[0, 0, 1:5, 4:6].eq(1).all()
+    assert shift_views(canvas, zero, three, "roll").sum() == 16  # nothing is lost when wrapping

@@ -2,7 +2,8 @@ import pytest
 
 import posinfo
 from posinfo.checks import PROFILES, check_value
-from posinfo.settings import CHAPTERS, COMMON, FIRST_VERDICT_SEED, OVERRIDES, chapter_settings
+from posinfo.settings import (CHAPTERS, COMMON, FIRST_VERDICT_SEED, OVERRIDES,
+                              SECOND_EDITION_SEED, chapter_settings)
 
 
 @pytest.mark.parametrize("chapter", sorted(CHAPTERS))
@@ -11,7 +12,10 @@ def test_every_profile_table_is_valid(chapter, profile):
     settings = chapter_settings(chapter, profile)
     # The classifier chapters start at the reference code's seed at paper scale.
     paper_seed = profile == "paper" and chapter in ("gap_keeps_position", "channel_order")
-    first = 627937 if paper_seed else FIRST_VERDICT_SEED
+    # Chapters in their second edition judge on fresh seeds (the first edition's are pilots).
+    second = chapter in ("augshift", "region_attack")
+    first = (627937 if paper_seed else SECOND_EDITION_SEED if second
+             else FIRST_VERDICT_SEED)
     assert settings.profile == profile and settings.seed == first
     assert chapter_settings(chapter, profile, seed=5).seed == 5
     # the verdict seeds never reach into the pilot seeds the settings were chosen on
@@ -168,8 +172,10 @@ PINNED = [
                                       chance_tolerance=0.15, class_fraction=0.8, min_effect=0.5,
                                       placements=(1, 2, 3, 4, 5), normalize=False)),
     ("augshift", "default", dict(n_seeds=8, ablation_seeds=4, lambdas=(0.1, 1.0, 10.0),
-                                 accuracy_margin=0.02, min_effect=0.01, seed=100)),
-    ("augshift", "gpu", dict(margin=16, image_size=32, normalize=True, n_seeds=10, seed=100)),
+                                 accuracy_margin=0.02, min_effect=0.01, seed=200, margin=2,
+                                 max_shift=6, precise_bn=True)),
+    ("augshift", "gpu", dict(margin=5, max_shift=16, image_size=32, normalize=True,
+                             n_seeds=10, seed=200)),
     ("position_channels", "default", dict(scene_height=48, n_seeds=5, min_effect=0.05,
                                           betas=(0.9, 0.999), region_channels=6)),
     ("region_attack", "gpu", dict(width=64, region_channels=25, min_effect=0.02,

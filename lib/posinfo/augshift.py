@@ -25,7 +25,8 @@ from .invariance import accuracy_vs_shift, consistency, latent_distance, positio
 from .models import build_classifier, global_average_pool
 from .settings import Settings
 from .shifts import make_shift_task
-from .train import TrainedModel, cached_fit, evaluate, pick_device, seed_everything, train_budgets
+from .train import (TrainedModel, cached_fit, evaluate, pick_device, recalibrate_batchnorm,
+                    seed_everything, train_budgets)
 
 
 # ---- the loss ------------------------------------------------------------------------------
@@ -60,11 +61,16 @@ def augshift_config(settings, lam: float, blurpool: bool, seed: int) -> dict:
     """Everything that changes one run's weights (the cache key)."""
     keys = ("dataset", "image_size", "normalize", "hflip", "margin", "max_shift",
             "shift_protocol", "background", "padding", "head", "width", "blocks", "epochs",
-            "batch_size", "lr", "betas", "n_train", "n_test")
+            "batch_size", "lr", "betas", "n_train", "n_test", "precise_bn")
     config = {k: settings[k] for k in keys}
     config.update(lam=check_lambda(lam), blurpool=settings.blur_size if blurpool else None,
                   seed=seed)
     return config
+
+
+# Recomputing BatchNorm's statistics after training changes no weight: the cache entry of
+# a run is the same with and without it, so this key is left out of the cache's key.
+_NOT_IN_WEIGHTS = ("precise_bn",)
 
 
 def train_augshift(config: dict, device=None, use_cache: bool = True,
@@ -77,9 +83,12 @@ def train_augshift(config: dict, device=None, use_cache: bool = True,
     model = build_classifier(task.in_channels, task.num_outputs, config["width"], config["blocks"],
                              config["padding"], config["head"], config["blurpool"])
     desc = f"lambda {config['lam']:g} blur {config['blurpool']} seed {config['seed']}"
-    history, from_cache = cached_fit(config, model, task, loss_fn=AugShiftLoss(config["lam"]),
-                                     device=device, desc=desc, use_cache=use_cache,
-                                     snapshots=snapshots)
+    weights_config = {k: v for k, v in config.items() if k not in _NOT_IN_WEIGHTS}
+    history, from_cache = cached_fit(weights_config, model, task,
+                                     loss_fn=AugShiftLoss(config["lam"]), device=device,
+                                     desc=desc, use_cache=use_cache, snapshots=snapshots)
+    if config.get("precise_bn"):
+        recalibrate_batchnorm(model, task, config["batch_size"], config["seed"], device)
     return TrainedModel(model, task, history, evaluate(model, task, device), from_cache)
 
 
@@ -166,15 +175,23 @@ def summarise(results: list[RunResult]) -> dict:
     return {arm: {m: stats(v) for m, v in row.items()} for arm, row in summary.items()}
 
 
-def per_seed(results: list[RunResult], arm: str, metric: str, budget=None) -> np.ndarray:
-    """One arm's metric at each seed, in seed order: arms that share seeds line up, so
-    two such arrays can be compared seed by seed (paired). With ``budget``, the metric
-    (consistency) at that many epochs of training."""
-    found = sorted((r.seed, getattr(r, metric) if budget is None else r.by_budget[budget])
-                   for r in results if r.arm == arm)
+def per_seed(results: list[RunResult], arm: str, metric: str, budget=None) -> dict:
+    """One arm's metric at each seed, {seed: value}: ``verdict.paired_difference`` pairs
+    two such arms seed by seed and refuses arms whose seeds differ. With ``budget``, the
+    metric (consistency) at that many epochs of training."""
+    found = {r.seed: float(getattr(r, metric) if budget is None else r.by_budget[budget])
+             for r in results if r.arm == arm}
     if not found:
         raise ValueError(f"arm must be one of {sorted({r.arm for r in results})}, got {arm!r}")
-    return np.array([value for _, value in found], dtype=float)
+    return dict(sorted(found.items()))
+
+
+def inconsistency_removed(gain: float, baseline_consistency: float) -> float:
+    """The share of the baseline's inconsistency that AugShift removed,
+    (c_aug - c_base) / (1 - c_base): 1 when AugShift is perfectly consistent, 0 when it
+    changed nothing. Beside the gain it says how much of the room the baseline left was used."""
+    room = 1.0 - baseline_consistency
+    return float("nan") if room <= 0 else gain / room
 
 
 def markdown_table(summary: dict) -> str:

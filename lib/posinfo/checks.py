@@ -27,6 +27,11 @@ SHIFT_PROTOCOLS = ("crop", "roll")
 SEG_DATA = ("scenes", "cityscapes")
 # The street scenes' variants (scenes.make_scenes).
 SCENE_MODES = ("asymmetric", "symmetric", "distinct")
+# How claim 5 finds each side's channels (attack.side_ranking): blanking one half at a time
+# (the same property for both sides) or the reference code's signed flip difference.
+SIDE_RANKINGS = ("blank", "flip")
+# Claim 5's control: segmenters trained on scenes of this mode ("none": no control).
+CONTROL_MODES = (*SCENE_MODES, "none")
 # Output channels of the paper's segmenter (ResNet-50's layer4, segment.load_paper_segmenter).
 PAPER_SEGMENTER_CHANNELS = 2048
 
@@ -208,6 +213,9 @@ CHECKS = {
     "n_seeds": _int_range(1, 100),
     "n_pairs": _int_range(1, 100),
     "accuracy_margin": _fraction,
+    # BatchNorm statistics recomputed over one pass of training views after training
+    # ("precise BN", train.recalibrate_batchnorm)
+    "precise_bn": _choice((False, True)),
     # Segmentation chapters (claims 4 and 5)
     "data": _choice(SEG_DATA),
     "scene_height": _int_range(16, 2048),
@@ -220,6 +228,8 @@ CHECKS = {
     "verdict_fractions": _fraction_range,
     "n_random": _int_range(2, 100),
     "region_channels": _int_range(1, 4096),
+    "region_ranking": _choice(SIDE_RANKINGS),
+    "control_mode": _choice(CONTROL_MODES),
     "checkpoint": _path,
     # Verdicts (posinfo.verdict): the interval's confidence level and each chapter's
     # minimal effect, the value its primary statistic must clear.
@@ -276,11 +286,15 @@ def check_lambda(value, name: str = "augshift_lambda") -> float:
     return _consistency_weight(name, value)
 
 
-def check_shift(max_shift: int, margin: int) -> None:
-    """A view may move the image by at most the blank margin around it, else pixels are lost."""
-    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or not 0 <= max_shift <= margin:
-        raise ValueError(f"max_shift must be an integer in [0, {margin}] (the canvas margin, "
-                         f"margin={margin}), got {max_shift!r}")
+def check_shift(max_shift: int, margin: int, image_size: int) -> None:
+    """A view moves the image by up to ``max_shift`` pixels each way. Beyond the blank
+    ``margin`` the image is cut at the canvas edge, as a crop of a photo cuts its object;
+    at most half the image may leave the view, so every view keeps most of its object."""
+    most = margin + image_size // 2
+    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or not 0 <= max_shift <= most:
+        raise ValueError(f"max_shift must be an integer in [0, {most}] (margin + image_size // 2"
+                         f" with margin={margin}, image_size={image_size}: at most half the image"
+                         f" may leave the view), got {max_shift!r}")
 
 
 def check_placement(placement: int, stages: int, name: str = "permute_at") -> int:
@@ -407,9 +421,9 @@ def _check_channels(s) -> None:
 
 
 def _check_augshift(s) -> None:
-    """AugShift: the shift fits the margin, lambda is not the baseline's, the network fits
-    the canvas."""
-    check_shift(s.max_shift, s.margin)
+    """AugShift: the shift keeps most of the image in view, lambda is not the baseline's,
+    the network fits the canvas."""
+    check_shift(s.max_shift, s.margin, s.image_size)
     if s.augshift_lambda == 0:
         # lambda 0 *is* the baseline arm; the chapter compares AugShift against it
         raise ValueError("augshift_lambda must be a number > 0 (lambda 0 is the baseline arm, "
@@ -418,6 +432,20 @@ def _check_augshift(s) -> None:
     # The BlurPool arms always train: a blur wider than the last stage's map would fail in
     # its padding after the baseline arms had trained.
     check_blur_size(s.blur_size, s.image_size + 2 * s.margin, s.blocks, s.padding)
+
+
+def _check_control(s) -> None:
+    """Claim 5's control trains its own segmenters on scenes of another mode."""
+    if s.control_mode == "none":
+        return
+    if s.data != "scenes":
+        raise ValueError(f"control_mode must be 'none' with data={s.data!r} (the control "
+                         f"trains segmenters on procedural scenes), got {s.control_mode!r}")
+    if s.control_mode == s.scene_mode:
+        others = [m for m in CONTROL_MODES if m != s.scene_mode]
+        raise ValueError(f"control_mode must be one of {tuple(others)} with "
+                         f"scene_mode={s.scene_mode!r} (the control runs on other scenes), "
+                         f"got {s.control_mode!r}")
 
 
 def _check_compared_padding(s, padding: str) -> None:
@@ -476,3 +504,5 @@ def cross_check(s) -> None:
                          f"trained model), got {s.n_seeds}")
     if "max_shift" in s:
         _check_augshift(s)
+    if "control_mode" in s:
+        _check_control(s)

@@ -142,11 +142,18 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
 
 def mean_iou(confusion: torch.Tensor) -> float:
     """Mean over classes present (in truth or prediction) of TP / (TP + FP + FN)."""
+    iou = class_iou(confusion)
+    present = ~iou.isnan()
+    return float(iou[present].mean()) if present.any() else float("nan")
+
+
+def class_iou(confusion: torch.Tensor) -> torch.Tensor:
+    """(K,) IoU of each class, TP / (TP + FP + FN); NaN for a class absent from both truth
+    and prediction (``mean_iou`` is the mean of the present ones)."""
     c = confusion.double()
     tp = c.diag()
     union = c.sum(0) + c.sum(1) - tp
-    present = union > 0
-    return float((tp[present] / union[present]).mean()) if present.any() else float("nan")
+    return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
 
 
 # ---- training ----------------------------------------------------------------------------------

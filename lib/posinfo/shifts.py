@@ -1,11 +1,14 @@
 """Shifted views (claim 3): an image on a larger blank canvas, moved by a random offset.
 
 Geometry: an image of side ``s`` sits in the middle of a canvas of side ``s + 2 * margin``.
-A *view* shifts the canvas content by (dy, dx) with |dy|, |dx| <= max_shift <= margin, so no
-pixel of the image ever leaves the canvas. Two protocols shift it: ``crop`` reads the view as
-a crop of the zero-padded canvas (fresh zeros come in at the edge), ``roll`` shifts the
-canvas circularly (what leaves one edge comes back at the other, as ``torch.roll``). On a
-blank canvas the two give identical pixels; on a textured one they differ at the edges.
+A *view* shifts the canvas content by (dy, dx) with |dy|, |dx| <= max_shift. While max_shift
+<= margin no pixel of the image leaves the canvas and a view only moves the object; beyond
+the margin the object is cut at the edge (up to ``max_shift - margin`` pixels of it, at most
+half its side), as a random crop of a photo cuts its object. Two protocols shift it: ``crop``
+reads the view as a crop of the zero-padded canvas (fresh zeros come in at the edge),
+``roll`` shifts the canvas circularly (what leaves one edge comes back at the other, as
+``torch.roll``). On a blank canvas with no cut the two give identical pixels; on a textured
+one, or with a cut, they differ at the edges.
 
 ``ShiftTask`` serves the views to ``train.fit`` (AugShift's training, ``augshift``) and the
 shift metrics (``invariance``).
@@ -75,7 +78,7 @@ class ShiftTask:
     grid = 1  # one "cell": train.evaluate reports a single accuracy
 
     def __post_init__(self):
-        check_shift(self.max_shift, self.margin)
+        check_shift(self.max_shift, self.margin, self.train.images.shape[-1])
         check_protocol(self.protocol)
 
     @property

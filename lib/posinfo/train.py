@@ -154,6 +154,39 @@ class Evaluation:
 @torch.no_grad()
 def evaluate(model: nn.Module, task: CanvasTask, device=None, batch_size: int = 512) -> Evaluation:
     """Accuracy on the exhaustive test set (every held-out image in every cell)."""
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, task, batch_size: int, seed: int,
+                          device=None) -> nn.Module:
+    """Replace every BatchNorm's running statistics by their average over one pass of the
+    training batches (Wu and Johnson 2021's "precise BN"), then leave the model in eval mode.
+
+    Why: a running average with momentum 0.1 remembers the last ten or so batches, while
+    Adam keeps moving the weights under it; evaluated with such stale statistics, chapter
+    3's networks swung between 0.4 and 0.93 clean accuracy from one epoch to the next (0.97
+    with the batch's own statistics). An equal-weight average over a fixed pass of training
+    batches (no labels, no test images) is the population the weights were trained for.
+    The pass is seeded, so the statistics are a function of the weights alone.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model.eval()
+    device = pick_device(device)
+    prepare_model(model, device)
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative, equal-weight average over the pass
+    model.train()
+    try:
+        for x, _y, _cells in task.train_batches(batch_size, data_generator(seed)):
+            with autocast(device):
+                model(to_device(x, device))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+    return model.eval()
+
+
     device = pick_device(device)
     prepare_model(model, device).eval()
     k = task.grid ** 2

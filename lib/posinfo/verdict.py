@@ -182,6 +182,9 @@ class Verdict:
     claim: int
     rule: Rule
     estimate: Estimate
+    # A second verdict on the same claim (chapter 5's control) names itself: "Claim 5
+    # (symmetric control): ...". The main verdict has none.
+    label: str = ""
 
     @property
     def outcome(self) -> str:
@@ -189,7 +192,8 @@ class Verdict:
 
     def line(self) -> str:
         """The one line every chapter prints and the front page reads."""
-        return (f"Claim {self.claim}: {self.outcome} — {self.rule.statistic} = "
+        name = f"Claim {self.claim}" + (f" ({self.label})" if self.label else "")
+        return (f"{name}: {self.outcome} — {self.rule.statistic} = "
                 f"{self.estimate.text()}; needs {self.rule.text()}; n = {self.estimate.n}")
 
     def explanation(self) -> str:
@@ -210,8 +214,8 @@ class Verdict:
                 f"(sd {self.estimate.sd:.3f} per seed) about {n} seeds would decide it.")
 
 
-def judge(claim: int, rule: Rule, estimate: Estimate) -> Verdict:
-    return Verdict(claim, rule, estimate)
+def judge(claim: int, rule: Rule, estimate: Estimate, label: str = "") -> Verdict:
+    return Verdict(claim, rule, estimate, label)
 
 
 def budget_table(curve: dict, rule: Rule, column: str) -> str:
