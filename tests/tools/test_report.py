@@ -24,23 +24,27 @@ def printed(notebook) -> list[str]:
             for line in out.get("text", "").splitlines()]
 
 
-def printed_verdict(notebook) -> dict:
-    """The notebook's verdict line, taken apart by hand:
-    Claim N: OUTCOME — STATISTIC = ESTIMATE [95% CI LOW, HIGH]; needs RULE; n = SEEDS
-    and the profile and epochs its settings table printed (``profile  gpu``)."""
+def printed_verdicts(notebook) -> list[dict]:
+    """The notebook's verdict lines, taken apart by hand:
+    Claim N[ (LABEL)]: OUTCOME — STATISTIC = ESTIMATE [95% CI LOW, HIGH]; needs RULE; n = SEEDS
+    each with the profile and epochs its settings table printed (``profile  gpu``)."""
     lines = printed(notebook)
-    (line,) = [line for line in lines if line.startswith("Claim ")]
-    head, statement = line.split(" — ", 1)
-    claim, outcome = head.removeprefix("Claim ").split(": ")
-    left, right = statement.split(" [", 1)
-    statistic, estimate = left.rsplit(" = ", 1)
-    interval, rest = right.split("]; needs ", 1)
-    low, high = interval.split(" CI ")[1].split(", ")
-    rule, n = rest.rsplit("; n = ", 1)
     table = dict(line.split(None, 1) for line in lines
                  if line.split(None, 1)[0] in ("profile", "epochs") and len(line.split()) == 2)
-    return {"claim": claim, "outcome": outcome, "statistic": statistic, "estimate": estimate,
-            "low": low, "high": high, "rule": rule, "n": n, **table}
+    found = []
+    for line in (line for line in lines if line.startswith("Claim ")):
+        head, statement = line.split(" — ", 1)
+        name, outcome = head.removeprefix("Claim ").split(": ")
+        claim, _, label = name.partition(" (")
+        left, right = statement.split(" [", 1)
+        statistic, estimate = left.rsplit(" = ", 1)
+        interval, rest = right.split("]; needs ", 1)
+        low, high = interval.split(" CI ")[1].split(", ")
+        rule, n = rest.rsplit("; n = ", 1)
+        found.append({"claim": claim, "label": label.removesuffix(")"), "outcome": outcome,
+                      "statistic": statistic, "estimate": estimate, "low": low,
+                      "high": high, "rule": rule, "n": n, **table})
+    return found
 
 
 def test_the_hand_parser_reads_a_verdict_line(tmp_path):
@@ -48,11 +52,16 @@ def test_the_hand_parser_reads_a_verdict_line(tmp_path):
     nb.cells = [nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output(
         "stream", name="stdout", text="profile   gpu\nepochs    20\nClaim 7: does not hold — a "
         "= b = -0.105 [95% CI -0.160, -0.050]; needs > +0.500; n = 5\n")])]
+    nb.cells[0].outputs[0].text += ("Claim 7 (a control): holds — c = +0.100 [95% CI +0.050, "
+                                    "+0.150]; needs > +0.020; n = 3\n")
     nbformat.write(nb, tmp_path / "x.ipynb")
-    assert printed_verdict(tmp_path / "x.ipynb") == {
-        "claim": "7", "outcome": "does not hold", "statistic": "a = b", "estimate": "-0.105",
-        "low": "-0.160", "high": "-0.050", "rule": "> +0.500", "n": "5", "profile": "gpu",
-        "epochs": "20"}
+    main, control = printed_verdicts(tmp_path / "x.ipynb")
+    assert main == {
+        "claim": "7", "label": "", "outcome": "does not hold", "statistic": "a = b",
+        "estimate": "-0.105", "low": "-0.160", "high": "-0.050", "rule": "> +0.500", "n": "5",
+        "profile": "gpu", "epochs": "20"}
+    assert (control["claim"], control["label"], control["outcome"], control["low"]) == (
+        "7", "a control", "holds", "+0.050")
 
 
 def test_the_front_page_shows_each_verdict_the_chapters_printed():
@@ -61,7 +70,7 @@ def test_the_front_page_shows_each_verdict_the_chapters_printed():
     with its seeds, epochs, profile and a link to its notebook."""
     page = verdict_markdown()
     rows = {line.split(" | ")[0].removeprefix("| "): line.split(" | ")
-            for line in page.splitlines() if re.match(r"^\| \d+ \|", line)}
+            for line in page.splitlines() if re.match(r"^\| \d+( \([^)]+\))? \|", line)}
     parts = [("default", BOOK, "book"), ("gpu", BOOK / "gpu", "book/gpu")]
     claims = set()
     for column, (profile, folder, where) in enumerate(parts, start=3):
@@ -69,16 +78,18 @@ def test_the_front_page_shows_each_verdict_the_chapters_printed():
             notebook = folder / f"{stem}.ipynb"
             if not notebook.exists():
                 continue
-            v = printed_verdict(notebook)
-            claims.add(v["claim"])
-            cells = rows[v["claim"]]
-            if profile == "default":
-                assert cells[1:3] == [v["statistic"], v["rule"]]
-            assert cells[column].startswith(
-                f"**{v['outcome']}** {v['estimate']} [{v['low']}, {v['high']}]; "
-                f"n = {v['n']}, {v['epochs']} epochs, `{v['profile']}` (")
-            assert v["profile"] == profile and f"</{where}/{stem}>" in cells[column]
-    assert sorted(rows) == sorted(claims) and len(claims) == len(STEMS)
+            for v in printed_verdicts(notebook):
+                row = v["claim"] + (f" ({v['label']})" if v["label"] else "")
+                claims.add(row)
+                cells = rows[row]
+                if profile == "default":
+                    assert cells[1:3] == [v["statistic"], v["rule"]]
+                assert cells[column].startswith(
+                    f"**{v['outcome']}** {v['estimate']} [{v['low']}, {v['high']}]; "
+                    f"n = {v['n']}, {v['epochs']} epochs, `{v['profile']}` (")
+                assert v["profile"] == profile and f"</{where}/{stem}>" in cells[column]
+    assert sorted(rows) == sorted(claims)
+    assert len({row.split(" ")[0] for row in claims}) == len(STEMS)
 
 
 @pytest.mark.skipif(not GPU_LOG.exists(), reason="no GPU run yet")

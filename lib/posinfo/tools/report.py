@@ -20,12 +20,8 @@ from pathlib import Path
 import nbformat
 
 from ..run import BOOK, chapter_sources
-from ..verdict import OUTCOMES
+from ..verdict import VERDICT_LINE
 
-VERDICT_LINE = re.compile(
-    r"^Claim (?P<claim>\d+): (?P<outcome>" + "|".join(OUTCOMES) + r") — "
-    r"(?P<statistic>.+?) = (?P<estimate>\S+) \[(?P<level>\d+)% CI (?P<low>\S+), (?P<high>\S+)\]; "
-    r"needs (?P<rule>.+?); n = (?P<n>\d+)$", re.M)
 PROFILE = re.compile(r"^profile\s+(\w+)$", re.M)
 EPOCHS = re.compile(r"^epochs\s+(\d+)$", re.M)  # the verdict's training budget
 
@@ -80,11 +76,17 @@ def part_rows(folder: Path) -> list[dict]:
             if (folder / f"{p.stem}.ipynb").exists()]
 
 
+def _key(verdict: dict) -> tuple[str, str]:
+    """A verdict's row on the front page: its claim and its label ("" for the main one)."""
+    return verdict["claim"], verdict.get("label") or ""
+
+
 def verdict_markdown() -> str:
     """The front page's table: per claim, the statistic and its rule, then the verdict of
     each part of the book (the default profile on a CPU, the gpu profile on a GPU)."""
     rows = {name: part_rows(folder) for name, folder in PARTS}  # each notebook read once
-    parts = {name: {v["claim"]: (v, row, _link(row, folder))
+    # A claim may have several verdicts (chapter 5's control is labelled): one row each.
+    parts = {name: {_key(v): (v, row, _link(row, folder))
                     for row in rows[name] for v in row["verdicts"]}
              for name, folder in PARTS}
     lines = ["| claim | primary statistic | needs | `default` (2-core CPU) | `gpu` (one GPU) |",
@@ -92,7 +94,8 @@ def verdict_markdown() -> str:
     for row in rows["default"]:
         if not row["verdicts"]:
             lines.append(f"| ? | | | not executed ({_link(row, BOOK)}) | |")
-    for claim in sorted(set().union(*parts.values()), key=int):
+    for claim in sorted(set().union(*parts.values()),
+                        key=lambda k: (int(k[0]), k[1])):
         first = next(part[claim][0] for part in parts.values() if claim in part)
         cells = []
         for name, _ in PARTS:
@@ -104,7 +107,8 @@ def verdict_markdown() -> str:
             cells.append(_cell(v, row, link)
                          + (f" (statistic {v['statistic']}, needs {v['rule']})"
                             if differs else ""))
-        lines.append(f"| {claim} | {first['statistic']} | {first['rule']} | "
+        name = claim[0] + (f" ({claim[1]})" if claim[1] else "")
+        lines.append(f"| {name} | {first['statistic']} | {first['rule']} | "
                      + " | ".join(cells) + " |")
     lines.append("")
     for name, folder in PARTS:
