@@ -173,14 +173,26 @@ def metric_vs_weight(series: dict, ylabel: str, xlabel: str):
 
 
 def budget_curve(curves: dict, threshold: float | None = None, ylabel: str = "",
-                 title: str = ""):
+                 title: str = "", *, steps_per_epoch: int | None = None):
     """A statistic against training budget: {label: {epochs: Estimate}}, each point its
-    estimate with its confidence interval; dashed: the minimal effect the claim needs."""
+    estimate with its confidence interval; dashed: the minimal effect the claim needs.
+
+    With ``steps_per_epoch`` (``settings.steps_per_epoch``) the x axis is optimiser steps,
+    each budget's epochs under its step count, and a dotted line marks the paper's
+    ``verdict.PAPER_STEPS`` (20,833), the axis extended to hold it. The axis is logarithmic:
+    budgets double (or nearly), and the paper's count is 30 to 1,000 times the shortest
+    budget, so a linear axis would squeeze every CPU budget into its first percent. Without
+    ``steps_per_epoch``: epochs only, and no mark (the paper's epochs are of another dataset).
+    """
+    from .verdict import PAPER_STEPS, check_steps_per_epoch
+
+    per_epoch = 1 if steps_per_epoch is None else check_steps_per_epoch(steps_per_epoch)
     fig, ax = plt.subplots(figsize=(5.5, 3.0))
     for i, (label, points) in enumerate(curves.items()):
         epochs = sorted(points)
         # a small sideways offset keeps several curves' bars apart on the log axis
-        x = np.asarray(epochs, dtype=float) * 1.04 ** (i - (len(curves) - 1) / 2)
+        x = (np.asarray(epochs, dtype=float) * per_epoch
+             * 1.04 ** (i - (len(curves) - 1) / 2))
         est = [points[k] for k in epochs]
         value = np.array([e.value for e in est])
         low = np.array([e.low for e in est])
@@ -192,11 +204,23 @@ def budget_curve(curves: dict, threshold: float | None = None, ylabel: str = "",
     if threshold is not None:
         ax.axhline(threshold, color="k", ls="--", lw=1, label="minimal effect")
     ax.axhline(0, color="0.6", lw=0.8)
-    ax.set_xscale("log", base=2)
-    ticks = sorted({k for points in curves.values() for k in points})
-    ax.set_xticks(ticks, [str(k) for k in ticks])
+    budgets = sorted({k for points in curves.values() for k in points})
+    if steps_per_epoch is None:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(budgets, [str(k) for k in budgets])
+        ax.set_xlabel("training budget (epochs)")
+    else:
+        steps = [k * per_epoch for k in budgets]
+        ax.axvline(PAPER_STEPS, color="tab:red", ls=":", lw=1.5,
+                   label=f"paper: {PAPER_STEPS:,} steps")
+        ax.set_xscale("log")
+        ticks = dict(zip(steps, [f"{s:,}\n({k})" for s, k in zip(steps, budgets)]))
+        if all(abs(np.log10(s / PAPER_STEPS)) > 0.15 for s in steps):
+            ticks[PAPER_STEPS] = f"{PAPER_STEPS:,}\n(paper)"  # else a budget's tick is there
+        ax.set_xticks(list(ticks), list(ticks.values()), fontsize=8)
+        ax.set_xlim(min(steps[0], PAPER_STEPS) / 1.6, max(steps[-1], PAPER_STEPS) * 1.6)
+        ax.set_xlabel("training budget: optimiser steps (epochs)")
     ax.minorticks_off()
-    ax.set_xlabel("training budget (epochs)")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, frameon=False)

@@ -225,6 +225,13 @@ class Settings(dict):
         """The budget curve's epochs, always ending at the verdict's ``epochs``."""
         return sorted(set(self.get("budgets", ())) | {self.epochs})
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps in one epoch: one step per batch of ``batch_size`` training items
+        (images, each as two views in AugShift; scenes), the last batch partial:
+        ceil(n_train / batch_size), as ``train.fit`` iterates ``task.train_batches``."""
+        return -(-self.n_train // self.batch_size)
+
     def table(self) -> str:
         width = max(map(len, self))
         return "\n".join(f"{k:<{width}}  {v}" for k, v in self.items())

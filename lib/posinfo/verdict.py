@@ -218,21 +218,85 @@ def judge(claim: int, rule: Rule, estimate: Estimate, label: str = "") -> Verdic
     return Verdict(claim, rule, estimate, label)
 
 
-def budget_table(curve: dict, rule: Rule, column: str) -> str:
+# ---- training budgets: optimiser steps, with epochs beside them ----------------------------
+# The paper's classifier run: 20 epochs of CIFAR-10's 50,000 training images at batch 48.
+# 20 x 50,000 / 48 = 20,833.3, rounded down: 20,833 steps, the count the book (and issue 20)
+# quotes. A loader that keeps each epoch's last, partial batch, as this library's does
+# (``Settings.steps_per_epoch`` = ceil(n_train / batch_size)), takes 20 x 1,042 = 20,840
+# steps; one that drops it, 20 x 1,041 = 20,820. Both are within 0.1% of 20,833: the same
+# place on a budget curve's log axis.
+PAPER_EPOCHS, PAPER_TRAIN_IMAGES, PAPER_BATCH = 20, 50_000, 48
+PAPER_STEPS = PAPER_EPOCHS * PAPER_TRAIN_IMAGES // PAPER_BATCH
+
+
+def check_steps_per_epoch(steps_per_epoch) -> int:
+    """``steps_per_epoch`` itself if it is a whole number of steps >= 1, else ValueError."""
+    if (isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int)
+            or steps_per_epoch < 1):
+        raise ValueError(f"steps_per_epoch must be a positive integer (settings."
+                         f"steps_per_epoch), got {steps_per_epoch!r}")
+    return steps_per_epoch
+
+
+def _listed(items) -> str:
+    """"4", "4 and 8", "2, 4 and 8"."""
+    items = list(map(str, items))
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" and {items[-1]}"
+
+
+def _plural(word: str, counts) -> str:
+    return word if list(counts) == [1] else word + "s"
+
+
+def budget_label(epochs: int, steps_per_epoch: int, width: int = 0) -> str:
+    """A training budget as a reader sees it: "360 steps (8 epochs)"; ``width`` pads the
+    step count on the left (a table's column of budgets lines up)."""
+    steps = epochs * check_steps_per_epoch(steps_per_epoch)
+    return (f"{steps:>{width},} {_plural('step', [steps])} "
+            f"({epochs} {_plural('epoch', [epochs])})")
+
+
+def budget_table(curve: dict, rule: Rule, column: str, *,
+                 steps_per_epoch: int | None = None) -> str:
     """A budget curve {epochs: Estimate} as a table: per budget, the estimate with its
-    interval (under ``column``) and the outcome the rule gives it."""
+    interval (under ``column``) and the outcome the rule gives it.
+
+    With ``steps_per_epoch`` (``settings.steps_per_epoch``) each row names its budget in
+    optimiser steps with the epochs beside them, "360 steps (8 epochs)"; without it, in
+    epochs only ("epochs = 8"), as before budgets were shown in steps.
+    """
     from .tables import format_table
 
-    return format_table({f"epochs = {k}": {column: est, "outcome": decide(est, rule)}
-                         for k, est in sorted(curve.items())})
+    if steps_per_epoch is None:
+        return format_table({f"epochs = {k}": {column: est, "outcome": decide(est, rule)}
+                             for k, est in sorted(curve.items())})
+    width = len(f"{max(curve) * check_steps_per_epoch(steps_per_epoch):,}")
+    return format_table({budget_label(k, steps_per_epoch, width):
+                         {column: est, "outcome": decide(est, rule)}
+                         for k, est in sorted(curve.items())}, index="budget")
 
 
-def where_it_holds(curve: dict, rule: Rule) -> str:
-    """In words, every budget of the curve at which the claim holds: "1 epoch",
-    "4 and 8 epochs", or "none of the budgets tried"."""
+def where_it_holds(curve: dict, rule: Rule, *, steps_per_epoch: int | None = None) -> str:
+    """In words, every budget of the curve at which the claim holds, or "none of the budgets
+    tried". With ``steps_per_epoch``: "23 steps (1 epoch)", "92 and 184 steps (4 and 8
+    epochs)"; without it, epochs only: "1 epoch", "4 and 8 epochs"."""
     held = [k for k in sorted(curve) if decide(curve[k], rule) == "holds"]
     if not held:
         return "none of the budgets tried"
-    listed = str(held[0]) if len(held) == 1 else (
-        ", ".join(map(str, held[:-1])) + f" and {held[-1]}")
-    return f"{listed} epoch{'' if held == [1] else 's'}"
+    epochs = f"{_listed(held)} {_plural('epoch', held)}"
+    if steps_per_epoch is None:
+        return epochs
+    steps = [k * check_steps_per_epoch(steps_per_epoch) for k in held]
+    return f"{_listed(f'{s:,}' for s in steps)} {_plural('step', steps)} ({epochs})"
+
+
+def half_width(sd: float, n: int, level: float = 0.95) -> float:
+    """Half the width of a Student-t interval over ``n`` seeds whose values spread with
+    standard deviation ``sd`` (an Estimate's): how the interval shrinks with more seeds
+    (chapter 1, exercise 4). Infinite for one seed, as ``t_interval`` gives."""
+    level = check_level(level)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    if n == 1:
+        return math.inf
+    return _t_quantile(level, n) * float(sd) / math.sqrt(n)
