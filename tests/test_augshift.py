@@ -51,7 +51,8 @@ def test_crop_view_is_the_image_at_its_offset_and_roll_matches_torch_roll():
         top, left = 3 + int(dy[i]), 3 + int(dx[i])
         assert torch.equal(crop[i, :, top:top + 4, left:left + 4], images[i])
         assert crop[i].sum() == pytest.approx(float(images[i].sum()), rel=1e-5)  # nothing lost
-        assert torch.equal(rolled[i], torch.roll(canvas[i], (int(dy[i]), int(dx[i])), dims=(-2, -1)))
+        assert torch.equal(rolled[i],
+                           torch.roll(canvas[i], (int(dy[i]), int(dx[i])), dims=(-2, -1)))
     # On a blank canvas with |shift| <= margin, the two protocols give identical pixels.
     assert torch.equal(crop, rolled)
 
@@ -115,7 +116,8 @@ def test_latent_distance_is_zero_for_a_shift_invariant_latent():
             self.backbone = torch.nn.Conv2d(1, 2, 1)
             self.head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                                             torch.nn.Linear(2, 3))
-    assert latent_distance(SumNet(), _task(protocol="roll"), n_pairs=2) == pytest.approx(0, abs=1e-4)
+    assert latent_distance(SumNet(), _task(protocol="roll"),
+                           n_pairs=2) == pytest.approx(0, abs=1e-4)
 
 
 def test_position_regions_cover_the_shift_range():
@@ -141,7 +143,8 @@ def test_bad_parameters_are_refused_before_any_training(name, value, message):
 def test_library_level_checks_name_the_parameter():
     with pytest.raises(ValueError, match=r"lam must be a number >= 0 .*got -1"):
         AugShiftLoss(-1)
-    with pytest.raises(ValueError, match=r"blurpool must be None \(off\) or a filter size in .*got 8"):
+    with pytest.raises(ValueError,
+                       match=r"blurpool must be None \(off\) or a filter size in .*got 8"):
         build_backbone(1, blurpool=8)
     # 6 px images with a 3 px margin: at most 3 + 6 // 2 = 6
     with pytest.raises(ValueError, match=r"max_shift must be an integer in \[0, 6\]"):

@@ -48,7 +48,8 @@ def test_cifar10_loads_through_torchvision_from_the_real_layout(tmp_path, no_md5
 
 
 def test_missing_cifar10_says_where_to_put_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"dataset='cifar10' needs CIFAR-10 in .*cifar-10-batches-py"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"dataset='cifar10' needs CIFAR-10 in .*cifar-10-batches-py"):
         load_cifar10(32, root=tmp_path / "nowhere")
 
 

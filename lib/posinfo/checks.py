@@ -134,7 +134,8 @@ _positive_fraction.allowed = "a number in (0, 1]"
 
 def _fraction_range(name, value):
     if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(v, Real) and not isinstance(v, bool) and 0 < v <= 1 for v in value)
+            or not all(isinstance(v, Real) and not isinstance(v, bool) and 0 < v <= 1
+                       for v in value)
             or value[0] > value[1]):
         raise ValueError(f"{name} must be two numbers (low, high) with 0 < low <= high <= 1, "
                          f"got {value!r}")
@@ -244,7 +245,8 @@ CHECKS = {
 
 
 def check_value(name: str, value):
-    """Validate one knob; unknown names are an error too (a misspelt parameter must not be ignored)."""
+    ("""Validate one knob; unknown names are an error too (a misspelt parameter must not be """
+     """ignored).""")
     if name not in CHECKS:
         raise ValueError(f"unknown parameter {name!r}; known parameters: {sorted(CHECKS)}")
     return CHECKS[name](name, value)
@@ -330,8 +332,9 @@ def check_input_size(input_size: int, blocks, padding: str) -> None:
     needed = {"none": 3, "reflect": 2}.get(padding, 1)
     if size < needed:
         raise ValueError(f"padding={padding!r} shrinks a {input_size}px canvas to a {size}x{size} "
-                         f"map with blocks={tuple(blocks)} (at least {needed}x{needed} is needed); use a larger canvas "
-                         f"(image_size or grid), fewer blocks, or another padding")
+                         f"map with blocks={tuple(blocks)} (at least {needed}x{needed} is "
+                         f"needed); use a larger canvas (image_size or grid), fewer blocks, or "
+                         f"another padding")
 
 
 def check_blur_size(blur_size: int, input_size: int, blocks, padding: str) -> None:

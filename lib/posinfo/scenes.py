@@ -64,14 +64,16 @@ def _textures() -> dict:
     # Clouds: smooth noise, made once from a fixed seed (it is part of the data, not the run).
     generator = torch.Generator().manual_seed(2021)
     noise = torch.rand(1, 1, _TEX_SIZE // 8, _TEX_SIZE // 8, generator=generator)
-    smooth = F.interpolate(noise, size=(_TEX_SIZE, _TEX_SIZE), mode="bicubic", align_corners=False)[0]
+    smooth = F.interpolate(noise, size=(_TEX_SIZE, _TEX_SIZE), mode="bicubic",
+                           align_corners=False)[0]
     clouds = 0.7 + 0.3 * smooth + 0.05 * torch.rand(1, _TEX_SIZE, _TEX_SIZE, generator=generator)
     tex["clouds"] = (clouds * torch.tensor(_TINTS["clouds"])[:, None, None]).clamp(0, 1)
     tex["water"] = (clouds.flip(-1) * torch.tensor(_TINTS["water"])[:, None, None]).clamp(0, 1)
     tex["bonnet"] = (0.5 * tex["gravel"].mean(0, keepdim=True)
                      * torch.tensor(_TINTS["bonnet"])[:, None, None])
     for name in _PHOTOS:
-        photo = torch.tensor(getattr(data, name)(), dtype=torch.float32).permute(2, 0, 1)[None] / 255
+        photo = torch.tensor(getattr(data, name)(),
+                             dtype=torch.float32).permute(2, 0, 1)[None] / 255
         tex[name] = F.interpolate(photo, size=(64, 96), mode="area")[0]
     return tex
 
@@ -126,7 +128,8 @@ def make_scenes(n: int, height: int, width: int, mode: str = "asymmetric",
 
     labels = torch.full((n, height, width), CLASSES.index("sky"), dtype=torch.long)
     labels[ground.expand(n, -1, -1)] = CLASSES.index("vegetation")  # the verge on the left
-    labels[(ground & (u >= road_left) & (u < road_right)).expand(n, -1, -1)] = CLASSES.index("road")
+    labels[(ground & (u >= road_left)
+            & (u < road_right)).expand(n, -1, -1)] = CLASSES.index("road")
     sidewalk = ground & (u >= road_right)
     labels[sidewalk] = CLASSES.index("sidewalk")
     # Right: a building from a ragged roof line down to the horizon.
@@ -186,8 +189,8 @@ def _paint_cars(labels, images, u, v, horizon, road_right, generator):
         d = (bottom - horizon) / (1 - horizon)
         tall = 0.08 + 0.3 * d
         wide = tall * 1.6 * height / width
-        edge = horizon.new_zeros(n, 1, 1) + (road_right * ((v - bottom).abs() < 1.0 / height)).amax(
-            dim=(1, 2), keepdim=True)  # road_right at the car's bottom row
+        edge = horizon.new_zeros(n, 1, 1) + (  # road_right at the car's bottom row
+            road_right * ((v - bottom).abs() < 1.0 / height)).amax(dim=(1, 2), keepdim=True)
         left = edge - 0.35 * wide
         box = present & (v > bottom - tall) & (v <= bottom) & (u >= left) & (u < left + wide)
         labels[box] = CLASSES.index("car")
@@ -289,13 +292,16 @@ def load_cityscapes(root, split: str = "val", height: int = 1024, width: int = 2
         raise FileNotFoundError(f"data='cityscapes' needs the Cityscapes dataset; missing: "
                                 f"{', '.join(missing)}. Unpack both zips into {root} (see "
                                 f"data/README.md)")
-    ds = torchvision.datasets.Cityscapes(str(root), split=split, mode="fine", target_type="semantic")
+    ds = torchvision.datasets.Cityscapes(str(root), split=split, mode="fine",
+                                         target_type="semantic")
     count = len(ds) if n is None else min(n, len(ds))
     images, labels = [], []
     for i in range(count):
         img, lab = ds[i]
         x = pil_to_tensor(img.convert("RGB")).float()[None] / 255
         y = pil_to_tensor(lab)[None].float()
-        images.append(F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)[0])
-        labels.append(cityscapes_train_ids(F.interpolate(y, size=(height, width), mode="nearest")[0, 0]))
+        images.append(F.interpolate(x, size=(height, width), mode="bilinear",
+                                    align_corners=False)[0])
+        labels.append(cityscapes_train_ids(
+            F.interpolate(y, size=(height, width), mode="nearest")[0, 0]))
     return Scenes(torch.stack(images), torch.stack(labels))

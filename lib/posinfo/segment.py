@@ -158,7 +158,8 @@ def class_iou(confusion: torch.Tensor) -> torch.Tensor:
 
 # ---- training ----------------------------------------------------------------------------------
 SEGMENTER_KEYS = ("scene_height", "scene_width", "scene_mode", "n_train", "n_val", "padding",
-                  "width", "blocks", "atrous_rates", "head_channels", "epochs", "batch_size", "lr", "betas", "seed")
+                  "width", "blocks", "atrous_rates", "head_channels", "epochs", "batch_size",
+                  "lr", "betas", "seed")
 
 
 def segmenter_config(settings, **changes) -> dict:
@@ -243,7 +244,8 @@ def segmentation_setup(settings, device=None) -> SegmentationSetup:
                                           [_missing_checkpoint(checkpoint)])
     if missing:
         raise FileNotFoundError("data='cityscapes' (the paper profile) is missing: "
-                                + "; ".join(missing) + ". See data/README.md; nothing is downloaded.")
+                                + "; ".join(missing)
+                                + ". See data/README.md; nothing is downloaded.")
     model = load_paper_segmenter(checkpoint, len(CITYSCAPES_CLASSES))
     val = load_cityscapes(root, "val", settings.scene_height, settings.scene_width, settings.n_val)
     return SegmentationSetup(model, val.images, val.labels, CITYSCAPES_CLASSES, None)
