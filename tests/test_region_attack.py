@@ -1,4 +1,5 @@
-"""Claim 5's side sets and statistic on known answers: a planted left channel, hand-worked drops."""
+"""Claim 5's side sets and statistic on known answers: a planted left channel, hand-worked
+drops."""
 import math
 
 import pytest

@@ -162,7 +162,8 @@ METRICS = ("clean_accuracy", "consistency", "latent_distance", "position_probe")
 
 
 def summarise(results: list[RunResult]) -> dict:
-    """{arm: {metric: (mean, std over seeds)}}; std is the sample standard deviation (0 for one seed)."""
+    ("""{arm: {metric: (mean, std over seeds)}}; std is the sample standard deviation """
+     """(0 for one seed).""")
     summary = {}
     for r in results:
         summary.setdefault(r.arm, {m: [] for m in METRICS + ("shift_curve",)})
@@ -198,6 +199,6 @@ def markdown_table(summary: dict) -> str:
     """The chapter's table: mean ± std over seeds of every metric, one row per arm."""
     header = ("| arm | clean accuracy ↑ | consistency ↑ | latent distance ↓ | position probe ↓ |\n"
               "|---|---|---|---|---|")
-    rows = [f"| {arm} | " + " | ".join(f"{row[m][0]:.3f} ± {row[m][1]:.3f}" for m in METRICS) + " |"
-            for arm, row in summary.items()]
+    rows = [f"| {arm} | " + " | ".join(f"{row[m][0]:.3f} ± {row[m][1]:.3f}" for m in METRICS)
+            + " |" for arm, row in summary.items()]
     return "\n".join([header, *rows])
