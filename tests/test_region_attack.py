@@ -125,3 +125,36 @@ def test_region_class_iou_scores_each_half_separately():
     iou = region_class_iou(Copy(), logits, labels, 2, features=logits)
     assert iou["left"][0].item() == 0.0 and iou["left"][1].item() == 0.0
     assert iou["right"][1].item() == 1.0 and math.isnan(iou["right"][0].item())
+
+
+class HalfSegmenter(HalfChannels):
+    """HalfChannels under a head that reads class 1 where the left-half channel is bright
+    and class 0 elsewhere: zeroing channel 0 (the left attack's first pick) erases every
+    class-1 prediction, which only the left half ever had."""
+
+    def decode(self, f, size):
+        return torch.stack([torch.full_like(f[:, 0], 0.5), f[:, 0]], 1)
+
+    def forward(self, x):
+        return self.decode(self.features(x), x.shape[-2:])
+
+
+def test_side_statistics_rerun_the_attacks_on_each_seeds_stored_segmenter():
+    from types import SimpleNamespace
+
+    from posinfo.attack import side_experiment, side_statistics
+    x = torch.ones(4, 3, 4, 8)
+    labels = torch.zeros(4, 4, 8, dtype=torch.long)
+    labels[..., :4] = 1  # the left half is class 1, as the clean model predicts
+    setup = SimpleNamespace(model=HalfSegmenter(), images=x, labels=labels, num_classes=2)
+    result = side_experiment(setup, "blank", 1)
+    # by hand: the left attack zeroes channel 0, so the left half (all class 1) is now
+    # wrong everywhere (left mIoU 1 -> 0) and the right half stays right (right mIoU 1)
+    assert result["scores"]["clean"]["left"] == 1.0
+    assert result["scores"]["left attack"]["left"] == 0.0
+    assert result["scores"]["left attack"]["right"] == 1.0
+    runs = {(7, 3): {"setup": setup}, (8, 3): {"setup": setup}}
+    stats = side_statistics(runs, [7, 8], 3, "blank", 1)
+    assert stats == [side_statistic(result["scores"])] * 2
+    with pytest.raises(ValueError, match="N must be an integer in"):
+        side_statistics(runs, [7], 3, "blank", 5)  # more than the 4 channels

@@ -171,7 +171,7 @@ PINNED = [
     ("channel_order", "default", dict(epochs=8, n_seeds=3, budgets=(1, 2, 4, 8),
                                       chance_tolerance=0.15, class_fraction=0.8, min_effect=0.5,
                                       placements=(1, 2, 3, 4, 5), normalize=False)),
-    ("augshift", "default", dict(n_seeds=8, ablation_seeds=4, lambdas=(0.1, 1.0, 10.0),
+    ("augshift", "default", dict(n_seeds=12, ablation_seeds=2, lambdas=(0.1, 1.0, 10.0),
                                  accuracy_margin=0.02, min_effect=0.01, seed=200, margin=2,
                                  max_shift=6, precise_bn=True)),
     ("augshift", "gpu", dict(margin=5, max_shift=16, image_size=32, normalize=True,

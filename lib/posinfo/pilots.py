@@ -39,9 +39,10 @@ SEED_CAPS = {"smoke": 2, "default": 12, "gpu": 16, "paper": 3}
 # Chapter 3's criterion on the baseline alone.
 MAX_BASELINE_CONSISTENCY = 0.90
 MIN_BASELINE_ACCURACY = 0.50
-# Chapter 3's candidate tasks, mildest first: pixels of the digit a view may cut at the
-# edge (max_shift - margin) at the profile's max_shift.
-CUTS = (0, 2, 4, 6)
+# Chapter 3's candidate tasks, mildest first: the share of the digit's side a view may cut
+# at the edge, (max_shift - margin) / image_size, at the profile's max_shift (half the side:
+# 0, 2, 4 and 6 px of the default's 12 px digits; 0, 5, 11 and 16 px of the gpu's 32 px).
+CUT_SHARES = (0, 1 / 6, 1 / 3, 1 / 2)
 
 
 def record_path(chapter: str, profile: str) -> Path:
@@ -74,13 +75,13 @@ def sample_size(values, min_effect: float, confidence: float, cap: int) -> dict:
 
 
 # ---- chapter 3 -------------------------------------------------------------------------------
-def augshift_pilot(profile: str, seeds=PILOT_SEEDS, cuts=CUTS) -> dict:
+def augshift_pilot(profile: str, seeds=PILOT_SEEDS, shares=CUT_SHARES) -> dict:
     """Chapter 3: the task by the baseline alone, then the seeds from the paired gain."""
     from .augshift import augshift_config, measure
 
     base = chapter_settings("augshift", profile)
     tried, chosen = [], None
-    for cut in cuts:
+    for cut in dict.fromkeys(round(share * base.image_size) for share in shares):
         s = Settings(base, margin=base.max_shift - cut)
         runs = [measure("baseline", augshift_config(s, 0.0, False, seed), s.n_pairs)
                 for seed in seeds]
