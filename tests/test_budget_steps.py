@@ -206,13 +206,10 @@ def test_an_old_budget_curve_call_still_draws_epochs():
 
 # ---- the chapters --------------------------------------------------------------------------
 BUDGET_CALLS = ("budget_table", "where_it_holds", "budget_curve")
-_PENDING = pytest.mark.xfail(reason="chapters 3 and 5 are being rewritten: pass "
-                             "steps_per_epoch=settings.steps_per_epoch there", strict=False)
 
 
 @pytest.mark.parametrize("chapter", [
-    "channel_order", pytest.param("augshift", marks=_PENDING), "position_channels",
-    pytest.param("region_attack", marks=_PENDING)])
+    "channel_order", "augshift", "position_channels", "region_attack"])
 def test_every_budget_call_of_a_chapter_passes_its_steps_per_epoch(chapter):
     tree = ast.parse(chapter_sources()[chapter].read_text())
     calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
