@@ -23,9 +23,10 @@
 #
 # The experiment is the paper's *location classification*: paste an image into one cell of a
 # $g \times g$ grid on an otherwise blank canvas and train a network to name the cell. The
-# network is GAPNet from the reference code: a ResNet {cite}`he2016deep` backbone, a $3\times3$ convolution to
-# one map per cell, and GAP of each map *is* the logit. Nothing after the pooling can
-# recover position, so whatever position the logits know, the pooled channels carried.
+# network is GAPNet from the reference code: a ResNet {cite}`he2016deep` backbone, a
+# $3\times3$ convolution to one map per cell, and GAP of each map *is* the logit. Nothing after
+# the pooling can recover position, so whatever position the logits know, the pooled channels
+# carried.
 
 # %%
 import numpy as np
@@ -34,10 +35,13 @@ import torch
 import posinfo
 from posinfo import figures, machine
 from posinfo.canvas import make_task
+from posinfo.invariance import cell_spread
 from posinfo.parameters import settings_from
+from posinfo.probes import accuracy_with_channels
 from posinfo.tables import format_table, glue_values
-from posinfo.train import epochs_for_grid, model_config, train_classifier
-from posinfo.verdict import Rule, judge, t_interval
+from posinfo.train import (epochs_for_grid, evaluate, model_config,
+                           train_classifier)
+from posinfo.verdict import Rule, half_width, judge, t_interval
 
 figures.setup()
 
@@ -229,14 +233,94 @@ print(verdict.explanation())
 # {doc}`This chapter at the gpu profile </book/gpu/01_gap_keeps_position>`.
 # ````
 
+# %% tags=["hide-input"]
+# The numbers of the exercises' worked answers, from this run's models (cache
+# hits, no training): each computation takes a second or two.
+circular = train_classifier(model_config(settings, padding="circular",
+                                         background="zeros"))
+digits = circular.task.test.images[:64]
+on_noise = train_classifier(model_config(settings, padding="zeros",
+                                         background="noise"))
+main = main_runs[settings.seed]
+channels = main.model.backbone.out_channels
+narrow = 4 * 2 ** (len(settings.blocks) - 1)  # output channels at width 4
+kept = torch.randperm(channels, generator=torch.Generator().manual_seed(
+    settings.seed))[:narrow]
+glue_values(
+    "ch1_ex", cell=settings.image_size, stride=2 ** len(settings.blocks),
+    spread_cell=cell_spread(circular.model, digits, settings.grid,
+                            settings.image_size),
+    spread_28=cell_spread(circular.model, digits, settings.grid, 28),
+    zeros_blank=ablation["zeros"]["zeros"],
+    zeros_noise=ablation["zeros"]["noise"],
+    texture=evaluate(on_noise.model,
+                     make_task(settings, background="texture")).accuracy,
+    channels=channels, narrow=narrow,
+    kept=accuracy_with_channels(main.model, main.task, kept),
+    n=above_chance.n, sd=above_chance.sd,
+    half_now=above_chance.high - above_chance.value,
+    half_6=half_width(above_chance.sd, 6, settings.confidence))
+
 # %% [markdown]
 # ## Exercises
+#
+# Each answer is hidden until you open it; its numbers come from this page's run.
 #
 # 1. Circular padding gave chance. Predict what happens with circular padding on a canvas
 #    whose cells are *not* a multiple of the stride, then run it:
 #    `python -m posinfo.run 1 --out runs/ex1 -p padding circular -p image_size 28`
+#
+#    ```{admonition} Answer
+#    :class: dropdown
+#    Expect location above chance. Circular padding hides position only for shifts the
+#    strided layers can follow: whole multiples of the network's total stride
+#    ({glue:text}`ch1_ex_stride` px here). A {glue:text}`ch1_ex_cell` px cell is one, a 28 px
+#    cell is not. This page's circular-padded GAPNet shows it without retraining: with the same
+#    digits put in every cell of a blank canvas, its logits move from cell to cell by
+#    {glue:text}`ch1_ex_spread_cell` of their size at {glue:text}`ch1_ex_cell` px cells, and by
+#    {glue:text}`ch1_ex_spread_28` at 28 px cells. A network trained on 28 px cells has that
+#    difference to learn from (the stride samples each cell at another phase), so its accuracy
+#    can rise above chance ({glue:text}`ch1_chance`); how far is for your run to show. The
+#    position then comes from aliasing, not from a border.
+#    ```
+#
 # 2. Does a textured background change the picture for zero padding?
 #    `python -m posinfo.run 1 --out runs/ex2 -p background texture`
+#
+#    ```{admonition} Answer
+#    :class: dropdown
+#    Expect no change: zero padding marks where the canvas ends whatever fills it. In this run
+#    zero padding reached {glue:text}`ch1_ex_zeros_blank` on the blank canvas and
+#    {glue:text}`ch1_ex_zeros_noise` on noise (Figure 2). The zero-padded network trained on
+#    noise, scored without retraining on textured canvases it has never seen, still names the
+#    cell at {glue:text}`ch1_ex_texture`: what it reads is the border, not the background.
+#    ```
+#
 # 3. How few channels are enough? `python -m posinfo.run 1 --out runs/ex3 -p width 4`
+#
+#    ```{admonition} Answer
+#    :class: dropdown
+#    At width 4 the backbone ends in {glue:text}`ch1_ex_narrow` channels instead of
+#    {glue:text}`ch1_ex_channels`. A preview without retraining: zero all but
+#    {glue:text}`ch1_ex_narrow` of the main GAPNet's {glue:text}`ch1_ex_channels` output channels,
+#    drawn at random, and it names the cell at {glue:text}`ch1_ex_kept` (chance
+#    {glue:text}`ch1_chance`). Position here is one signal, the border, which a few channels can
+#    carry; a network trained at width 4 also arranges its few channels for the task, which a
+#    wide network cut down cannot. So the preview is a rough guide, and your run's numbers may
+#    come out higher.
+#    ```
+#
 # 4. How does the verdict's interval shrink with more seeds?
 #    `python -m posinfo.run 1 --out runs/ex4 -p n_seeds 6`
+#
+#    ```{admonition} Answer
+#    :class: dropdown
+#    The interval's half-width is $t \cdot s / \sqrt{n}$, with $s$ the spread over seeds and $t$
+#    the Student-t quantile, which also falls as $n$ grows. Over this run's
+#    {glue:text}`ch1_ex_n` seeds the accuracy minus chance has $s =$ {glue:text}`ch1_ex_sd`, so
+#    the half-width is {glue:text}`ch1_ex_half_now`; six seeds that spread alike would give
+#    {glue:text}`ch1_ex_half_6`. When every seed scores the same ($s = 0$, as when each network
+#    places every digit right) the interval is a point already, and a new seed can only widen
+#    it, by landing elsewhere. The rerun trains only the new seeds: the first ones are in the
+#    model cache.
+#    ```

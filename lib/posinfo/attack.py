@@ -439,3 +439,53 @@ def extra_damage(result: dict) -> float:
     cols = [list(result["ns"]).index(n) for n in result["judged"]]
     sweep = result["sweep"]
     return float(sum(sweep["random-N"][i] - sweep["top-N"][i] for i in cols) / len(cols))
+
+
+# ---- chapter 4's exercises: the computations behind their worked answers -------------------
+def mirror_some(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A copy of (N, C, H, W) images with each mirrored left-right with probability 1/2, as
+    ``scene_mode="symmetric"`` draws its scenes: data on which E[d] of the flip ranking is 0."""
+    mirror = torch.rand(len(images), generator=generator) < 0.5
+    out = images.clone()
+    out[mirror] = out[mirror].flip(-1)
+    return out
+
+
+def flip_summary(model: nn.Module, images: torch.Tensor, seed: int) -> dict:
+    """Chapter 4, exercise 2: the flip ranking of ``images`` as drawn and with a random half
+    mirrored (``mirror_some``), each summarised over channels by the mean of mean |d| (the
+    height of the chapter's Figure 2) and the mean of |mean d| (the signed mean's size).
+    Mirroring an image only flips the sign of its d: the first stays, the second shrinks.
+    Rows for ``tables.format_table``."""
+    mirrored = mirror_some(images, torch.Generator().manual_seed(seed))
+    rows = {}
+    for name, x in (("as drawn", images), ("half mirrored", mirrored)):
+        ranking = rank_position_channels(model, x)
+        rows[name] = {"mean |d|": float(ranking.abs_diff.mean()),
+                      "|mean d|": float(ranking.signed_diff.abs().mean())}
+    return rows
+
+
+def lookalike_pairs(class_names) -> list[tuple[int, int]]:
+    """(i, j) class indices painted with the same texture in look-alike street scenes
+    (``scenes``: road and sidewalk, building and wall, sky and puddle), both orders."""
+    from .scenes import _LOOKALIKE
+
+    index = {name: k for k, name in enumerate(class_names) if name in _LOOKALIKE}
+    return [(index[a], index[b]) for a in index for b in index
+            if a != b and _LOOKALIKE[a] == _LOOKALIKE[b]]
+
+
+def lookalike_share(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                    class_names, channels=None, features=None) -> float:
+    """Chapter 4, exercise 1: the share of wrongly labelled pixels (``channels`` zeroed;
+    None: clean) whose predicted class is the true class's look-alike, the errors that
+    ``scene_mode="distinct"`` (every class on its own texture) takes away. NaN when the
+    classes have no look-alikes (Cityscapes) or nothing is wrong."""
+    pairs = lookalike_pairs(class_names)
+    pred = predict(model, images, channels, features)
+    conf = confusion_matrix(pred, labels, len(class_names)).double()
+    wrong = conf.sum() - conf.diag().sum()
+    if not pairs or wrong == 0:
+        return float("nan")
+    return float(sum(conf[i, j] for i, j in pairs) / wrong)

@@ -98,3 +98,27 @@ def position_probe_accuracy(model: nn.Module, task: ShiftTask, bins: int = 3, n_
     regions = position_bins(dy, dx, task.max_shift, bins).numpy()
     images = np.tile(np.arange(len(task.test)), n_views)
     return linear_probe(latents, regions, images, seed=seed)
+
+
+@torch.no_grad()
+def cell_spread(model: nn.Module, images: torch.Tensor, grid: int, cell: int) -> float:
+    """How much a location network's logits move when one image moves between the cells of
+    a blank grid x grid canvas of ``cell``-pixel cells (chapter 1, exercise 1).
+
+    Each image is resized to ``cell`` pixels (as ``image_size`` would) and put in every
+    cell; per image, the largest change of any logit from its value with the image in cell
+    0, over the largest logit's size; the mean over images. 0: the network sees the same
+    thing in every cell (circular padding when the cell is a multiple of its stride).
+    """
+    from .canvas import place_on_canvas
+
+    if images.shape[-1] != cell:
+        images = torch.nn.functional.interpolate(images, size=(cell, cell),
+                                                 mode="bilinear", align_corners=False)
+    k = grid * grid
+    n = len(images)
+    cells = torch.arange(k).repeat(n)
+    canvases = place_on_canvas(images.repeat_interleave(k, 0), cells, grid)
+    logits = _outputs(model.eval(), canvases)[0].reshape(n, k, -1)
+    change = (logits - logits[:, :1]).abs().amax(dim=(1, 2))
+    return float((change / logits.abs().amax(dim=(1, 2)).clamp(min=1e-12)).mean())

@@ -112,3 +112,44 @@ def cell_means(z: np.ndarray, cells, grid: int) -> np.ndarray:
     """(C, g*g): mean latent of each channel for canvases with the object in each cell."""
     cells = np.asarray(cells)
     return np.stack([z[cells == k].mean(axis=0) for k in range(grid * grid)], axis=1)
+
+
+def with_padding(model: torch.nn.Module, padding: str) -> torch.nn.Module:
+    """A copy of ``model`` whose padded convolutions pad as ``padding`` says ("zeros",
+    "circular", "reflect", "replicate"); the weights are untouched (chapter 2, exercise 3:
+    the chapter's classifier with circular padding, no retraining)."""
+    import copy
+
+    allowed = ("zeros", "circular", "reflect", "replicate")
+    if padding not in allowed:
+        raise ValueError(f"padding must be one of {allowed}, got {padding!r}")
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d) and any(module.padding):
+            module.padding_mode = padding
+    return model
+
+
+@torch.no_grad()
+def accuracy_with_channels(model, task: CanvasTask, keep, device=None) -> float:
+    """Accuracy on ``task``'s test set with every channel of the backbone's output zeroed
+    except the ``keep`` indices, before the head (chapter 1, exercise 3: how many of a
+    trained network's channels its answer needs)."""
+    from .train import evaluate
+
+    keep = torch.as_tensor(keep, dtype=torch.long).flatten()
+    channels = model.backbone.out_channels
+    if len(keep) and (keep.min() < 0 or keep.max() >= channels):
+        raise ValueError(f"keep must lie in [0, {channels - 1}] for a backbone of "
+                         f"{channels} channels, got {keep.tolist()}")
+
+    def only_kept(_module, _inputs, output):
+        mask = torch.zeros(output.shape[1], dtype=output.dtype, device=output.device)
+        mask[keep.to(output.device)] = 1
+        return output * mask[:, None, None]
+
+    handle = model.backbone.register_forward_hook(only_kept)
+    try:
+        return evaluate(model, task, device).accuracy
+    finally:
+        handle.remove()
