@@ -36,7 +36,8 @@ from posinfo import figures, machine
 from posinfo.canvas import NUM_CLASSES
 from posinfo.parameters import settings_from
 from posinfo.permute import retention
-from posinfo.probes import cell_means, gap_latents, probe_table, selectivity
+from posinfo.probes import (cell_means, gap_latents, probe_table, selectivity,
+                            with_padding)
 from posinfo.tables import format_table, glue_values
 from posinfo.train import model_config, train_budgets, train_classifier
 from posinfo.verdict import (PAPER_STEPS, Rule, budget_label, budget_table,
@@ -347,6 +348,34 @@ figures.budget_curve(curves, settings.min_effect,
 # {glue:text}`ch2_longest`.* The budgets at which the claim held:
 # **{glue:text}`ch2_held_at`**.
 
+# %% tags=["hide-input"]
+# The numbers of the exercises' worked answers, from this run's models (no
+# training): the budget curve's ends, the shuffle before stage 1, and the probes
+# on the digit classifier with its padding switched to circular.
+first, last = min(settings.budget_epochs), max(settings.budget_epochs)
+answers = dict(
+    first=budget_label(first, per_epoch), last=budget_label(last, per_epoch),
+    twenty=budget_label(20, per_epoch),
+    cls_first=curves["class kept"][first].value,
+    cls_last=curves["class kept"][last].value,
+    loc_last=curves["location kept"][last].value,
+    width=settings.width, cell=settings.image_size,
+    stride=2 ** len(settings.blocks),
+    loc_base=accuracy["location"]["baseline"].mean(),
+    cls_base=accuracy["class"]["baseline"].mean())
+if "stage 1" in arms:
+    answers.update(loc_stage1=accuracy["location"]["stage 1"].mean(),
+                   cls_stage1=accuracy["class"]["stage 1"].mean())
+circular = with_padding(baselines["class"].model, "circular")
+circular_probes = probe_table(gap_latents(circular, baselines["class"].task),
+                              labels, seed=settings.seed)
+answers.update(circ_cell=circular_probes[("ordered", "cell")],
+               circ_cell_sorted=circular_probes[("sorted", "cell")],
+               circ_class=circular_probes[("ordered", "class")],
+               zero_cell=probes["class"][("ordered", "cell")],
+               chance_cell=chance["location"])
+glue_values("ch2_ex", **answers)
+
 # %% [markdown]
 # At this scale the shuffle after GAP leaves location at {glue:text}`ch2_loc_shuffled` and
 # class at {glue:text}`ch2_cls_shuffled` (means over seeds), against
@@ -358,9 +387,54 @@ figures.budget_curve(curves, settings.min_effect,
 #
 # ## Exercises
 #
+# Each answer is hidden until you open it; its numbers come from this page's run.
+#
 # 1. Does a longer run let the class survive the shuffle after GAP?
 #    `python -m posinfo.run channel_order --out runs/long -p epochs 20 -p placements "(5,)"`
+#
+#    ```{admonition} Answer
+#    :class: dropdown
+#    Look at the *class kept* line of Figure 3. In this run it went from
+#    {glue:text}`ch2_ex_cls_first` at {glue:text}`ch2_ex_first` to {glue:text}`ch2_ex_cls_last`
+#    at {glue:text}`ch2_ex_last`, with location kept at {glue:text}`ch2_ex_loc_last` at the end.
+#    Behind a random shuffle the linear layer can read only the sum of the latent, so the class
+#    survives only as far as the network learns to code it in that one number. A longer run
+#    ({glue:text}`ch2_ex_twenty`, still short of the paper's {glue:text}`ch2_paper_steps`
+#    steps) can change the answer only if that line is still climbing at its right end; if it
+#    is flat there, expect class kept to stay near {glue:text}`ch2_ex_cls_last`.
+#    ```
+#
 # 2. Shuffle before the first stage with a very narrow network, where the channels cannot
 #    all be made redundant: `python -m posinfo.run channel_order --out runs/narrow -p width 2`
+#
+#    ```{admonition} Answer
+#    :class: dropdown
+#    At this run's width ({glue:text}`ch2_ex_width`), the shuffle before stage 1 left location
+#    at {glue:text}`ch2_ex_loc_stage1` (baseline {glue:text}`ch2_ex_loc_base`) and class at
+#    {glue:text}`ch2_ex_cls_stage1` (baseline {glue:text}`ch2_ex_cls_base`). The shuffle mixes
+#    only the stem's channels; the zero-padded stages after it can find the canvas border again,
+#    so expect location to stay high at width 2 too. What two interchangeable stem channels
+#    lose is detail, and the digit's class needs detail where its cell does not: expect the
+#    class to pay for the narrow shuffled stem, more than location does. Compare each arm with
+#    the width-2 baseline of the same run, which is narrow too; the numbers are your run's.
+#    ```
+#
 # 3. Circular padding (chapter 1) removes position altogether. What should the probes show?
 #    `python -m posinfo.run channel_order --out runs/circular -p padding circular`
+#
+#    ```{admonition} Answer
+#    :class: dropdown
+#    The cell at chance, from the ordered and the sorted latent alike. With circular padding
+#    every layer commutes with circular shifts, and moving a digit one cell
+#    ({glue:text}`ch2_ex_cell` px) is a whole number of the network's total stride
+#    ({glue:text}`ch2_ex_stride` px), so the pooled latent is the same in every cell, whatever
+#    the weights. This page's digit classifier with its padding switched to circular (same
+#    weights, no retraining) shows it: the probe reads the cell at {glue:text}`ch2_ex_circ_cell`
+#    from the ordered latent and {glue:text}`ch2_ex_circ_cell_sorted` from the sorted one
+#    (chance {glue:text}`ch2_ex_chance_cell`), where the zero-padded original reached
+#    {glue:text}`ch2_ex_zero_cell`; the class is still read at {glue:text}`ch2_ex_circ_class`.
+#    A network trained with circular padding gives the same cell result by the same argument;
+#    its class accuracy is for your run. With no position left to store, the probes cannot say
+#    anything about *how* it is stored: this control shows the probe is not reading the cell
+#    from something else.
+#    ```
