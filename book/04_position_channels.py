@@ -34,10 +34,11 @@ import torch
 
 import posinfo
 from posinfo import figures, machine
-from posinfo.attack import extra_damage, flip_attack
+from posinfo.attack import (extra_damage, flip_attack, flip_summary,
+                            lookalike_share)
 from posinfo.parameters import settings_from
 from posinfo.scenes import CLASSES, PALETTE, colorize, make_scenes
-from posinfo.segment import segmentation_budgets
+from posinfo.segment import segmentation_budgets, segmentation_setup
 from posinfo.tables import format_table, glue_values
 from posinfo.verdict import (PAPER_STEPS, Rule, budget_label, budget_table,
                              judge, t_interval, where_it_holds)
@@ -247,6 +248,26 @@ figures.budget_curve({"random-N minus top-N": curve}, settings.min_effect,
 # {glue:text}`ch4_longest`.* The budgets at which the claim held:
 # **{glue:text}`ch4_held_at`**.
 
+# %% tags=["hide-input"]
+# The numbers of the exercises' worked answers: the budget curve's ends, and the
+# first segmenter (a cache hit, no training) re-scored and re-ranked.
+first, last = min(settings.budget_epochs), max(settings.budget_epochs)
+one = segmentation_setup(settings)  # the segmenter of seed `seed`
+top = runs[settings.seed]["ranking"].top("overall", max(judged), one.model)
+flips = flip_summary(one.model, one.images, settings.seed)
+glue_values(
+    "ch4_ex", n=max(judged), min_effect=settings.min_effect,
+    share_clean=lookalike_share(one.model, one.images, one.labels,
+                                one.class_names),
+    share_top=lookalike_share(one.model, one.images, one.labels,
+                              one.class_names, channels=top),
+    abs_drawn=flips["as drawn"]["mean |d|"],
+    abs_mirrored=flips["half mirrored"]["mean |d|"],
+    signed_drawn=flips["as drawn"]["|mean d|"],
+    signed_mirrored=flips["half mirrored"]["|mean d|"],
+    first=budget_label(first, per_epoch), last=budget_label(last, per_epoch),
+    stat_first=curve[first].value, stat_last=curve[last].value)
+
 # %% [markdown]
 # On this run the top-$N$ attack's extra damage over random-$N$ in the verdict's range was
 # {glue:text}`ch4_gap` (a negative value means top-$N$ hurt *less* than random). The same
@@ -275,10 +296,69 @@ figures.budget_curve({"random-N minus top-N": curve}, settings.min_effect,
 #
 # ## Exercises
 #
+# Each answer is hidden until you open it; its numbers come from this page's run.
+#
 # 1. Remove the look-alikes: with every class on its own texture, does anything change?
 #    `python -m posinfo.run position_channels --out runs/ex1 -p scene_mode distinct`
+#
+#    ```{admonition} Answer
+#    :class: dropdown
+#    What changes is what position is needed for. With distinct textures a pixel's look names
+#    its class; position was needed to tell road from sidewalk, building from wall and sky from
+#    puddle. How much of the errors that is: of the wrongly labelled pixels of this page's first
+#    segmenter, {glue:text}`ch4_ex_share_clean` are such look-alike confusions, and
+#    {glue:text}`ch4_ex_share_top` with its top-{glue:text}`ch4_ex_n` flip-ranked channels
+#    zeroed. Distinct textures remove that share of the errors and no more: the smaller it is,
+#    the less clean mIoU should rise above {glue:text}`ch4_clean`, and where it stays small
+#    under the attack too, the attack's damage lies outside those confusions, so Figure 3
+#    should change little. Whether top-$N$ then differs from random-$N$ is your run's verdict
+#    line.
+#    ```
+#
 # 2. Remove the asymmetry and compare Figure 2:
 #    `python -m posinfo.run position_channels --out runs/ex2 -p scene_mode symmetric`
+#
+#    ```{admonition} Answer
+#    :class: dropdown
+#    Figure 2 need not flatten. It plots the mean of $|d|$, and mirroring a scene only flips
+#    the sign of its $d$; what symmetric scenes fix is the *signed* mean, $E[d] = 0$, since a
+#    scene and its mirror are equally likely. This page's first segmenter shows both, without
+#    retraining, on its validation scenes with a random half mirrored (as `symmetric` draws
+#    them): the mean over channels of mean $|d|$ goes from {glue:text}`ch4_ex_abs_drawn` to
+#    {glue:text}`ch4_ex_abs_mirrored` (unchanged), while the mean size of the signed mean falls
+#    from {glue:text}`ch4_ex_signed_drawn` to {glue:text}`ch4_ex_signed_mirrored`. A segmenter
+#    trained on symmetric scenes also has other weights, so the height of your Figure 2 may
+#    differ; its ranking then finds channels whose response to a scene's content is lopsided,
+#    not channels that know the scenes' left from right.
+#    ```
+#
 # 3. Circular padding removes the border the network could read position from:
 #    `python -m posinfo.run position_channels --out runs/ex3 -p padding circular`
+#
+#    ```{admonition} Answer
+#    :class: dropdown
+#    What to look at: clean mIoU against this page's {glue:text}`ch4_clean`, Figure 3 and the
+#    verdict line. With circular padding no layer can measure the distance to the frame's
+#    edge; the network still sees the layout inside the scene (sky above road, the curb
+#    between road and sidewalk), but not where a pixel sits in the frame. The classes that
+#    differ mainly in place, the look-alike pairs, are where that should cost accuracy
+#    ({glue:text}`ch4_ex_share_clean` of this page's errors are already theirs). With less
+#    position in the network there is less for the flip-ranked channels to carry, so expect
+#    top-$N$ no further below random-$N$ than here. The numbers are yours to produce: this
+#    chapter trains no circular segmenter, and a zero-padded one switched to circular padding
+#    is no stand-in for one trained with it.
+#    ```
+#
 # 4. Train longer: `python -m posinfo.run position_channels --out runs/ex4 -p epochs 20`
+#
+#    ```{admonition} Answer
+#    :class: dropdown
+#    Look at Figure 4. Here the statistic was {glue:text}`ch4_ex_stat_first` at
+#    {glue:text}`ch4_ex_first` and {glue:text}`ch4_ex_stat_last` at {glue:text}`ch4_ex_last`;
+#    the claim needs more than {glue:text}`ch4_ex_min_effect`. Twenty epochs can change the
+#    verdict only if the curve is still climbing towards that line at its right end: a longer
+#    run makes the segmenters better, but the statistic is the difference between two attacks
+#    on the same network, and it moves only if the network comes to lean on its
+#    flip-sensitive channels more than on others. The run trains new segmenters (the cache
+#    holds this page's budgets only) and takes about 20/8 of this chapter's training time.
+#    ```
