@@ -231,6 +231,65 @@ def paste_in_cells(images: torch.Tensor, cells: torch.Tensor, grid: int,
     return paste(images, canvas, top, left)
 
 
+# ---- one epoch drawn on the device (train.fit's graphed path on CUDA) -----------------------
+def whole_batches(order: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """An epoch's order completed to a whole number of batches with its own first entries.
+
+    The graphed loop needs every batch the same size. Instead of dropping the last partial
+    batch, it is filled up with the first images of the same order again (seen twice in that
+    epoch, in the same cell with the same flip and offsets), so an epoch has ceil(n /
+    batch_size) steps of exactly batch_size canvases: the same step count as train_batches."""
+    n = len(order)
+    m = -(-n // batch_size) * batch_size
+    return order if m == n else order.repeat(-(-m // n))[:m]
+
+
+_STATS: dict = {}
+
+
+def _into_space(images: ImageSet, x: torch.Tensor) -> torch.Tensor:
+    """ImageSet.normalize with the mean and std kept on x's device after the first call, so
+    that a step never copies them from the host again (a wait for the GPU, and an error
+    inside a CUDA graph capture). The same arithmetic, hence the same values."""
+    if images.mean is None:
+        return x
+    key = (images.mean, images.std, str(x.device))
+    if key not in _STATS:
+        _STATS[key] = images._stats(x)
+    mean, std = _STATS[key]
+    return (x - mean) / std
+
+
+def draw_background(kind: str, n: int, channels: int, size: int, generator: torch.Generator,
+                    images: ImageSet) -> torch.Tensor | None:
+    """make_background with every draw made on ``generator``'s device (no copy from the
+    host), from the same calls in the same order: for a CPU generator the very same values.
+    None for zeros (the canvas starts blank, nothing is drawn)."""
+    dev = generator.device
+    if kind == "zeros":
+        return None
+    if kind == "noise":
+        return _into_space(images, torch.rand(n, channels, size, size, generator=generator,
+                                              device=dev))
+    if kind == "texture":
+        tex = _texture(dev)
+        top = torch.randint(0, tex.shape[-2] - size + 1, (n,), generator=generator, device=dev)
+        left = torch.randint(0, tex.shape[-1] - size + 1, (n,), generator=generator, device=dev)
+        rows = (top[:, None] + torch.arange(size, device=dev))[:, :, None]
+        cols = (left[:, None] + torch.arange(size, device=dev))[:, None, :]
+        return _into_space(images, tex[rows, cols][:, None].expand(n, channels, size, size)
+                           .contiguous())
+    raise ValueError(f"background must be one of {BACKGROUNDS}, got {kind!r}")
+
+
+def device_flips(n: int, enabled: bool, generator: torch.Generator) -> torch.Tensor:
+    """draw_flips on ``generator``'s device; all False (nothing drawn) when flips are off."""
+    dev = generator.device
+    if not enabled:
+        return torch.zeros(n, dtype=torch.bool, device=dev)
+    return torch.rand(n, generator=generator, device=dev) < 0.5
+
+
 # ---- flips ---------------------------------------------------------------------------------
 def draw_flips(n: int, enabled: bool, generator: torch.Generator) -> torch.Tensor | None:
     """One coin per training image for an epoch's random horizontal flips (the reference
@@ -303,6 +362,50 @@ class CanvasTask:
             idx_dev = idx.to(self.train.images.device)
             images = flip_some(self.train.images[idx_dev], None if flips is None else flips[idx])
             yield self._canvases(images, self.train.labels[idx_dev], cells[idx], generator)
+
+    # The graphed loop's batches (train.fit on CUDA, see ``graphed``): one epoch's draws made
+    # up front on the generator's device, then batches gathered from them by positions held
+    # on the device, with static shapes and no read-back to the host.
+    def epoch_draws(self, batch_size: int, generator: torch.Generator) -> dict:
+        """One epoch's order, cells and flips, drawn on ``generator``'s device by the same
+        calls in the same order as train_batches (a CPU generator draws the very same values),
+        per position of the order completed to whole batches (``whole_batches``)."""
+        n, dev = len(self.train), generator.device
+        order = torch.randperm(n, generator=generator, device=dev)
+        cells = torch.randint(0, self.grid ** 2, (n,), generator=generator, device=dev)
+        flips = device_flips(n, self.hflip, generator)
+        order = whole_batches(order, batch_size)
+        return {"order": order, "cells": cells[order], "flips": flips[order]}
+
+    def step_draws(self, batch_size: int, generator: torch.Generator) -> dict:
+        """What one step draws besides the epoch's draws: its backgrounds (none for zeros)."""
+        background = draw_background(self.background, batch_size, self.in_channels,
+                                     self.canvas_size, generator, self.train)
+        return {} if background is None else {"background": background}
+
+    def device_batch(self, epoch: dict, positions: torch.Tensor, step: dict):
+        """(canvas, label, cell) of the epoch's ``positions`` (a tensor on the device), as
+        train_batches builds them, with device operations only: capturable in a CUDA graph."""
+        idx = epoch["order"].index_select(0, positions)
+        images = self.train.images.index_select(0, idx)
+        if self.hflip:
+            images = flip_some(images, epoch["flips"].index_select(0, positions))
+        cells = epoch["cells"].index_select(0, positions)
+        n, c = images.shape[:2]
+        canvas = (images.new_zeros(n, c, self.canvas_size, self.canvas_size)
+                  if "background" not in step else step["background"].clone())
+        x = paste_in_cells(images, cells, self.grid, canvas)
+        y = cells if self.target == "location" else self.train.labels.index_select(0, idx)
+        return x, y, cells
+
+    def device_batches(self, batch_size: int, generator: torch.Generator):
+        """One epoch of train_batches' batches built on ``generator``'s device, every batch
+        of batch_size (the last one completed, see ``whole_batches``)."""
+        epoch = self.epoch_draws(batch_size, generator)
+        dev = generator.device
+        for start in range(0, len(epoch["order"]), batch_size):
+            positions = torch.arange(start, start + batch_size, device=dev)
+            yield self.device_batch(epoch, positions, self.step_draws(batch_size, generator))
 
     def _test_index(self):
         n, k = len(self.test), self.grid ** 2

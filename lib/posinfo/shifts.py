@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .canvas import ImageSet, draw_flips, flip_some, load_split, make_background, paste
+from .canvas import (ImageSet, device_flips, draw_background, draw_flips, flip_some,
+                     load_split, make_background, paste, whole_batches)
 from .checks import check_protocol, check_shift
 
 
@@ -118,6 +119,56 @@ class ShiftTask:
                                torch.cat([dx1[idx], dx2[idx]]), self.protocol)
             offsets = torch.stack([dy1[idx], dx1[idx], dy2[idx], dx2[idx]], 1)
             yield both, self.train.labels[idx.to(self.train.labels.device)], offsets
+
+    # The graphed loop's batches (train.fit on CUDA, see ``graphed``), as CanvasTask's.
+    def epoch_draws(self, batch_size: int, generator: torch.Generator) -> dict:
+        """One epoch's order, both views' offsets and the flips, drawn on ``generator``'s
+        device by the same calls in the same order as train_batches (a CPU generator draws the
+        very same values), per position of the order completed to whole batches
+        (``canvas.whole_batches``)."""
+        n, dev = len(self.train), generator.device
+        order = torch.randperm(n, generator=generator, device=dev)
+        shift = (-self.max_shift, self.max_shift + 1, (2, n))
+        view1 = torch.randint(*shift, generator=generator, device=dev)
+        view2 = torch.randint(*shift, generator=generator, device=dev)
+        flips = device_flips(n, self.hflip, generator)
+        order = whole_batches(order, batch_size)
+        return {"order": order, "dy": torch.cat([view1[0][order], view2[0][order]]),
+                "dx": torch.cat([view1[1][order], view2[1][order]]), "flips": flips[order]}
+
+    def step_draws(self, batch_size: int, generator: torch.Generator) -> dict:
+        """What one step draws besides the epoch's draws: its backgrounds (none for zeros)."""
+        background = draw_background(self.background, batch_size, self.in_channels,
+                                     self.canvas_size, generator, self.train)
+        return {} if background is None else {"background": background}
+
+    def device_batch(self, epoch: dict, positions: torch.Tensor, step: dict):
+        """(both views, labels, offsets) of the epoch's ``positions`` (a tensor on the
+        device), as train_batches builds them, with device operations only: capturable in a
+        CUDA graph."""
+        idx = epoch["order"].index_select(0, positions)
+        images = self.train.images.index_select(0, idx)
+        if self.hflip:
+            images = flip_some(images, epoch["flips"].index_select(0, positions))
+        n, c = images.shape[:2]
+        canvas = (images.new_zeros(n, c, self.canvas_size, self.canvas_size)
+                  if "background" not in step else step["background"].clone())
+        margin = torch.full((n,), self.margin, dtype=torch.long, device=images.device)
+        paste(images, canvas, margin, margin)  # centred_canvases, offsets made on the device
+        both = torch.cat([positions, positions + len(epoch["order"])])
+        dy, dx = epoch["dy"].index_select(0, both), epoch["dx"].index_select(0, both)
+        views = shift_views(canvas.repeat(2, 1, 1, 1), dy, dx, self.protocol)
+        offsets = torch.stack([dy[:n], dx[:n], dy[n:], dx[n:]], 1)
+        return views, self.train.labels.index_select(0, idx), offsets
+
+    def device_batches(self, batch_size: int, generator: torch.Generator):
+        """One epoch of train_batches' batches built on ``generator``'s device, every batch
+        of batch_size (the last one completed, see ``canvas.whole_batches``)."""
+        epoch = self.epoch_draws(batch_size, generator)
+        dev = generator.device
+        for start in range(0, len(epoch["order"]), batch_size):
+            positions = torch.arange(start, start + batch_size, device=dev)
+            yield self.device_batch(epoch, positions, self.step_draws(batch_size, generator))
 
     def test_batches(self, batch_size: int = 512):
         """Every test image once, unshifted; backgrounds from a fixed seed."""

@@ -109,9 +109,19 @@ def fit(model: nn.Module, task: CanvasTask, *, epochs: int, batch_size: int, lr:
     ``compile`` names a torch.compile backend (see ``compile_backend``; default: the
     POSINFO_COMPILE environment variable, else off). The model is compiled in place, so its
     state dict, and hence the cache, is the same as without.
+
+    On CUDA, without compile and unless POSINFO_GRAPH=off, the loop is ``graphed``'s: the
+    epoch drawn on the device and the step replayed as a CUDA graph (every batch full: the
+    last one is completed with the epoch's first images). On the CPU, this loop.
     """
     backend = compile_backend(compile)
     device = pick_device(device)
+    if device.type == "cuda":  # the CPU path never imports the graphed loop
+        from . import graphed
+        if graphed.use_graph(device, task, backend):
+            return graphed.fit_graphed(model, task, epochs=epochs, batch_size=batch_size, lr=lr,
+                                       betas=betas, generator=generator, loss_fn=loss_fn,
+                                       device=device, desc=desc, on_epoch_end=on_epoch_end)
     prepare_model(model, device)
     if backend != "off":
         model.compile(backend=backend)
@@ -144,16 +154,6 @@ def fit(model: nn.Module, task: CanvasTask, *, epochs: int, batch_size: int, lr:
     return history
 
 
-@dataclass
-class Evaluation:
-    """Accuracy overall and per grid cell (a grid x grid array, row-major like the cells)."""
-    accuracy: float
-    per_cell: np.ndarray
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, task: CanvasTask, device=None, batch_size: int = 512) -> Evaluation:
-    """Accuracy on the exhaustive test set (every held-out image in every cell)."""
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, task, batch_size: int, seed: int,
                           device=None) -> nn.Module:
@@ -187,6 +187,16 @@ def recalibrate_batchnorm(model: nn.Module, task, batch_size: int, seed: int,
     return model.eval()
 
 
+@dataclass
+class Evaluation:
+    """Accuracy overall and per grid cell (a grid x grid array, row-major like the cells)."""
+    accuracy: float
+    per_cell: np.ndarray
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: CanvasTask, device=None, batch_size: int = 512) -> Evaluation:
+    """Accuracy on the exhaustive test set (every held-out image in every cell)."""
     device = pick_device(device)
     prepare_model(model, device).eval()
     k = task.grid ** 2
