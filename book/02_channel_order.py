@@ -350,8 +350,8 @@ figures.budget_curve(curves, settings.min_effect,
 
 # %% tags=["hide-input"]
 # The numbers of the exercises' worked answers, from this run's models (no
-# training): the budget curve's ends, the shuffle before stage 1, and the probes
-# on the digit classifier with its padding switched to circular.
+# training): the budget curve's ends, the shuffle before stage 1, and the
+# probes on the digit classifier with its padding switched to circular.
 first, last = min(settings.budget_epochs), max(settings.budget_epochs)
 answers = dict(
     first=budget_label(first, per_epoch), last=budget_label(last, per_epoch),

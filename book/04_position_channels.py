@@ -249,8 +249,8 @@ figures.budget_curve({"random-N minus top-N": curve}, settings.min_effect,
 # **{glue:text}`ch4_held_at`**.
 
 # %% tags=["hide-input"]
-# The numbers of the exercises' worked answers: the budget curve's ends, and the
-# first segmenter (a cache hit, no training) re-scored and re-ranked.
+# The numbers of the exercises' worked answers: the budget curve's ends, and
+# the first segmenter (a cache hit, no training) re-scored and re-ranked.
 first, last = min(settings.budget_epochs), max(settings.budget_epochs)
 one = segmentation_setup(settings)  # the segmenter of seed `seed`
 top = runs[settings.seed]["ranking"].top("overall", max(judged), one.model)
