@@ -288,8 +288,8 @@ glue_values(
 # this chapter (48x96 and 32x64 scenes, 6 to 8 epochs, a 3- and a 4-stage backbone), the
 # top-$N$ curve never fell below the random band: the small network spreads what it needs
 # over many channels, and the channels mirroring moves most are not the ones it leans on
-# hardest. On the symmetric control (`scene_mode="symmetric"`) the signed mean difference
-# per channel shrank about tenfold, as it must: there E[d] = 0. The paper's effect on
+# hardest. On symmetric scenes the signed mean difference per channel shrinks towards
+# zero, as it must: there E[d] = 0 (exercise 2's answer measures it). The paper's effect on
 # Cityscapes comes from a 2048-channel ResNet-50 trained for a long time on real street
 # scenes; the `paper` profile wires that up, and this chapter does not reproduce it at CPU
 # scale.
