@@ -119,6 +119,10 @@ def test_gpu_section_quick_path_runs_on_cpu_and_writes_every_arm(tmp_path, capsy
     # as eager: their first losses match eager's.
     assert arms["eager, fused Adam"]["check"]["ok"] is True
     assert arms["compile"]["check"]["ok"] is True
+    # The library's own loop (posinfo.graphed, uncaptured on a CPU) on eager's batches.
+    library = arms["library fit"]
+    assert library["check"]["ok"] is True and library["check"]["captured"] is False
+    assert library["fit"]["graphed"] is False and library["fit"]["canvases_per_s"] > 0
     assert len(arms["eager"]["check"]["losses"]) == gpu.QUICK.check_steps
     for name in ("CUDA graph (manual)", "compile, reduce-overhead"):
         assert arms[name] == {"status": "skipped", "reason": "needs CUDA",
@@ -167,10 +171,10 @@ def test_graph_batches_replay_the_eager_batches_across_epochs():
     # graph_batch (the device step counter a CUDA graph replays) and batch (Python slicing)
     # give the same canvases in the same order, over epoch boundaries.
     pool = torch.rand(10, 3, 4, 4)
-    eager = CanvasStream(pool, grid=3, batch_size=4, hflip=True)   # 2 steps per epoch
+    eager = CanvasStream(pool, grid=3, batch_size=4, hflip=True)   # 3 steps per epoch
     graphed = CanvasStream(pool, grid=3, batch_size=4, hflip=True)
-    assert eager.flips.any() and not eager.flips.all()
-    for _ in range(5):
+    assert eager.flips.any() and not eager.flips.all() and eager.steps_per_epoch == 3
+    for _ in range(7):
         graphed.advance()
         x, y = graphed.graph_batch()
         x_ref, y_ref = eager.batch()
@@ -255,3 +259,39 @@ def test_the_bench_runs_as_a_module_with_its_flags():
     for flag in ("--chapters", "--keep", "--tests", "--no-compile", "--gpu", "--json",
                  "--quick", "--budget"):
         assert flag in done.stdout
+
+
+def test_the_bench_stream_is_the_librarys_device_batches_for_its_seed():
+    # Every arm, the library's loop included, trains on what train.fit's graphed loop builds.
+    from posinfo.canvas import CanvasTask, ImageSet
+
+    pool = torch.rand(10, 3, 4, 4)
+    stream = CanvasStream(pool, grid=2, batch_size=4, seed=5, hflip=True)
+    images = ImageSet(pool, torch.zeros(10, dtype=torch.long), 10)
+    task = CanvasTask(images, images, 2, "location", hflip=True)
+    library = task.device_batches(4, torch.Generator().manual_seed(5))
+    for x_ref, y_ref, _ in library:
+        x, y = stream.batch()
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+
+
+def test_the_graph_check_runs_every_case_on_the_cpu_and_refuses_without_cuda(tmp_path,
+                                                                             monkeypatch):
+    # On a GPU it compares the captured loop with the eager one; here both are uncaptured,
+    # which checks the script (every case builds, trains, calls fit both ways).
+    import json
+
+    from posinfo.tools.bench import gpu_check
+
+    path = tmp_path / "graph_check.json"
+    assert gpu_check.main(["--cpu", "--steps", "2", "--json", str(path)]) == 0
+    cases = json.loads(path.read_text())["cases"]
+    assert {"location, blank canvas", "class, noise background, flips",
+            "AugShift lambda 1, two views", "PermuteNet after GAP",
+            "segmenter (dropout)"} <= set(cases)
+    for row in cases.values():
+        assert row["ok"] and row["max_abs_diff"] == 0 and row["captured"] is False, row
+        assert row["fit"]["on"]["on_epoch_end"] == [1, 2]
+        assert row["fit"]["on"]["graphed"] is False  # a CPU never takes the graphed loop
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main([]) == 2

@@ -9,12 +9,17 @@
                                               # location run's training step, eager vs
                                               # torch.compile vs CUDA graphs (63 s of arms on
                                               # an H200; --quick: tiny, any device)
+    python -m posinfo.tools.bench.gpu_check [--json PATH]
+                                              # train.fit's graphed loop: captured vs eager
+                                              # losses and fit graphed vs eager, for every
+                                              # kind of training (--cpu: the script only)
 
 Two programs: ``cpu`` (the 2-core machine the book is built on) and ``gpu`` (the paper's
-training step on one GPU, with its data in ``gpu_stream`` and its arithmetic in
-``gpu_report``). Both time the training step of ``common``, written once. Machines are
-noisy, so no speed is asserted in a test; the book's Reproduce page quotes the output
-together with the machine it came from.
+training step on one GPU, with its data in ``gpu_stream``, the library's own batches, and
+its arithmetic in ``gpu_report``); ``gpu_check`` checks train.fit's graphed loop on a GPU.
+Both time the training step of ``common``, written once. Machines are noisy, so no speed is
+asserted in a test; the book's Reproduce page quotes the output together with the machine
+it came from.
 """
 
 # The GPU bench's time limits, here (standard library only) so that ``gpu_book``, which

@@ -70,8 +70,10 @@ ARMS = {
              "Adam (foreach) step, loss summed on the device), channels_last, canvases built "
              "on the device from a device pool: no host sync per step",
     "eager, fused Adam": "the same step with Adam(fused=True)",
-    "library fit": "posinfo.train.fit itself: batch order, cells and flips drawn on the CPU "
-                   "and copied over at every step; Adam (foreach)",
+    "library fit": "posinfo.train.fit's loop on CUDA (posinfo.graphed): the epoch's order, "
+                   "cells and flips drawn on the device, the step (batch, bf16 forward, loss, "
+                   "backward, fused capturable Adam) captured as a CUDA graph and replayed; "
+                   "plus one epoch of fit itself timed end to end",
     "CUDA graph (manual)": "the whole step (canvases, forward, loss, backward, fused Adam with "
                            "capturable=True) captured once with torch.cuda.graph, then replayed",
     "compile": "model.compile() (inductor, default mode), fused Adam",
@@ -118,9 +120,11 @@ class _Bench:
         return {"losses": losses, "eager": self.reference, "max_abs_diff": diff,
                 "tolerance": self.cfg.loss_tolerance, "ok": diff <= self.cfg.loss_tolerance}
 
-    def timed(self, step, first_s: float, check: dict) -> dict:
-        """Steady state: a calibration of 3 steps sizes a window of ``cfg.seconds``."""
+    def timed(self, step, first_s: float, check: dict, total=None) -> dict:
+        """Steady state: a calibration of 3 steps sizes a window of ``cfg.seconds``;
+        ``total``: the device tensor the step sums its losses into (default the stream's)."""
         cfg = self.cfg
+        total = self.stream.total if total is None else total
         self.sync()
         start = time.perf_counter()
         for _ in range(3):
@@ -128,7 +132,7 @@ class _Bench:
         self.sync()
         per = (time.perf_counter() - start) / 3
         n = max(3, int(cfg.seconds / per))
-        self.stream.total.zero_()
+        total.zero_()
         self.sync()
         start = time.perf_counter()
         for _ in range(n):
@@ -137,7 +141,7 @@ class _Bench:
         per = (time.perf_counter() - start) / n
         return {"status": "ok", "canvases_per_s": cfg.batch_size / per, "ms_per_step": per * 1e3,
                 "steps_timed": n, "setup_s": max(0.0, first_s - cfg.check_steps * per),
-                "loss_window": float(self.stream.total) / n, "check": check}
+                "loss_window": float(total) / n, "check": check}
 
     def step_arm(self, model, opt, amp, mark_step=False) -> dict:
         """Time the training step of ``model`` (eager or compiled): the step fit takes, with
@@ -172,35 +176,65 @@ def _arm_eager(b: _Bench, **adam) -> dict:
 
 
 def _arm_library_fit(b: _Bench) -> dict:
-    """posinfo.train.fit itself, on a task over the same device pool: what the book runs.
-    A first epoch of ``check_steps`` batches warms it up and sizes the timed epoch."""
+    """train.fit's own loop on CUDA (posinfo.graphed.Loop: the epoch drawn on the device,
+    the step captured as a CUDA graph and replayed; on a CPU, the same loop uncaptured), on
+    the stream's task with a device generator of the stream's seed: eager's batches, so its
+    first losses are checked against eager's. Then one epoch of ``fit`` itself, timed end
+    to end (capture included), to show that fit takes this loop."""
+    from ...graphed import Loop, use_graph
+    from ...train import cross_entropy_loss
+
+    cfg, task = b.cfg, b.stream.task
+    model, _ = b.fresh()
+    b.sync()
+    start = time.perf_counter()
+    with Loop(model, task, batch_size=cfg.batch_size, lr=cfg.lr, betas=cfg.betas,
+              loss_fn=cross_entropy_loss, device=b.device, capture=b.cuda) as loop:
+        generator = b.stream.generator()
+        loop.new_epoch(generator)
+        done = [0]
+
+        def step():
+            if done[0] == loop.steps:  # the next epoch's draws; the loss sum goes on
+                loop.batches.new_epoch(generator)
+                done[0] = 0
+            loop.step(generator)
+            done[0] += 1
+
+        losses = []
+        for _ in range(cfg.check_steps):
+            step()
+            losses.append(loop.loss.detach().clone())
+        b.sync()
+        first = time.perf_counter() - start
+        check = b.check(losses)
+        check["captured"] = b.cuda
+        result = b.timed(step, first, check, total=loop.total)
+        result["loss_window"] *= 1 / cfg.batch_size  # the loop sums batch_size x loss
+    result["fit"] = _fit_end_to_end(b, result["canvases_per_s"])
+    result["fit"]["graphed"] = use_graph(b.device, task)
+    return result
+
+
+def _fit_end_to_end(b: _Bench, rate: float) -> dict:
+    """One epoch of posinfo.train.fit on a pool subset sized to about cfg.seconds at
+    ``rate``, timed from the call to its return (set-up and capture included)."""
     from ...canvas import CanvasTask, ImageSet
     from ...train import fit
 
     cfg = b.cfg
-    labels = torch.zeros(len(b.pool), dtype=torch.long, device=b.device)
-
-    def run(n_batches):
-        n = min(n_batches * cfg.batch_size, len(b.pool))
-        images = ImageSet(b.pool[:n], labels[:n], 10)
-        b.sync()
-        start = time.perf_counter()
-        task = CanvasTask(images, images, cfg.grid, **({"hflip": True} if cfg.hflip else {}))
-        history = fit(model, task, epochs=1,
-                      batch_size=cfg.batch_size, lr=cfg.lr, betas=cfg.betas,
-                      generator=torch.Generator().manual_seed(0), device=b.device)
-        b.sync()
-        return time.perf_counter() - start, n, history
-
+    n = int(min(len(b.pool), max(3 * cfg.batch_size, rate * cfg.seconds)))
+    images = ImageSet(b.pool[:n], torch.zeros(n, dtype=torch.long, device=b.device), 10)
+    task = CanvasTask(images, images, cfg.grid, hflip=cfg.hflip)
     model, _ = b.fresh()
-    first, n_first, _ = run(cfg.check_steps)
-    seconds, n, history = run(max(3, int(n_first / first * cfg.seconds / cfg.batch_size)))
-    rate = n / seconds
-    return {"status": "ok", "canvases_per_s": rate, "ms_per_step": cfg.batch_size / rate * 1e3,
-            "steps_timed": -(-n // cfg.batch_size),
-            "setup_s": max(0.0, first - cfg.check_steps * cfg.batch_size / rate),
-            "loss_window": history[0],
-            "check": {"ok": None, "note": "its own batches (CPU generator): not comparable"}}
+    b.sync()
+    start = time.perf_counter()
+    history = fit(model, task, epochs=1, batch_size=cfg.batch_size, lr=cfg.lr, betas=cfg.betas,
+                  generator=torch.Generator().manual_seed(0), device=b.device)
+    b.sync()
+    seconds = time.perf_counter() - start
+    return {"canvases": n, "seconds": seconds, "canvases_per_s": n / seconds,
+            "loss": history[0]}
 
 
 def _arm_compile(b: _Bench, mode: str | None) -> dict:

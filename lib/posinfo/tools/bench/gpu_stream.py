@@ -1,63 +1,62 @@
-"""The GPU bench's data: location-task batches built on the device itself, so that a timed
-step never waits for the host and a captured CUDA graph can draw a new batch at every replay.
+"""The GPU bench's data: location-task batches built on the device by the library itself
+(CanvasTask's epoch_draws and device_batch, through graphed.DeviceBatches, as train.fit's
+graphed loop builds them), so that a timed step never waits for the host, a captured CUDA
+graph reads a new batch at every replay, and every arm, the library's loop included, sees
+the same batches from one seed.
 """
 from __future__ import annotations
 
 import torch
 
-from ...canvas import flip_some, paste_in_cells, place_on_canvas
+from ...canvas import CanvasTask, ImageSet, flip_some, place_on_canvas
+from ...graphed import DeviceBatches
 from ...train import to_device
 from .common import check_same
 
 
-def device_canvases(images: torch.Tensor, cells: torch.Tensor, grid: int) -> torch.Tensor:
-    """Blank canvases with the images in their cells, with no read-back to the host
-    (canvas.paste_in_cells). Checked equal to place_on_canvas before any timing
-    (``CanvasStream``)."""
-    n, c, h, w = images.shape
-    return paste_in_cells(images, cells, grid, images.new_zeros(n, c, grid * h, grid * w))
-
-
 class CanvasStream:
-    """Location-task batches built on the device: each epoch one random order of the image
-    pool, one random cell and (``hflip``) one flip coin per image, as
-    CanvasTask.train_batches draws them, but drawn on the device.
+    """Location-task batches of an image pool: each epoch one random order of the pool, one
+    random cell and (``hflip``) one flip coin per image, drawn on the device with a device
+    generator seeded with ``seed`` (CanvasTask.epoch_draws); every batch full (the last one
+    completed with the epoch's first images, canvas.whole_batches).
 
-    ``batch()`` slices the epoch's tables in Python (eager and compiled steps);
-    ``graph_batch()`` slices them by a step counter held on the device, so a captured CUDA
-    graph reads a new batch at every replay. Both give the same batches in the same order;
-    ``advance()`` keeps the host's count (epoch boundaries) for either."""
+    ``batch()`` gathers the step's positions made in Python (eager and compiled steps);
+    ``graph_batch()`` reads them from the step counter held on the device, so a captured
+    CUDA graph reads a new batch at every replay. Both give the same batches in the same
+    order; ``advance()`` keeps the host's count (epoch boundaries) for either."""
 
     def __init__(self, pool: torch.Tensor, grid: int, batch_size: int, seed: int = 0,
                  hflip: bool = False):
         self.pool, self.grid, self.batch_size, self.seed = pool, grid, batch_size, seed
-        self.hflip = hflip
-        dev = pool.device
-        self.steps_per_epoch = len(pool) // batch_size
-        m = self.steps_per_epoch * batch_size
-        self.order = torch.zeros(m, dtype=torch.long, device=dev)
-        self.cells = torch.zeros(m, dtype=torch.long, device=dev)
-        self.flips = torch.zeros(m, dtype=torch.bool, device=dev)
-        self.counter = torch.zeros((), dtype=torch.long, device=dev)
-        self.offsets = torch.arange(batch_size, device=dev)
-        self.total = torch.zeros((), device=dev)  # summed step losses, kept on the device
+        labels = torch.zeros(len(pool), dtype=torch.long, device=pool.device)
+        images = ImageSet(pool, labels, 10)
+        self.task = CanvasTask(images, images, grid, "location", hflip=hflip)
+        self.batches = DeviceBatches(self.task, batch_size, pool.device)
+        self.steps_per_epoch = self.batches.steps
+        self.total = torch.zeros((), device=pool.device)  # summed step losses, on the device
         self.reset()
-        images, cells = self.pool[:batch_size], self.cells[:batch_size]
-        check_same("device canvas builder", place_on_canvas(images, cells, grid),
-                   device_canvases(images, cells, grid))
+        epoch = self.batches.epoch
+        first = epoch["order"][:batch_size]
+        check_same("device canvas builder",
+                   place_on_canvas(flip_some(pool[first], epoch["flips"][:batch_size]),
+                                   epoch["cells"][:batch_size], grid),
+                   self.batch()[0].contiguous())
+        self.reset()
+
+    @property
+    def flips(self) -> torch.Tensor:
+        return self.batches.epoch["flips"]
+
+    def generator(self) -> torch.Generator:
+        """A device generator seeded as this stream's: the same epochs again."""
+        return torch.Generator(device=self.pool.device).manual_seed(self.seed)
 
     def reset(self):
-        self.generator = torch.Generator(device=self.pool.device).manual_seed(self.seed)
+        self._generator = self.generator()
         self._new_epoch()
 
     def _new_epoch(self):
-        dev, m = self.pool.device, len(self.order)
-        self.order.copy_(torch.randperm(len(self.pool), generator=self.generator, device=dev)[:m])
-        self.cells.copy_(torch.randint(0, self.grid ** 2, (m,), generator=self.generator,
-                                       device=dev))
-        if self.hflip:
-            self.flips.copy_(torch.rand(m, generator=self.generator, device=dev) < 0.5)
-        self.counter.zero_()
+        self.batches.new_epoch(self._generator)  # zeroes the device step counter too
         self.step = 0
 
     def advance(self) -> int:
@@ -66,20 +65,13 @@ class CanvasStream:
         self.step += 1
         return self.step - 1
 
-    def _build(self, idx, cells, flips):
-        images = self.pool.index_select(0, idx)
-        if self.hflip:  # the coins are already on the device: no copy
-            images = flip_some(images, flips)
-        x = device_canvases(images, cells, self.grid)
-        return to_device(x, self.pool.device), cells
-
     def batch(self):
         start = self.advance() * self.batch_size
-        s = slice(start, start + self.batch_size)
-        return self._build(self.order[s], self.cells[s], self.flips[s])
+        positions = torch.arange(start, start + self.batch_size, device=self.pool.device)
+        x, y, _ = self.task.device_batch(self.batches.epoch, positions, {})
+        return to_device(x, self.pool.device), y
 
     def graph_batch(self):
-        pos = self.counter * self.batch_size + self.offsets
-        self.counter.add_(1)
-        return self._build(*(t.index_select(0, pos) for t in (self.order, self.cells, self.flips)))
-
+        x, y = self.batches.batch()
+        self.batches.counter.add_(1)
+        return to_device(x, self.pool.device), y
