@@ -258,3 +258,25 @@ def test_graphed_loop_completes_the_last_batch():
             losses.append(loop.loss.detach().clone())
         assert int(loop.batches.counter) == 3
         assert float(loop.total) == pytest.approx(4 * float(sum(losses)))
+
+
+def test_permutenet_forwards_outside_the_step_draw_as_in_the_eager_loop():
+    """An on_epoch_end that runs the model (an evaluation) draws a shuffle as the eager loop
+    does, and the next epoch's shuffles follow it: fit on the CPU and the uncaptured graphed
+    loop still train alike."""
+    task = CanvasTask(images(16), images(2), grid=2)
+    probe = torch.rand(2, 1, 12, 12)
+    outputs = {}
+
+    def run(train):
+        model = add_channel_permutation(classifier(task, head="gap_linear"), 3, seed=4)
+        seen = outputs.setdefault(train, [])
+        history = train(model, task, epochs=2, batch_size=4, lr=1e-3, betas=(0.5, 0.999),
+                        loss_fn=cross_entropy_loss,
+                        generator=torch.Generator().manual_seed(3), device="cpu",
+                        on_epoch_end=lambda e, m, h: seen.append(m(probe).detach()))
+        return history, model
+    (old, a), (new, b) = run(fit), run(lambda *a, **k: graphed.fit_graphed(*a, capture=False,
+                                                                           **k))
+    assert old == new and same_weights(a, b)
+    assert all(torch.equal(p, q) for p, q in zip(*outputs.values()))

@@ -130,9 +130,13 @@ class Permutations(contextlib.AbstractContextManager):
         self.batches = batches
         self.modules = [m for m in model.modules() if isinstance(m, ChannelPermutation)]
         self.tables: dict[int, torch.Tensor] = {}
+        self.in_step = False  # the table only inside the step (Loop's body): any other
+        # forward (an on_epoch_end evaluation) draws as the class does, as in the eager loop
 
     def _forward(self, module):
         def forward(x):
+            if not self.in_step:
+                return ChannelPermutation.forward(module, x)
             table = self.tables.get(id(module))
             if table is None:  # the first (warm-up) call: its width, no draw
                 table = torch.arange(x.shape[1], device=x.device).repeat(self.batches.steps, 1)
@@ -190,8 +194,12 @@ class Loop:
 
         def body():
             x, y = self.batches.batch()
-            with amp():
-                loss = loss_fn(model, to_device(x, self.device), y)
+            self.permutations.in_step = True
+            try:
+                with amp():
+                    loss = loss_fn(model, to_device(x, self.device), y)
+            finally:
+                self.permutations.in_step = False
             loss.backward()
             self.optimizer.step()
             self.total.add_(loss.detach().double() * batch_size)
