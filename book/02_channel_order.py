@@ -32,14 +32,13 @@
 import numpy as np
 
 import posinfo
-from posinfo import figures, machine
-from posinfo.canvas import NUM_CLASSES
+from posinfo import figures, machine, permutenet
 from posinfo.parameters import settings_from
 from posinfo.permute import retention
 from posinfo.probes import (cell_means, gap_latents, probe_table, selectivity,
                             with_padding)
 from posinfo.tables import format_table, glue_values
-from posinfo.train import model_config, train_budgets, train_classifier
+from posinfo.train import model_config, train_classifier
 from posinfo.verdict import (PAPER_STEPS, Rule, budget_label, budget_table,
                              judge, t_interval, where_it_holds)
 
@@ -88,32 +87,9 @@ after_gap = len(settings.blocks) + 1
 # backbone are ablations, run at the first `ablation_seeds` seeds.
 
 # %%
-arms = {"baseline": 0}
-for placement in sorted(set(settings.placements) | {after_gap}):
-    name = "after GAP" if placement == after_gap else f"stage {placement}"
-    arms[name] = placement
-tasks, judged = ("location", "class"), ("baseline", "after GAP")
-accuracy = {t: {arm: [] for arm in arms} for t in tasks}
-by_budget = {(t, arm, k): [] for t in tasks for arm in judged
-             for k in settings.budget_epochs}
-for target in tasks:
-    for arm, placement in arms.items():
-        seeds = settings.seeds if arm in judged else settings.ablations
-        budgets = (settings.budget_epochs if arm in judged
-                   else [settings.epochs])
-        for s in seeds:
-            config = model_config(settings, target, permute_at=placement,
-                                  seed=s)
-            runs = train_budgets(train_classifier, config, budgets)
-            for k, run in runs.items():
-                if arm in judged:
-                    by_budget[target, arm, k].append(run.evaluation.accuracy)
-            final = runs[settings.epochs]
-            accuracy[target][arm].append(final.evaluation.accuracy)
-accuracy = {t: {arm: np.array(v) for arm, v in row.items()}
-            for t, row in accuracy.items()}
-chance = {"location": 1 / settings.grid**2,
-          "class": 1 / NUM_CLASSES[settings.dataset]}
+runs = permutenet.run_placements(settings)  # every arm, both tasks, its seeds
+arms, accuracy, chance = runs.arms, runs.accuracy, runs.chance
+tasks = permutenet.TASKS
 
 columns = {}
 for arm in arms:
@@ -256,14 +232,16 @@ figures.selectivity_map(by_cell, top, pos_sel, cls_sel);
 # that the budget curve reaches past the earlier setting; the verdict seeds start at 100.
 
 # %%
-def kept(target, k=settings.epochs):
-    """Per seed: the share of above-chance accuracy kept under the shuffle."""
-    return retention(by_budget[target, "after GAP", k],
-                     by_budget[target, "baseline", k], chance[target])
+def shares_at(k):
+    """Per seed: class kept, location kept, and class kept - location kept."""
+    return {name: np.array(list(by_seed.values()))
+            for name, by_seed in permutenet.asymmetry(runs, k).items()}
 
 
-kept_location, kept_class_shuffled = kept("location"), kept("class")
-asymmetry = t_interval(kept_class_shuffled - kept_location,
+shares = shares_at(settings.epochs)
+kept_location, kept_class_shuffled = (shares["location kept"],
+                                      shares["class kept"])
+asymmetry = t_interval(shares["class kept - location kept"],
                        settings.confidence)
 location_excess = t_interval(
     accuracy["location"]["after GAP"] - chance["location"],
@@ -321,11 +299,8 @@ print(verdict.explanation())
 curves = {"class kept - location kept": {}, "location kept": {},
           "class kept": {}}
 for k in settings.budget_epochs:
-    loc, cls = kept("location", k), kept("class", k)
-    curves["class kept - location kept"][k] = t_interval(cls - loc,
-                                                        settings.confidence)
-    curves["location kept"][k] = t_interval(loc, settings.confidence)
-    curves["class kept"][k] = t_interval(cls, settings.confidence)
+    for name, values in shares_at(k).items():
+        curves[name][k] = t_interval(values, settings.confidence)
 primary = curves["class kept - location kept"]
 per_epoch = settings.steps_per_epoch  # ceil(n_train / batch_size)
 print(budget_table(primary, rule, "asymmetry [CI]", steps_per_epoch=per_epoch))

@@ -1,0 +1,91 @@
+"""Chapter 2's experiment (PermuteNet at every placement, for location and for class).
+
+Each placement of the channel shuffle (``permute``: before backbone stage k, or after GAP)
+is trained for both tasks on the same canvases, and so is the unshuffled baseline. A seed
+fixes the initial weights and the canvases, so the arms of one seed are paired. The two
+arms the verdict reads, the baseline and the shuffle after GAP, run at every verdict seed
+and keep their shorter budgets (snapshots of the same runs); the shuffles inside the
+backbone are ablations at the first ``ablation_seeds`` seeds.
+
+The statistic (``asymmetry``) puts both tasks on one scale, the share of above-chance
+accuracy a network keeps under the shuffle (``permute.retention``), and asks how much more
+of it class keeps than location: about 1 if the paper is right, about 0 if the shuffle
+treats both tasks alike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .canvas import NUM_CLASSES
+from .permute import retention
+from .train import model_config, train_budgets, train_classifier
+
+TASKS = ("location", "class")
+JUDGED = ("baseline", "after GAP")  # the verdict's two arms
+
+
+def placement_arms(settings) -> dict[str, int]:
+    """{arm: placement}: the baseline (0), each placement inside the backbone ("stage k")
+    and the shuffle after GAP (the reference code's "layer 5", always run)."""
+    after_gap = len(settings.blocks) + 1
+    arms = {"baseline": 0}
+    for placement in sorted(set(settings.placements) | {after_gap}):
+        arms["after GAP" if placement == after_gap else f"stage {placement}"] = placement
+    return arms
+
+
+@dataclass
+class PlacementRuns:
+    """Test accuracy of every arm and task: ``accuracy[task][arm]``, one value per seed at
+    the verdict's budget; ``by_budget[task, arm, epochs]`` {seed: value} for the judged arms
+    at every budget; each task's chance level."""
+    arms: dict
+    accuracy: dict
+    by_budget: dict
+    chance: dict
+
+
+def run_placements(settings) -> PlacementRuns:
+    """Train (or load) every arm for both tasks at its seeds (see the module docstring)."""
+    arms = placement_arms(settings)
+    accuracy = {t: {arm: [] for arm in arms} for t in TASKS}
+    by_budget = {(t, arm, k): {} for t in TASKS for arm in JUDGED
+                 for k in settings.budget_epochs}
+    for target in TASKS:
+        for arm, placement in arms.items():
+            judged = arm in JUDGED
+            seeds = settings.seeds if judged else settings.ablations
+            budgets = settings.budget_epochs if judged else [settings.epochs]
+            for seed in seeds:
+                config = model_config(settings, target, permute_at=placement, seed=seed)
+                runs = train_budgets(train_classifier, config, budgets)
+                if judged:
+                    for k, run in runs.items():
+                        by_budget[target, arm, k][seed] = run.evaluation.accuracy
+                accuracy[target][arm].append(runs[settings.epochs].evaluation.accuracy)
+    accuracy = {t: {arm: np.array(v) for arm, v in row.items()} for t, row in accuracy.items()}
+    chance = {"location": 1 / settings.grid ** 2, "class": 1 / NUM_CLASSES[settings.dataset]}
+    return PlacementRuns(arms, accuracy, by_budget, chance)
+
+
+def kept(shuffled: dict, baseline: dict, chance: float) -> dict:
+    """{seed: share of above-chance accuracy kept under the shuffle}, the two arms paired
+    by seed (``permute.retention``); arms whose seeds differ are refused."""
+    if set(shuffled) != set(baseline):
+        raise ValueError(f"paired arms must share their seeds, got shuffled seeds "
+                         f"{sorted(shuffled)} and baseline seeds {sorted(baseline)}")
+    seeds = sorted(shuffled)
+    shares = retention([shuffled[s] for s in seeds], [baseline[s] for s in seeds], chance)
+    return dict(zip(seeds, shares.tolist()))
+
+
+def asymmetry(runs: PlacementRuns, epochs: int) -> dict:
+    """Claim 2's per-seed statistic at a budget: class kept minus location kept under the
+    shuffle after GAP, {seed: value}, with each task's share kept beside it."""
+    shares = {t: kept(runs.by_budget[t, "after GAP", epochs],
+                      runs.by_budget[t, "baseline", epochs], runs.chance[t]) for t in TASKS}
+    return {"location kept": shares["location"], "class kept": shares["class"],
+            "class kept - location kept": {s: shares["class"][s] - shares["location"][s]
+                                           for s in shares["class"]}}
