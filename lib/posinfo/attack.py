@@ -21,6 +21,8 @@ channel can only score by where it responds, not by which classes live on which 
 The attack zeroes a channel set of the backbone output (a forward hook, so it works on any
 model whose ``backbone`` returns a tensor or torchvision's {"out": tensor} dict) before the
 head, and mIoU is scored over the whole frame and over its left half, right half and centre.
+
+Used by chapters 4 (the flip ranking and the zeroing sweep) and 5 (the side sets and attacks).
 """
 from __future__ import annotations
 
@@ -60,8 +62,9 @@ class PositionRanking:
         if kind not in RANKINGS:
             raise ValueError(f"region must be one of {RANKINGS}, got {kind!r}")
         if model is not None and _channels_of(model) != self.channels:
-            raise ValueError(f"the ranking was computed on a backbone of {self.channels} channels, "
-                             f"the model has {_channels_of(model)}: rank this model's channels")
+            raise ValueError(f"the ranking was computed on a backbone of {self.channels} "
+                             f"channels, the model has {_channels_of(model)}: rank this "
+                             f"model's channels")
         check_n(n, self.channels)
         return getattr(self, kind)[:n]
 
@@ -82,8 +85,9 @@ class SideRanking:
         if kind not in ("left", "right"):
             raise ValueError(f"side must be one of ('left', 'right'), got {kind!r}")
         if model is not None and _channels_of(model) != self.channels:
-            raise ValueError(f"the ranking was computed on a backbone of {self.channels} channels, "
-                             f"the model has {_channels_of(model)}: rank this model's channels")
+            raise ValueError(f"the ranking was computed on a backbone of {self.channels} "
+                             f"channels, the model has {_channels_of(model)}: rank this "
+                             f"model's channels")
         check_n(n, self.channels)
         return getattr(self, kind)[:n]
 
@@ -117,7 +121,8 @@ def rank_side_channels(model: nn.Module, images: torch.Tensor, batch_size: int =
             zb = global_average_pool(model.features(blanked)).float()
             change[side] = change[side] + (z - zb).abs().sum(0).cpu()
     score = (change["left"] - change["right"]) / len(images)
-    return SideRanking(left=score.argsort(descending=True), right=(-score).argsort(descending=True),
+    return SideRanking(left=score.argsort(descending=True),
+                       right=(-score).argsort(descending=True),
                        score=score, channels=len(score))
 
 
@@ -132,8 +137,8 @@ def side_ranking(kind: str, model: nn.Module, images: torch.Tensor):
 
 def check_n(n, channels: int) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= channels:
-        raise ValueError(f"N must be an integer in [1, {channels}] (the backbone's channel count), "
-                         f"got {n!r}")
+        raise ValueError(f"N must be an integer in [1, {channels}] (the backbone's channel "
+                         f"count), got {n!r}")
     return n
 
 
@@ -172,9 +177,9 @@ def random_channels(channels: int, n: int, generator: torch.Generator) -> torch.
 def _check_channels(channels: torch.Tensor, width: int) -> torch.Tensor:
     channels = torch.as_tensor(channels, dtype=torch.long).flatten()
     if len(channels) and (channels.min() < 0 or channels.max() >= width):
-        raise ValueError(f"channels must lie in [0, {width - 1}] for a backbone of {width} channels, "
-                         f"got min {int(channels.min())}, max {int(channels.max())} (a ranking "
-                         f"computed on a model of another width?)")
+        raise ValueError(f"channels must lie in [0, {width - 1}] for a backbone of {width} "
+                         f"channels, got min {int(channels.min())}, max {int(channels.max())} "
+                         f"(a ranking computed on a model of another width?)")
     return channels
 
 
@@ -236,7 +241,8 @@ def predict(model: nn.Module, images: torch.Tensor, channels=None, features=None
 
 
 def region_miou(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                channels=None, features=None, batch_size: int = 64, device=None) -> dict[str, float]:
+                channels=None, features=None, batch_size: int = 64,
+                device=None) -> dict[str, float]:
     """mIoU on each region of REGIONS with ``channels`` zeroed (None: clean); see ``predict``."""
     pred = predict(model, images, channels, features, batch_size, device)
     return {k: mean_iou(confusion_matrix(pred[:, m], labels[:, m], num_classes))
@@ -367,10 +373,6 @@ def side_experiments(settings, scene_mode: str, budgets, class_iou_at=None) -> d
     return results
 
 
-def side_table(scores_by_seed: list, confidence: float) -> dict:
-    """Claim 5's numbers over segmenters, each with its interval: every attack's own-half
-    drop and other-half change on their own, then the primary statistic. Rows for
-    ``tables.format_table``."""
 def side_statistics(runs: dict, seeds, epochs: int, ranking_kind: str, n: int) -> list:
     """Claim 5's statistic on segmenters ``side_experiments`` already trained (its results
     at ``epochs`` hold their setups), with another ranking or another N: the exercises'
@@ -379,6 +381,10 @@ def side_statistics(runs: dict, seeds, epochs: int, ranking_kind: str, n: int) -
                                            n)["scores"]) for seed in seeds]
 
 
+def side_table(scores_by_seed: list, confidence: float) -> dict:
+    """Claim 5's numbers over segmenters, each with its interval: every attack's own-half
+    drop and other-half change on their own, then the primary statistic. Rows for
+    ``tables.format_table``."""
     from .verdict import t_interval
 
     drops = [side_drops(scores) for scores in scores_by_seed]

@@ -10,6 +10,8 @@ consistency term is missing. The authors did not release this code; the definiti
 are the reference implementation of the book. The views are ``shifts``'s, the metrics
 ``invariance``'s (each metric's docstring gives its definition); this module holds the loss,
 the training of one arm and the chapter's experiment over every arm and seed.
+
+Used by chapter 3.
 """
 from __future__ import annotations
 
@@ -162,7 +164,8 @@ METRICS = ("clean_accuracy", "consistency", "latent_distance", "position_probe")
 
 
 def summarise(results: list[RunResult]) -> dict:
-    """{arm: {metric: (mean, std over seeds)}}; std is the sample standard deviation (0 for one seed)."""
+    """{arm: {metric: (mean, std over seeds)}}; std is the sample standard deviation (0 for
+    one seed)."""
     summary = {}
     for r in results:
         summary.setdefault(r.arm, {m: [] for m in METRICS + ("shift_curve",)})
@@ -194,7 +197,6 @@ def inconsistency_removed(gain: float, baseline_consistency: float) -> float:
     return float("nan") if room <= 0 else gain / room
 
 
-def markdown_table(summary: dict) -> str:
 def running_bn_accuracy(settings, seeds, lam: float = 0.0) -> dict:
     """{seed: clean accuracy} of already trained runs (cache hits) evaluated with
     BatchNorm's running statistics instead of recomputed ones: what ``precise_bn`` changes,
@@ -206,9 +208,10 @@ def running_bn_accuracy(settings, seeds, lam: float = 0.0) -> dict:
     return out
 
 
+def markdown_table(summary: dict) -> str:
     """The chapter's table: mean ± std over seeds of every metric, one row per arm."""
     header = ("| arm | clean accuracy ↑ | consistency ↑ | latent distance ↓ | position probe ↓ |\n"
               "|---|---|---|---|---|")
-    rows = [f"| {arm} | " + " | ".join(f"{row[m][0]:.3f} ± {row[m][1]:.3f}" for m in METRICS) + " |"
-            for arm, row in summary.items()]
+    rows = [f"| {arm} | " + " | ".join(f"{row[m][0]:.3f} ± {row[m][1]:.3f}" for m in METRICS)
+            + " |" for arm, row in summary.items()]
     return "\n".join([header, *rows])

@@ -3,6 +3,8 @@
 Writes are atomic (a temporary file, then a rename), and a file that fails to load or whose
 stored configuration differs from the one asked for is ignored and recomputed, never used.
 The cache lives in $POSINFO_CACHE, else ~/.cache/posinfo: never under data/ or book/.
+
+Used by every chapter, through ``train``.
 """
 from __future__ import annotations
 

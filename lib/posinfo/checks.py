@@ -7,6 +7,8 @@ arguments with the same functions (``check_padding``, ``check_lambda``, ``check_
 so a knob is refused with one message wherever it is given. The profile tables that use
 these values are ``settings``'s; this module imports only ``geometry`` (map-size arithmetic),
 and every module that needs a check imports it from here.
+
+Used by every chapter, through ``settings``, and the runner.
 """
 from __future__ import annotations
 
@@ -245,8 +247,8 @@ CHECKS = {
 
 
 def check_value(name: str, value):
-    ("""Validate one knob; unknown names are an error too (a misspelt parameter must not be """
-     """ignored).""")
+    """Validate one knob; unknown names are an error too (a misspelt parameter must not
+    be ignored)."""
     if name not in CHECKS:
         raise ValueError(f"unknown parameter {name!r}; known parameters: {sorted(CHECKS)}")
     return CHECKS[name](name, value)

@@ -1,4 +1,7 @@
-"""Figures every chapter draws the same way: modest DPI PNGs, shared styling."""
+"""Figures every chapter draws the same way: modest DPI PNGs, shared styling.
+
+Used by every chapter.
+"""
 from __future__ import annotations
 
 import matplotlib

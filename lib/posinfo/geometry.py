@@ -5,6 +5,8 @@ would shrink to nothing (``checks.check_input_size``, ``checks.check_blur_size``
 models themselves (``models.build_backbone``) rest on these numbers. Stride and kernel sizes
 are ``models.build_backbone``'s: a 7x7 stride-2 stem, then stages of BasicBlocks (two 3x3
 convolutions, the first at stride 2 in every stage but the first).
+
+Used by every chapter, through ``checks`` and ``models``.
 """
 from __future__ import annotations
 

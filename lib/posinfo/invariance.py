@@ -4,6 +4,8 @@ Four measurements of a trained model on a ``shifts.ShiftTask``'s test images, ea
 drawn from a fixed seed (``EVAL_SEED``) so that every model is measured on the same views:
 ``consistency`` (Zhang 2019), ``accuracy_vs_shift``, ``latent_distance`` and
 ``position_probe_accuracy``. Each docstring gives the metric's definition.
+
+Used by chapter 3 (and chapter 1's exercise answers).
 """
 from __future__ import annotations
 

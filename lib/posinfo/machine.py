@@ -2,6 +2,8 @@
 
 Numbers from a 2-core CPU and from an H100 are both "the book's results", so every executed
 chapter says which machine, which torch and which day produced it.
+
+Used by every chapter (the line that says where it ran).
 """
 from __future__ import annotations
 

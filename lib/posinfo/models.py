@@ -22,6 +22,8 @@ shifting the input by a multiple of the total stride no longer shifts the latent
 default: a valid blur would shrink every stride-2 step by ``filter_size - 1`` more rows and
 break ``geometry.feature_size``, and a reflected border adds no constant value a network
 could read as "edge".
+
+Used by every chapter.
 """
 from __future__ import annotations
 

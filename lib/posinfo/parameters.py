@@ -7,6 +7,8 @@ passes exactly the names the chapter's parameters cell assigns, as the runner re
 name in the cell that is not a knob of the chapter is refused (``settings.chapter_settings``),
 before any data is built or any model trained. Nothing in the library imports this module: it
 reads the chapters' sources through the runner, at the top of the import graph.
+
+Used by every chapter's settings cell.
 """
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ position from, while information carried by the *values* regardless of order sur
 Placements follow the reference code: k in 1..S shuffles the input of backbone stage k;
 S + 1 (5 for a four-stage ResNet-18) shuffles the pooled vector after GAP, before the
 linear classifier.
+
+Used by chapter 2.
 """
 from __future__ import annotations
 

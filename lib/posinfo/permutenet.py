@@ -11,6 +11,8 @@ The statistic (``asymmetry``) puts both tasks on one scale, the share of above-c
 accuracy a network keeps under the shuffle (``permute.retention``), and asks how much more
 of it class keeps than location: about 1 if the paper is right, about 0 if the shuffle
 treats both tasks alike.
+
+Used by chapter 2.
 """
 from __future__ import annotations
 

@@ -18,6 +18,8 @@ rules written down before it runs:
 The record goes to ``book/pilots/<chapter>-<profile>.json`` and is committed; the chapter
 prints it, and a test checks that the profile's ``n_seeds`` is the record's. Run one with
 ``python -m posinfo.pilots augshift --profile default``.
+
+Used by chapters 3 and 5 (their pilot records).
 """
 from __future__ import annotations
 

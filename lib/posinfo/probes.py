@@ -4,6 +4,8 @@ The sorted-latent probe is the chapter-2 control: sorting each latent vector kee
 multiset of activation values and destroys only the order of the channels. A probe that
 reads location from the ordered latent but not from the sorted one shows that location is
 carried by *which* channel is active, not by how the activations are distributed.
+
+Used by chapters 1 and 2, and chapter 3 through ``invariance``.
 """
 from __future__ import annotations
 

@@ -20,6 +20,8 @@ Textures are the photos bundled with scikit-image (brick, grass, gravel, moon, c
 coffee, chelsea, astronaut, rocket for the parked objects), so nothing is downloaded.
 Everything is batched tensor code driven by one ``torch.Generator``: a seed gives the same
 scenes on every machine.
+
+Used by chapters 4 and 5.
 """
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ branch, then a 3x3 conv and a 1x1 classifier), upsampled bilinearly to the input
 
 The ``paper`` profile swaps in torchvision's ``deeplabv3_resnet50`` (output stride 16) with a
 checkpoint the user supplies, and Cityscapes from data/; both expose the same two methods.
+
+Used by chapters 4 and 5.
 """
 from __future__ import annotations
 

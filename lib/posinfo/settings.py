@@ -8,6 +8,8 @@ A chapter's ``parameters`` cell holds plain values (``None`` means "the profile'
 any data is built or any model is trained, so a typo costs a second, not a training run.
 Chapters call it through ``parameters.settings_from``. Each knob's allowed values and its
 check live in ``checks``; this module holds the tables.
+
+Used by every chapter.
 """
 from __future__ import annotations
 

@@ -26,7 +26,8 @@ from .checks import check_protocol, check_shift
 
 # ---- views ---------------------------------------------------------------------------------
 def centred_canvases(images: torch.Tensor, margin: int, background: torch.Tensor | None = None):
-    """Each image in the middle of its own canvas of side s + 2 * margin (zeros or ``background``)."""
+    """Each image in the middle of its own canvas of side s + 2 * margin (zeros or
+    ``background``)."""
     n, c, h, w = images.shape
     canvas = (images.new_zeros(n, c, h + 2 * margin, w + 2 * margin) if background is None
               else background.clone())

@@ -5,6 +5,8 @@ A table is ``{row label: {column: value}}``. Floats print with a fixed number of
 anything with a ``text()`` method (a verdict's Estimate) prints as that text, and everything
 else as ``str``. Columns are the union of the rows' keys in first-seen order; a missing
 value prints as an empty cell.
+
+Used by every chapter.
 """
 from __future__ import annotations
 

@@ -21,6 +21,8 @@ common to both arms and cancels.
 lies below it, ``inconclusive`` when the interval straddles it. One seed has no spread, so
 its interval is unbounded and its verdict is inconclusive, never a coin toss called a result.
 An inconclusive verdict says how many seeds the observed spread would need.
+
+Used by every chapter.
 """
 from __future__ import annotations
 

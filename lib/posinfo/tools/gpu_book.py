@@ -20,12 +20,24 @@ into --site and puts on the PYTHONPATH of every process it starts (the papermill
    code 1, while the other lanes go on;
 3. with --bench, ``python -m posinfo.tools.bench --gpu --json OUT/bench_gpu.json``.
 
+``--chapters 2,3`` (numbers or names, as ``posinfo.run`` takes them) runs a subset, so that
+chapters at the paper's length can run in separate GPU runs; a chapter it does not know is
+refused before anything is installed or started.
+
+Each executed notebook records its run in its metadata (``posinfo_run``: the commit, the
+machine, torch and CUDA versions, the profile, start and end in UTC, the status), and the
+log says the same. The GPU machine's copy of the repository may have no .git: the commit
+is read on this side and passed in, ``--commit "$(git rev-parse HEAD)"`` or
+$POSINFO_COMMIT; without either, ``git rev-parse HEAD`` where .git exists (``+dirty`` when
+lib/ or book/ differ from it), else "not recorded".
+
 OUT stays flat (5 notebooks, the log, the bench JSON): the device tool brings back 8 files.
 Only the standard library is imported here at top level: this runs before the wheels are in.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -35,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 # The bench package's __init__: standard library only, like this module.
@@ -67,6 +80,18 @@ device = (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CU
 print(f"torch {torch.__version__} (CUDA {torch.version.cuda}): {device}")
 """
 
+# The machine a chapter ran on, as its notebook records it (one line of JSON).
+MACHINE_PROBE = """\
+import json, platform, torch
+cuda = torch.cuda.is_available()
+print(json.dumps({"machine": torch.cuda.get_device_name(0) if cuda else
+                  f"CPU ({platform.machine()}, no CUDA device)", "torch": torch.__version__,
+                  "cuda": torch.version.cuda, "python": platform.python_version()}))
+"""
+COMMIT_ENV = "POSINFO_COMMIT"
+NOTEBOOK_KEY = "posinfo_run"  # the notebook metadata gpu_book writes
+NOT_RECORDED = "not recorded"
+
 # After the install: the packages the wheels bring, from where, and the kernel papermill asks
 # for; any packaging mistake that an import shows fails here, before a kernel starts.
 PACKAGES_PROBE = """\
@@ -88,6 +113,26 @@ def chapter_stems() -> dict[int, str]:
     """{number: stem} of every chapter (``run.chapter_sources``), in book order."""
     from ..run import chapter_sources  # imports torch: not at the top (see the docstring)
     return {int(path.stem[:2]): path.stem for path in chapter_sources().values()}
+
+
+def resolve_chapters(names, stems: dict[int, str] | None = None) -> list[int]:
+    """Chapter numbers from ``--chapters`` items: numbers or names as ``posinfo.run`` takes
+    them (run.resolve_chapter: '2', '02', 'channel_order', '02_channel_order'), each item
+    possibly a comma-separated list; a ValueError names the first unknown one."""
+    from ..run import resolve_chapter  # imports torch: not at the top (see the docstring)
+
+    stems = chapter_stems() if stems is None else stems
+    numbers = []
+    for item in names:
+        for name in filter(None, (part.strip() for part in item.split(","))):
+            _key, path = resolve_chapter(name)
+            number = int(path.stem[:2])
+            if number not in stems:
+                raise ValueError(f"chapter {name!r} has no number among {sorted(stems)}")
+            numbers.append(number)
+    if not numbers:
+        raise ValueError("--chapters names no chapter")
+    return sorted(set(numbers))
 
 
 def plan_lanes(numbers, runs_after: dict[int, int] = RUNS_AFTER) -> list[list[int]]:
@@ -143,6 +188,66 @@ def child_env(site: Path | None, cache: Path, lanes: int, base: dict | None = No
     # Concurrent kernels share the cores: each gets its share of threads, unless set already.
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, lanes))))
     return env
+
+
+# --- what each notebook records --------------------------------------------------------------
+
+def run_commit(given: str | None = None, repo: Path = REPO) -> tuple[str, str]:
+    """(commit, where it came from): ``given`` (--commit), else $POSINFO_COMMIT, else
+    ``git rev-parse HEAD`` of ``repo`` with "+dirty" when lib/ or book/ differ from it, else
+    NOT_RECORDED (a copy without .git, and nothing passed in)."""
+    if given:
+        return given, "--commit"
+    if os.environ.get(COMMIT_ENV):
+        return os.environ[COMMIT_ENV], COMMIT_ENV
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                              text=True, timeout=30)
+        if head.returncode == 0 and head.stdout.strip():
+            dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "lib", "book"],
+                                   cwd=repo, capture_output=True, timeout=30).returncode != 0
+            return head.stdout.strip() + ("+dirty" if dirty else ""), "git"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return NOT_RECORDED, f"no --commit, no {COMMIT_ENV}, no git repository"
+
+
+def machine_record(env: dict, python: str = sys.executable) -> dict:
+    """MACHINE_PROBE's answer; NOT_RECORDED fields when it fails."""
+    try:
+        found = json.loads(probe(MACHINE_PROBE, env, python).splitlines()[-1])
+        if isinstance(found, dict):
+            return found
+    except (RuntimeError, ValueError, IndexError):
+        pass
+    return {"machine": NOT_RECORDED, "torch": NOT_RECORDED}
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def stamp_notebook(path: Path, record: dict) -> bool:
+    """Add ``record`` to the notebook's metadata under NOTEBOOK_KEY, written as nbformat
+    writes (sorted keys, indent 1); False when there is no readable notebook there."""
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(nb, dict):
+        return False
+    nb.setdefault("metadata", {})[NOTEBOOK_KEY] = record
+    text = json.dumps(nb, sort_keys=True, indent=1, separators=(",", ": "), ensure_ascii=False)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return True
+
+
+def record_line(stem: str, record: dict) -> str:
+    return (f"record {stem}: commit {record['commit']}, machine {record['machine']}, torch "
+            f"{record['torch']}, {record['started']} to {record['finished']}, "
+            f"{record['status']}")
 
 
 # --- wheels ---------------------------------------------------------------------------------
@@ -228,6 +333,7 @@ class Result:
         self.returncode: int | None = None
         self.error = ""
         self.output = ""
+        self.started = self.finished = ""  # UTC, ISO 8601
 
 
 def error_of(output: str) -> str:
@@ -248,8 +354,10 @@ class Runner:
     """
 
     def __init__(self, command, stems: dict[int, str], env: dict, log: Log, scratch: Path,
-                 jobs: int | None = None, fail_fast: bool = False, deadline: float | None = None):
+                 jobs: int | None = None, fail_fast: bool = False, deadline: float | None = None,
+                 on_done=None):
         self.command, self.stems, self.env, self.log = command, stems, env, log
+        self.on_done = on_done  # called with each chapter's Result as it ends
         self.scratch, self.jobs, self.fail_fast = scratch, jobs, fail_fast
         self.deadline = deadline
         self.stop = threading.Event()
@@ -307,6 +415,7 @@ class Runner:
         command = self.command(result.number)
         output_path = self.scratch / f"{result.stem}.out"
         self.log(f"start  {result.stem}")
+        result.started = utc_now()
         started = time.monotonic()
         with output_path.open("w") as output:
             # Its own process group (in our session, which the device tool ends at its limit),
@@ -322,6 +431,7 @@ class Runner:
             with self.lock:
                 self.running.pop(result.number, None)
         result.seconds = time.monotonic() - started
+        result.finished = utc_now()
         result.returncode = process.returncode
         result.output = output_path.read_text(errors="replace")
         if process.returncode == 0:
@@ -334,6 +444,8 @@ class Runner:
             self.log(f"{result.status} {result.stem} after {result.seconds:.1f} s "
                      f"(exit code {process.returncode}):\n    "
                      + result.error.replace("\n", "\n    "), stamp=True)
+        if self.on_done is not None:
+            self.on_done(result)
 
     def _stop_all(self, reason: str) -> None:
         self.reason = self.reason or reason
@@ -471,8 +583,11 @@ def main(argv=None) -> int:
                         help=f"where the wheels are installed (default {DEFAULT_SITE})")
     parser.add_argument("--profile", default="gpu", help="profile of the book run (default gpu)")
     parser.add_argument("--jobs", type=int, help="lanes at a time (default: every lane)")
-    parser.add_argument("--chapters", nargs="+", type=int, metavar="N",
-                        help="only these chapters (default: all)")
+    parser.add_argument("--chapters", nargs="+", metavar="CHAPTER",
+                        help="only these chapters, by number or name, space- or "
+                             "comma-separated: --chapters 2,3 (default: all)")
+    parser.add_argument("--commit", help=f"the commit the code is, recorded in every notebook "
+                        f"(default: ${COMMIT_ENV}, else git rev-parse HEAD where .git exists)")
     parser.add_argument("--cache", help="model cache of the book run (default: a fresh "
                         "temporary folder, removed at the end)")
     parser.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
@@ -499,10 +614,10 @@ def main(argv=None) -> int:
     if args.profile not in PROFILES:
         parser.error(f"--profile must be one of {PROFILES}, got {args.profile!r}")
     stems = chapter_stems()
-    unknown = sorted(set(args.chapters or ()) - set(stems))
-    if unknown:
-        parser.error(f"no chapter(s) {unknown}; chapters are {sorted(stems)}")
-    numbers = args.chapters or list(stems)
+    try:
+        numbers = resolve_chapters(args.chapters, stems) if args.chapters else list(stems)
+    except ValueError as err:
+        parser.error(f"--chapters: {err}")
     stems = {n: stems[n] for n in numbers}
     lanes = plan_lanes(numbers)
 
@@ -515,6 +630,8 @@ def main(argv=None) -> int:
     log = Log(out / LOG_NAME)
     log(f"posinfo.tools.gpu_book: profile {'-' if args.dry_run_only else args.profile}, chapters "
         f"{numbers}, lanes {lanes}, jobs {args.jobs or len(lanes)}, out {out}")
+    commit, source = run_commit(args.commit)
+    log(f"commit: {commit} (from {source})")
     site = Path(args.site).resolve() if args.wheels else None
     try:
         log("environment: " + probe(ENV_PROBE, child_env(None, out, len(lanes)))
@@ -524,6 +641,7 @@ def main(argv=None) -> int:
             count = install_wheels(Path(args.wheels), site)
             log(f"wheels: {count} from {args.wheels} installed into {site} in "
                 f"{time.monotonic() - started:.1f} s")
+        machine = machine_record(child_env(None, out, len(lanes)))
         log("packages: " + probe(PACKAGES_PROBE, child_env(site, out, len(lanes))))
     except (ValueError, RuntimeError, subprocess.CalledProcessError) as err:
         log(f"setup FAILED: {err}")
@@ -543,9 +661,22 @@ def main(argv=None) -> int:
     log(f"book at profile {args.profile}: cache {cache}, OMP_NUM_THREADS "
         f"{env['OMP_NUM_THREADS']}")
     started = time.monotonic()
+
+    def record(result: Result) -> None:  # as each chapter ends: a killed run keeps the rest
+        entry = {"commit": commit, **machine, "profile": args.profile, "chapter": result.stem,
+                 "started": result.started, "finished": result.finished,
+                 "seconds": round(result.seconds, 1), "status": result.status,
+                 "runner": "posinfo.tools.gpu_book"}
+        written = [path.name for path in (out / f"{result.stem}.ipynb",
+                                          out / f"{result.stem}.failed.ipynb")
+                   if path.exists() and stamp_notebook(path, entry)]
+        log(record_line(result.stem, entry)
+            + (f" (in {', '.join(written)})" if written else " (no notebook to record it in)"))
+
     with tempfile.TemporaryDirectory(prefix="posinfo-gpu-book-") as scratch:
         runner = Runner(lambda n: chapter_command(n, out, args.profile, args.compile),
-                        stems, env, log, Path(scratch), jobs=args.jobs, deadline=deadline)
+                        stems, env, log, Path(scratch), jobs=args.jobs, deadline=deadline,
+                        on_done=record)
         results = runner.run(lanes)
     failed = [r for r in results.values() if r.status != "ok"]
     log(f"book: {len(results) - len(failed)} of {len(results)} chapters ok in "
