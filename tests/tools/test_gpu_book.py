@@ -265,3 +265,125 @@ def test_out_inside_book_or_data_is_refused_before_anything_runs(where, capsys):
         gpu_book.main(["--out", str(gpu_book.REPO / where), "--profile", "smoke"])
     assert exit_.value.code == 2
     assert "--out must not be" in capsys.readouterr().err
+
+
+# --- subsets of chapters, and what each notebook records ---------------------------------------
+
+def test_chapters_are_named_by_number_or_name_comma_or_space_separated():
+    assert gpu_book.resolve_chapters(["2,3"], STEMS) == [2, 3]
+    assert gpu_book.resolve_chapters(["channel_order", "03_augshift"], STEMS) == [2, 3]
+    assert gpu_book.resolve_chapters(["5", "04", "5"], STEMS) == [4, 5]
+    with pytest.raises(ValueError, match="chapter must be one of .*, got 'nope'"):
+        gpu_book.resolve_chapters(["2,nope"], STEMS)
+    with pytest.raises(ValueError, match="names no chapter"):
+        gpu_book.resolve_chapters([","], STEMS)
+
+
+def test_an_unknown_chapter_is_refused_before_anything_is_installed_or_started(
+        tmp_path, monkeypatch, capsys):
+    def never(*args, **kwargs):
+        pytest.fail("work started before the chapters were checked")
+    monkeypatch.setattr(gpu_book, "install_wheels", never)
+    monkeypatch.setattr(gpu_book, "probe", never)
+    monkeypatch.setattr(gpu_book, "Runner", never)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        gpu_book.main(["--out", str(out), "--wheels", str(tmp_path), "--chapters", "2,9"])
+    assert stop.value.code == 2
+    assert "--chapters: chapter must be one of" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_commit_comes_from_the_option_the_environment_or_git(tmp_path, monkeypatch):
+    monkeypatch.delenv(gpu_book.COMMIT_ENV, raising=False)
+    assert gpu_book.run_commit("abc", tmp_path) == ("abc", "--commit")
+    monkeypatch.setenv(gpu_book.COMMIT_ENV, "def")
+    assert gpu_book.run_commit(None, tmp_path) == ("def", gpu_book.COMMIT_ENV)
+    monkeypatch.delenv(gpu_book.COMMIT_ENV)
+    commit, source = gpu_book.run_commit(None, gpu_book.REPO)  # this checkout has .git
+    assert source == "git" and re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", commit)
+    # The GPU machine's copy may have no .git, and nothing passed in: said, not guessed.
+    assert gpu_book.run_commit(None, tmp_path)[0] == gpu_book.NOT_RECORDED
+
+
+NOTEBOOK = textwrap.dedent('''\
+    import json, pathlib, sys
+    number, out, stem = int(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
+    nb = {"cells": [], "metadata": {"papermill": {"parameters": {"profile": "smoke"}}},
+          "nbformat": 4, "nbformat_minor": 5}
+    (out / f"{stem}.ipynb").write_text(json.dumps(nb))
+    print(f"{stem}: executed")
+''')
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_a_subset_run_records_its_run_in_each_notebook_and_the_gpu_page_shows_it(
+        tmp_path, monkeypatch):
+    """A dry run of the GPU part on the CPU, into a temporary folder (never book/gpu/):
+    chapters 2 and 3 stood in for by a script that writes a notebook; each notebook then
+    names its commit, machine, torch and date, and the GPU page renders them."""
+    import json
+
+    from posinfo.tools import report
+
+    script = tmp_path / "notebook.py"
+    script.write_text(NOTEBOOK)
+
+    def command(number, out, profile, compile_backend=None, python=sys.executable):
+        return [python, str(script), str(number), str(out), STEMS[number]]
+
+    def probe(code, env, python=None):
+        if code == gpu_book.MACHINE_PROBE:
+            return json.dumps({"machine": "Fake GPU", "torch": "2.99", "cuda": "13.9",
+                               "python": "3.12"})
+        return "(probe skipped)"
+
+    monkeypatch.setattr(gpu_book, "chapter_command", command)
+    monkeypatch.setattr(gpu_book, "probe", probe)
+    out = tmp_path / "out"
+    assert gpu_book.main(["--out", str(out), "--skip-dry-run", "--profile", "smoke",
+                          "--chapters", "channel_order,3", "--commit", SHA]) == 0
+    assert sorted(p.name for p in out.iterdir()) == \
+        ["02_channel_order.ipynb", "03_augshift.ipynb", "gpu_book.log"]
+    for stem in ("02_channel_order", "03_augshift"):
+        nb = json.loads((out / f"{stem}.ipynb").read_text())
+        run = nb["metadata"][gpu_book.NOTEBOOK_KEY]
+        assert nb["metadata"]["papermill"] == {"parameters": {"profile": "smoke"}}  # kept
+        assert run["commit"] == SHA and run["machine"] == "Fake GPU" and run["torch"] == "2.99"
+        assert run["status"] == "ok" and run["profile"] == "smoke" and run["chapter"] == stem
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", run["started"])
+    log = (out / "gpu_book.log").read_text()
+    assert f"commit: {SHA} (from --commit)" in log
+    assert f"record 02_channel_order: commit {SHA}, machine Fake GPU, torch 2.99" in log
+    assert "2 of 2 chapters ok" in log
+
+    page = report.gpu_run_markdown(out / "gpu_book.log", tmp_path / "none.json",
+                                   tmp_path / "none.json", folder=out)
+    date = json.loads((out / "03_augshift.ipynb").read_text())["metadata"][
+        gpu_book.NOTEBOOK_KEY]["started"][:10]
+    assert f"| 03_augshift | `0123456` | Fake GPU | 2.99 | {date} |" in page
+    assert "| 02_channel_order | `0123456` |" in page and "01_gap" not in page.split(
+        "Which code")[1]
+
+
+def test_the_gpu_page_says_when_a_notebook_records_no_commit(tmp_path):
+    from posinfo.tools import report
+
+    (tmp_path / f"{STEMS[1]}.ipynb").write_text('{"cells": [], "metadata": {}}')
+    (tmp_path / f"{STEMS[2]}.ipynb").write_text(
+        '{"metadata": {"posinfo_run": {"commit": "not recorded", "machine": "H200", '
+        '"torch": "2.11", "started": "2026-12-04T19:00:00+00:00"}}}')
+    runs = report.chapter_runs(tmp_path)
+    assert runs[STEMS[1]]["commit"] == "not recorded"  # outside the repository: git can't say
+    assert runs[STEMS[2]] == {"commit": "not recorded", "machine": "H200", "torch": "2.11",
+                              "date": "2026-12-04"}
+
+
+def test_the_committed_gpu_notebooks_predating_the_record_name_the_commit_that_added_them():
+    from posinfo.tools import report
+
+    for stem, run in report.chapter_runs().items():
+        if run["date"] == "not recorded":
+            added = report.first_committed(gpu_book.REPO / "book" / "gpu" / f"{stem}.ipynb")
+            assert added and run["commit"] == (f"not recorded (run before gpu_book recorded "
+                                               f"commits; committed in `{added}`)")

@@ -26,10 +26,14 @@ refused before anything is installed or started.
 
 Each executed notebook records its run in its metadata (``posinfo_run``: the commit, the
 machine, torch and CUDA versions, the profile, start and end in UTC, the status), and the
-log says the same. The GPU machine's copy of the repository may have no .git: the commit
-is read on this side and passed in, ``--commit "$(git rev-parse HEAD)"`` or
-$POSINFO_COMMIT; without either, ``git rev-parse HEAD`` where .git exists (``+dirty`` when
-lib/ or book/ differ from it), else "not recorded".
+log says the same. The GPU machine's copy of the repository may have no .git, so the commit
+is read on this side and written into the command as a literal (expand it where the command
+is composed, not on the GPU machine):
+
+    --commit "$(git rev-parse HEAD)$(git diff --quiet HEAD -- lib book || echo +dirty)"
+
+or $POSINFO_COMMIT; without either, ``git rev-parse HEAD`` where .git exists (``+dirty``
+when lib/ or book/ differ from it), else "not recorded".
 
 OUT stays flat (5 notebooks, the log, the bench JSON): the device tool brings back 8 files.
 Only the standard library is imported here at top level: this runs before the wheels are in.

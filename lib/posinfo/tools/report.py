@@ -13,6 +13,7 @@ so the front page can only ever show what a run printed.
 """
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ import nbformat
 
 from ..run import BOOK, chapter_sources
 from ..verdict import VERDICT_LINE
+from .gpu_book import NOT_RECORDED, NOTEBOOK_KEY
 
 PROFILE = re.compile(r"^profile\s+(\w+)$", re.M)
 EPOCHS = re.compile(r"^epochs\s+(\d+)$", re.M)  # the verdict's training budget
@@ -148,6 +150,69 @@ def gpu_run(log: Path = GPU_LOG) -> dict:
                          for m in LOG_CHAPTER.finditer(text)}}
 
 
+def _short(commit: str) -> str:
+    """A full sha as its first 7 characters (a "+dirty" suffix kept); anything else as is."""
+    sha, plus, rest = commit.partition("+")
+    if re.fullmatch(r"[0-9a-f]{40}", sha):
+        return f"`{sha[:7]}{plus}{rest}`"
+    return commit if commit == NOT_RECORDED else f"`{commit}`"
+
+
+def first_committed(path: Path) -> str | None:
+    """The short sha of the commit that added ``path`` to the repository; None where git
+    cannot say (no .git, a file outside the repository or never committed)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "log", "--diff-filter=A", "--format=%h", "--",
+                               str(path.resolve())], cwd=BOOK.parent, capture_output=True,
+                              text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    shas = done.stdout.split() if done.returncode == 0 else []
+    return shas[-1] if shas else None
+
+
+def chapter_runs(folder: Path = GPU_BOOK) -> dict[str, dict]:
+    """{stem: commit, machine, torch, date} of every executed chapter in ``folder``, from
+    the record posinfo.tools.gpu_book writes into each notebook's metadata. A notebook
+    without one (run before gpu_book recorded it) says so, with the commit that added it to
+    the repository: its run was of that commit's parent code or older, which the notebook
+    itself cannot tell."""
+    runs = {}
+    for source in chapter_sources().values():
+        path = folder / f"{source.stem}.ipynb"
+        if not path.exists():
+            continue
+        run = json.loads(path.read_text()).get("metadata", {}).get(NOTEBOOK_KEY)
+        if run:
+            runs[source.stem] = {"commit": _short(str(run.get("commit", NOT_RECORDED))),
+                                 "machine": run.get("machine", NOT_RECORDED),
+                                 "torch": run.get("torch", NOT_RECORDED),
+                                 "date": str(run.get("started", ""))[:10] or NOT_RECORDED}
+            continue
+        added = first_committed(path)
+        runs[source.stem] = {"commit": NOT_RECORDED + (f" (run before gpu_book recorded "
+                                                       f"commits; committed in `{added}`)"
+                                                       if added else ""),
+                             "machine": "stated in the chapter",
+                             "torch": "stated in the chapter", "date": NOT_RECORDED}
+    return runs
+
+
+def runs_markdown(folder: Path = GPU_BOOK) -> list[str]:
+    """The table of which commit, machine and torch each chapter ran on."""
+    runs = chapter_runs(folder)
+    if not runs:
+        return []
+    lines = ["Which code each chapter ran, as its notebook records it (chapters may run in "
+             "separate GPU runs, on different commits):", "",
+             "| chapter | commit | machine | torch | date (UTC) |", "|---|---|---|---|---|"]
+    lines += [f"| {stem} | {r['commit']} | {r['machine']} | {r['torch']} | {r['date']} |"
+              for stem, r in runs.items()]
+    return lines + [""]
+
+
 def _bench_rows(bench: dict) -> dict:
     return {name: {"canvases/s": f"{a['canvases_per_s']:.0f}",
                    "ms/step": f"{a['ms_per_step']:.2f}",
@@ -158,10 +223,9 @@ def _bench_rows(bench: dict) -> dict:
 
 
 def gpu_run_markdown(log: Path = GPU_LOG, bench: Path = GPU_BENCH,
-                     bench_in_run: Path = GPU_BENCH_IN_RUN) -> str:
-    """The GPU part's page: how long each chapter took and the bench's training-step speeds."""
-    import json
-
+                     bench_in_run: Path = GPU_BENCH_IN_RUN, folder: Path = GPU_BOOK) -> str:
+    """The GPU part's page: which commit and machine each chapter (in ``folder``) ran on,
+    how long each took and the bench's training-step speeds."""
     from ..tables import format_table
 
     run = gpu_run(log)
@@ -177,6 +241,7 @@ def gpu_run_markdown(log: Path = GPU_LOG, bench: Path = GPU_BENCH,
         lines += ["```text", format_table({stem: {"status": status, "seconds": f"{sec:.0f}"}
                                            for stem, (status, sec) in run["chapters"].items()},
                                           index="chapter"), "```", ""]
+    lines += runs_markdown(folder)
     if bench.exists():
         b = json.loads(bench.read_text())
         h, best = b["header"], b["summary"]
