@@ -28,6 +28,8 @@ graphed and an eager run with one seed see different batches; ``POSINFO_GRAPH=of
 with the eager loop on CUDA too, and torch.compile (POSINFO_COMPILE) also takes it. A task
 this module cannot batch on the device (anything but CanvasTask, ShiftTask and SceneTask,
 e.g. the distributed tool's shards) takes the eager loop.
+
+Used by every chapter run on a GPU, through ``train.fit``, and by the GPU bench.
 """
 from __future__ import annotations
 
@@ -39,9 +41,9 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from .canvas import whole_batches
+from .device import prepare_model, to_device
 from .permute import ChannelPermutation
 from .scenes import SceneTask
-from .train import prepare_model, to_device
 
 GRAPH_ENV = "POSINFO_GRAPH"
 GRAPH_VALUES = ("on", "off")

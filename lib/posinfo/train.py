@@ -5,7 +5,6 @@ loss, so AugShift's two-view loss and plain cross-entropy share the same loop.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 from dataclasses import dataclass
@@ -18,16 +17,11 @@ from tqdm import tqdm
 
 from . import cache
 from .canvas import CanvasTask, make_task
+# re-exported: the chapters and tools import them from here
+from .device import autocast, pick_device, prepare_model, to_device  # noqa: F401
 from .models import build_classifier
 from .permute import add_channel_permutation, reseed_permutations
 from .settings import Settings
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """cuda when present (or when asked for), else cpu."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def seed_everything(seed: int) -> None:
@@ -44,34 +38,6 @@ def data_generator(seed: int) -> torch.Generator:
     with one seed see identical data in identical order.
     """
     return torch.Generator().manual_seed(seed)
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on cuda (no loss scaling needed); full precision on cpu."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A batch on ``device``; on cuda, image batches in channels_last (cuDNN's fast layout).
-
-    Not on CPU: it measured 1.1-1.6x faster per epoch there too, but with torch 2.14.1 the
-    weight gradient of a channels_last 1x1 stride-2 convolution (the ResNet shortcut) at
-    small widths sometimes hangs or corrupts the heap ("malloc(): unaligned tcache chunk
-    detected"), which no speed-up is worth.
-    """
-    x = x.to(device, non_blocking=True)
-    if device.type == "cuda" and x.dim() == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move ``model`` to ``device``, in place; channels_last on cuda (see ``to_device``)."""
-    if device.type == "cuda":
-        return model.to(device, memory_format=torch.channels_last)
-    return model.to(device)
 
 
 # torch.compile is a speed knob, like the device: it changes rounding, never the recipe, so it
