@@ -280,3 +280,14 @@ def test_permutenet_forwards_outside_the_step_draw_as_in_the_eager_loop():
                                                                            **k))
     assert old == new and same_weights(a, b)
     assert all(torch.equal(p, q) for p, q in zip(*outputs.values()))
+
+
+def test_the_loop_lets_go_of_its_gradients_at_the_end():
+    """On CUDA the gradients live in the graph's private memory pool; a trained model that
+    kept them would keep the pool."""
+    task = CanvasTask(images(8), images(2), grid=2)
+    model = classifier(task)
+    graphed.fit_graphed(model, task, epochs=1, batch_size=4, lr=1e-3, betas=(0.9, 0.999),
+                        generator=torch.Generator().manual_seed(0), loss_fn=cross_entropy_loss,
+                        device="cpu", capture=False)
+    assert all(p.grad is None for p in model.parameters())

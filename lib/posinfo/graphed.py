@@ -217,7 +217,11 @@ class Loop:
         return self
 
     def __exit__(self, *exc):
-        self._replay = None  # the graph and its pool go with the loop
+        # The graph, and what lives in its private memory pool (the gradients, the static
+        # loss), go with the loop: a chapter keeps dozens of trained models, and each one's
+        # gradients would otherwise hold on to its step's whole pool.
+        self._replay = self.loss = None
+        self.optimizer.zero_grad(set_to_none=True)
         self.permutations.__exit__(*exc)
         return None
 
