@@ -12,6 +12,16 @@ noise backgrounds with flips, AugShift's two views with BlurPool, PermuteNet, th
    took the graphed path, called on_epoch_end after each epoch, and how much faster it was
    end to end (capture included).
 
+The next GPU session's check, in one device call (about 5 minutes with the bench; the bench
+reports whether the library fit arm, now this loop, reaches 3.5x eager with eager's losses):
+
+    export PYTHONPATH=lib POSINFO_PROGRESS=off
+    python3 -m posinfo.tools.bench.gpu_check --json "$OUT/graph_check.json"
+    python3 -m posinfo.tools.bench --gpu --budget 150 --json "$OUT/bench_gpu.json"
+
+The segmenter's head has dropout: its captured and eager runs draw their masks from the same
+generator state, but if only that case differs, look there before at the graph.
+
 Exit status 1 when a check fails. ``--cpu`` runs the same code on the CPU with tiny models,
 both runs uncaptured: it checks this script, not the graph (tests/tools/test_bench.py).
 """
