@@ -307,12 +307,12 @@ def test_the_commit_comes_from_the_option_the_environment_or_git(tmp_path, monke
 
 
 NOTEBOOK = textwrap.dedent('''\
-    import json, pathlib, sys
+    import json, os, pathlib, sys
     number, out, stem = int(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
     nb = {"cells": [], "metadata": {"papermill": {"parameters": {"profile": "smoke"}}},
           "nbformat": 4, "nbformat_minor": 5}
     (out / f"{stem}.ipynb").write_text(json.dumps(nb))
-    print(f"{stem}: executed")
+    print(f"{stem}: executed at commit {os.environ.get('POSINFO_COMMIT')}")
 ''')
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -356,6 +356,7 @@ def test_a_subset_run_records_its_run_in_each_notebook_and_the_gpu_page_shows_it
     assert f"commit: {SHA} (from --commit)" in log
     assert f"record 02_channel_order: commit {SHA}, machine Fake GPU, torch 2.99" in log
     assert "2 of 2 chapters ok" in log
+    assert f"03_augshift: executed at commit {SHA}" in log  # the chapter sees it too
 
     page = report.gpu_run_markdown(out / "gpu_book.log", tmp_path / "none.json",
                                    tmp_path / "none.json", folder=out)

@@ -661,7 +661,9 @@ def main(argv=None) -> int:
     cache = Path(args.cache).resolve() if keep_cache else Path(tempfile.mkdtemp(
         prefix="posinfo-cache-"))
     cache.mkdir(parents=True, exist_ok=True)
-    env = child_env(site, cache, len(lanes))
+    # The chapters' kernels and the bench see the commit too ($POSINFO_COMMIT).
+    known = {} if commit == NOT_RECORDED else {COMMIT_ENV: commit}
+    env = {**child_env(site, cache, len(lanes)), **known}
     log(f"book at profile {args.profile}: cache {cache}, OMP_NUM_THREADS "
         f"{env['OMP_NUM_THREADS']}")
     started = time.monotonic()
@@ -694,7 +696,8 @@ def main(argv=None) -> int:
         if runner.stop.is_set():
             log(f"bench skipped: the book run was stopped at {runner.reason}")
         else:
-            bench_ok = run_bench(out, child_env(site, cache, 1), log, args.bench_quick, deadline)
+            bench_ok = run_bench(out, {**child_env(site, cache, 1), **known}, log,
+                                 args.bench_quick, deadline)
     if not keep_cache:
         shutil.rmtree(cache, ignore_errors=True)
     return 0 if not failed and bench_ok else 1

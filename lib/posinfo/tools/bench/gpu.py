@@ -354,7 +354,8 @@ def gpu_header(device: torch.device) -> dict:
             "torch": torch.__version__, "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if cuda else None,
             "python": platform.python_version(),
-            "date": datetime.now().astimezone().isoformat(timespec="seconds")}
+            "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "commit": os.environ.get("POSINFO_COMMIT")}  # gpu_book passes it in
 
 
 def gpu_bench(cfg: GpuBenchConfig = GpuBenchConfig(), device=None, json_path=None,
