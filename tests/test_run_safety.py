@@ -57,6 +57,16 @@ def test_a_bad_compile_backend_in_the_environment_is_refused_before_any_kernel(
     assert run.main(["1", "--out", str(tmp_path), "--compile"]) == 0 and len(no_kernel) == 1
 
 
+def test_a_bad_graph_switch_in_the_environment_is_refused_before_any_kernel(
+        tmp_path, monkeypatch, capsys, no_kernel):
+    # read by the loop on CUDA only: on a CPU machine a typo would never surface
+    monkeypatch.setenv("POSINFO_GRAPH", "of")
+    _refused(["1", "--out", str(tmp_path)], capsys, no_kernel,
+             "POSINFO_GRAPH must be one of", "got 'of'")
+    monkeypatch.setenv("POSINFO_GRAPH", "off")
+    assert run.main(["1", "--out", str(tmp_path)]) == 0 and len(no_kernel) == 1
+
+
 def test_a_bad_profile_in_the_environment_is_refused_even_with_a_profile_parameter(
         tmp_path, monkeypatch, capsys, no_kernel):
     # every parameters cell reads POSINFO_PROFILE before papermill's -p profile overrides it

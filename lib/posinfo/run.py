@@ -33,6 +33,7 @@ from pathlib import Path
 from . import cache
 from .checks import CHECKS, PROFILES
 from .settings import CHAPTERS, FIRST_VERDICT_SEED, PROFILE_ENV, chapter_settings
+from .graphed import graph_mode
 from .train import COMPILE_BACKENDS, COMPILE_ENV, compile_backend
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,14 +139,16 @@ def check_environment(compile_given: bool = False) -> None:
     """The environment variables a chapter's kernel reads, checked before it starts.
 
     POSINFO_PROFILE is read by every parameters cell even when ``-p profile`` overrides it
-    after; POSINFO_COMPILE by the training loop, and only when a model is not cached (so a
-    typo would surface at some later run, or never); POSINFO_CACHE must be writable, or the
-    first trained model would be thrown away when the kernel fails to store it."""
+    after; POSINFO_COMPILE and POSINFO_GRAPH by the training loop, and only when a model is
+    not cached (so a typo would surface at some later run, or never); POSINFO_CACHE must be
+    writable, or the first trained model would be thrown away when the kernel fails to
+    store it."""
     value = os.environ.get(PROFILE_ENV)
     if value is not None and value not in PROFILES:
         raise ValueError(f"{PROFILE_ENV} must be one of {PROFILES} (or unset), got {value!r}")
     if not compile_given:  # --compile sets the kernel's POSINFO_COMPILE itself
         compile_backend()  # raises "POSINFO_COMPILE must be one of ..., got ..."
+    graph_mode()  # POSINFO_GRAPH, read by the training loop on CUDA only
     cache.check_writable()
 
 
