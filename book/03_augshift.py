@@ -98,7 +98,7 @@ n_seeds = None  # the verdict's two arms at seed, seed + 1, ...
 ablation_seeds = None  # the other arms at the first ablation_seeds seeds
 n_pairs = None  # random shift pairs per test image for the metrics
 accuracy_margin = None  # clean accuracy AugShift may lose (reported)
-precise_bn = None  # recompute BatchNorm statistics after training (True, False)
+precise_bn = None  # recompute BatchNorm statistics after training (bool)
 min_effect = None  # minimal effect: the consistency gain the claim needs
 confidence = None  # confidence level of the verdict's interval
 
@@ -160,13 +160,15 @@ figures.show_canvases(pairs, labels.repeat_interleave(2), grid=1, n=8,
 # %%
 record = pilots.load_record("augshift", settings.profile)
 if record is None:
-    print(f"no pilot at the {settings.profile} profile: its n_seeds and task are set by hand")
+    print(f"no pilot at the {settings.profile} profile: "
+          "its n_seeds and task are set by hand")
 else:
     print(format_table(pilots.pilot_rows(record), index="candidate task"))
     size = record["sample_size"]
     print(pilots.sample_size_text(size, settings.min_effect))
-    print(f"this run: margin {settings.margin}, max_shift {settings.max_shift}, "
-          f"n_seeds {settings.n_seeds}, seeds from {settings.seed}")
+    print(f"this run: margin {settings.margin}, "
+          f"max_shift {settings.max_shift}, n_seeds {settings.n_seeds}, "
+          f"seeds from {settings.seed}")
 
 # %% [markdown]
 # *Table 1. The pilot: each candidate task's baseline, mean over the pilot seeds, tried
@@ -250,7 +252,8 @@ removed = inconsistency_removed(gain.value, base_consistency)
 short = {"baseline": "base", aug_arm: "aug", "BlurPool": "blur",
          f"{aug_arm} + BlurPool": "both"}
 glue_values("ch3", **{f"{key}_{metric}": summary[name][metric][0]
-                      for name, key in short.items() for metric in augshift.METRICS})
+                      for name, key in short.items()
+                      for metric in augshift.METRICS})
 # The two ends of the trade-off within the sweep (no BlurPool), for the prose.
 sweep = {lam: name for name, (lam, blur_on) in augshift.arms(settings).items()
          if not blur_on}
@@ -341,7 +344,8 @@ print(verdict.line())
 # %%
 print(verdict.explanation())
 if record is not None:
-    print("\nthe previous edition (digit never cut, running BatchNorm statistics):")
+    print("\nthe previous edition (digit never cut, running BatchNorm "
+          "statistics):")
     for part, lines in record["previous_edition"].items():
         print(f"  {part:<8}" + "\n  ".join(lines))
 
@@ -364,7 +368,7 @@ if record is not None:
 
 # %%
 curve = {k: paired("consistency", budget=k) for k in settings.budget_epochs}
-per_epoch = settings.steps_per_epoch  # one step: a batch of images, two views each
+per_epoch = settings.steps_per_epoch  # a step: a batch of images, 2 views each
 print(budget_table(curve, rule, "consistency gain [CI]",
                    steps_per_epoch=per_epoch))
 glue_values("ch3", held_at=where_it_holds(curve, rule,
@@ -383,13 +387,14 @@ figures.budget_curve({"AugShift minus baseline": curve}, settings.min_effect,
 # **{glue:text}`ch3_held_at`**.
 
 # %% tags=["hide-input"]
-# The exercises' answers, from this run: nothing is retrained (cache hits re-evaluated).
+# The exercises' answers, from this run: nothing is retrained (cache hits).
 running = augshift.running_bn_accuracy(settings, settings.ablations)
 precise = per_seed(results, baseline_arm, "clean_accuracy")
 precise = [precise[s] for s in settings.ablations]
 strongest = f"AugShift λ={max(settings.lambdas):g}"
 answers = {"running_mean": float(np.mean(list(running.values()))),
-           "running_range": f"{min(running.values()):.3f}-{max(running.values()):.3f}",
+           "running_range": f"{min(running.values()):.3f}-"
+                            f"{max(running.values()):.3f}",
            "precise_range": f"{min(precise):.3f}-{max(precise):.3f}",
            "lam_max": f"{max(settings.lambdas):g}",
            "lam_max_consistency": summary[strongest]["consistency"][0],

@@ -74,7 +74,7 @@ seed = None  # first verdict seed (200); segmenters at seed, seed + 1, ..
 n_seeds = None  # segmenters of each kind of scene (main and control)
 scene_mode = None  # asymmetric | symmetric | distinct
 control_mode = None  # the control's scenes: symmetric | distinct | ... | none
-region_ranking = None  # blank (each half blanked) | flip (the paper's signed flip)
+region_ranking = None  # blank (each half blanked) | flip (the paper's)
 padding = None  # zeros | circular | reflect | replicate | none
 width = None  # channels of the first backbone stage
 epochs = None  # training budget of the segmenters the verdict reads
@@ -121,7 +121,8 @@ print(machine.describe())
 # %%
 record = pilots.load_record("region_attack", settings.profile)
 if record is None:
-    print(f"no pilot at the {settings.profile} profile: n_seeds is set by hand")
+    print(f"no pilot at the {settings.profile} profile: "
+          "n_seeds is set by hand")
 else:
     for role in ("main", "control"):
         print(f"{role} ({record[role]['scene_mode']} scenes): "
@@ -143,8 +144,8 @@ if settings.control_mode != "none":
 runs = {role: side_experiments(settings, mode, settings.budget_epochs,
                                class_iou_at=settings.epochs)
         for role, mode in modes.items()}
-scores = {role: [runs[role][s, settings.epochs]["scores"] for s in settings.seeds]
-          for role in modes}
+scores = {role: [runs[role][s, settings.epochs]["scores"]
+                 for s in settings.seeds] for role in modes}
 last = runs["main"][settings.seeds[-1], settings.epochs]
 model = last["setup"].model
 n = settings.region_channels
@@ -243,7 +244,8 @@ for verdict in verdicts.values():
 for role, verdict in verdicts.items():
     print(f"{role}: {verdict.explanation()}")
 if record is not None:
-    print("\nthe previous edition (flip ranking, own - other, chapter 4's segmenters):")
+    print("\nthe previous edition (flip ranking, own - other, chapter 4's "
+          "segmenters):")
     for part, lines in record["previous_edition"].items():
         print(f"  {part:<8}" + "\n  ".join(lines))
 
@@ -302,7 +304,7 @@ figures.budget_curve({f"{role}: {modes[role]} scenes": curve
 #
 
 # %% tags=["hide-input"]
-# The exercises' answers, on the segmenters trained above: only the attacks rerun.
+# The exercises' answers, on the segmenters above: only the attacks rerun.
 bigger = min(16, model.channels)
 variants = {"flip ranking": ("flip", n),
             f"N = {bigger}": (settings.region_ranking, bigger)}
