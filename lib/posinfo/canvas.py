@@ -3,6 +3,8 @@
 The paper's location task: paste an image into one cell of a grid x grid layout on a larger
 canvas, zeros elsewhere, and ask the network *which cell*. Everything here is batched tensor
 code on the target device: no per-sample Python loop touches pixels.
+
+Used by chapters 1-3 (chapter 3 through ``shifts``).
 """
 from __future__ import annotations
 

@@ -3,6 +3,8 @@ on CUDA. Shared by the eager loop (``train``) and the graphed one (``graphed``),
 ``train`` chooses between, so it sits below both.
 
 Used by every chapter, through ``train`` (which re-exports these names).
+
+Used by every chapter, through ``train``, ``probes`` and ``attack``.
 """
 from __future__ import annotations
 

@@ -30,6 +30,8 @@ this module cannot batch on the device (anything but CanvasTask, ShiftTask and S
 e.g. the distributed tool's shards) takes the eager loop.
 
 Used by every chapter run on a GPU, through ``train.fit``, and by the GPU bench.
+
+Used by every chapter's training on a GPU (through ``train.fit``).
 """
 from __future__ import annotations
 

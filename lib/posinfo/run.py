@@ -14,6 +14,8 @@ OUT that already holds the chapter's run is refused unless --replace is given. T
 is executed in a staging folder and moved into OUT only when every cell ran: a failed (or
 killed) run never replaces a complete one; it is kept beside it as
 ``OUT/<chapter>.failed.ipynb``, and the message names the chapter and the cell.
+
+Used by the book build and every rerun of a chapter.
 """
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ one, or with a cut, they differ at the edges.
 
 ``ShiftTask`` serves the views to ``train.fit`` (AugShift's training, ``augshift``) and the
 shift metrics (``invariance``).
+
+Used by chapter 3.
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 ``fit`` knows nothing about the task: it asks the task for batches and a ``loss_fn`` for the
 loss, so AugShift's two-view loss and plain cross-entropy share the same loop.
+
+Used by every chapter.
 """
 from __future__ import annotations
 
