@@ -85,6 +85,16 @@ after_gap = len(settings.blocks) + 1
 # shuffle after GAP: they run at all `n_seeds` seeds, and are also kept at the shorter
 # budgets of the budget curve (snapshots of the same runs). The shuffles inside the
 # backbone are ablations, run at the first `ablation_seeds` seeds.
+#
+# ````{admonition} The method in code (lib/posinfo/permute.py)
+# :class: dropdown
+# ```{literalinclude} ../lib/posinfo/permute.py
+# :pyobject: ChannelPermutation
+# ```
+# ```{literalinclude} ../lib/posinfo/permute.py
+# :pyobject: add_channel_permutation
+# ```
+# ````
 
 # %%
 runs = permutenet.run_placements(settings)  # every arm, both tasks, its seeds

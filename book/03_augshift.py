@@ -427,10 +427,11 @@ print(format_table({"running statistics": {s: a for s, a in running.items()},
 # reached consistency {glue:text}`ch3_ex_lam_max_consistency`, clean accuracy
 # {glue:text}`ch3_ex_lam_max_accuracy` and a position probe of
 # {glue:text}`ch3_ex_lam_max_probe` (Table 2 has the baseline's). A larger weight pushes
-# the two views' latents together harder, so the latent carries still less position, while
-# the classification losses get a smaller share of each gradient step: expect clean
-# accuracy to pay more, and the consistency gain to stop growing once the latent no longer
-# moves.
+# the two views' latents together harder, while the classification losses get a smaller
+# share of each gradient step: expect clean accuracy to pay more. Consistency counts equal
+# predictions, right or wrong, so whether it follows the steadier latent depends on what
+# the cross-entropies lose; compare the strongest weight's consistency with the
+# baseline's in Table 2 before you run.
 # ```
 #
 # **2.** On a textured canvas the two shift protocols differ. Does AugShift still help when

@@ -107,8 +107,8 @@ figures.class_legend(CLASSES, PALETTE[:len(CLASSES)]);
 # torchvision's DeepLabv3 head (ASPP with atrous rates scaled to the small feature map, and
 # its image-pooling branch), trained with per-pixel cross-entropy through the project's one
 # training loop. No flip augmentation: it would make the data symmetric. One segmenter is
-# trained per seed, on scenes drawn from that seed, and cached; the next chapter reuses
-# them. Each segmenter gets its own ranking and its own attacks:
+# trained per seed, on scenes drawn from that seed, and cached (chapter 5 trains its own,
+# at its own verdict seeds). Each segmenter gets its own ranking and its own attacks:
 #
 # - **rank** its channels by what a mirror changes: for each validation image
 #   $d = z(x) - z(\mathrm{flip}\,x)$ with $z$ the GAP of the backbone output, channels
@@ -116,6 +116,16 @@ figures.class_legend(CLASSES, PALETTE[:len(CLASSES)]);
 # - **attack**: for each $N$ of the sweep, zero the top-$N$ (most flip-sensitive), the
 #   bottom-$N$ (least), and `n_random` random sets of $N$ channels of the backbone output,
 #   and score whole-frame mIoU.
+#
+# ````{admonition} The method in code (lib/posinfo/attack.py)
+# :class: dropdown
+# ```{literalinclude} ../lib/posinfo/attack.py
+# :pyobject: rank_position_channels
+# ```
+# ```{literalinclude} ../lib/posinfo/attack.py
+# :pyobject: zeroed
+# ```
+# ````
 
 # %%
 # One segmenter per seed, snapshotted at every budget of the budget curve; the

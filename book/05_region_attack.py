@@ -221,7 +221,7 @@ figures.image_grid(rows);
 # live where. Each attack's own-half drop and other-half change are shown on their own.
 
 # %%
-rule = Rule("own-side drop minus |other-side change|, both attacks",
+rule = Rule("own-side drop minus the size of the other side's change",
             settings.min_effect)
 verdicts, tables = {}, {}
 for role, mode in modes.items():
@@ -351,9 +351,10 @@ glue_values("ch5_ex", **{f"{k[0].split()[0]}_{k[1]}": v
 # :class: dropdown
 # Zeroing {glue:text}`ch5_ex_bigger` channels per side (Table 1) gave
 # {glue:text}`ch5_ex_N_main` on the chapter's scenes and {glue:text}`ch5_ex_N_control` on
-# the control's. More channels remove more of each side's code, but the ranking's tail
-# holds channels that follow both halves, so the other half's change grows too: the
-# statistic counts that change against the attack.
+# the control's. More channels remove more of each side's code, but further down the
+# ranking the channels follow both halves more evenly, so the other half's change grows
+# too, and the statistic weighs one against the other. Read the intervals before the
+# means: with four segmenters, a bigger attack is a noisier one.
 # ```
 #
 # **3.** A control whose classes all look different (position no longer needed to tell

@@ -30,7 +30,7 @@ def printed_verdicts(notebook) -> list[dict]:
     each with the profile and epochs its settings table printed (``profile  gpu``)."""
     lines = printed(notebook)
     table = dict(line.split(None, 1) for line in lines
-                 if line.split(None, 1)[0] in ("profile", "epochs") and len(line.split()) == 2)
+                 if len(line.split()) == 2 and line.split()[0] in ("profile", "epochs"))
     found = []
     for line in (line for line in lines if line.startswith("Claim ")):
         head, statement = line.split(" — ", 1)
@@ -123,3 +123,10 @@ def test_a_gpu_log_that_stopped_early_still_renders(tmp_path):
                    "08:00:30 dry run FAILED in 29 s: 01_gap_keeps_position FAILED\n")
     page = gpu_run_markdown(log, tmp_path / "none.json", tmp_path / "none.json")
     assert "NVIDIA H100" in page and "no end of the book run" in page
+
+
+def test_an_absolute_value_in_a_statistic_does_not_break_the_table():
+    from posinfo.tools.report import _escaped
+    row = f"| 5 | {_escaped('own - |other|')} | > +0.020 |"
+    # a markdown table splits cells at unescaped pipes only
+    assert re.split(r"(?<!\\)\|", row)[1:-1] == [" 5 ", r" own - \|other\| ", " > +0.020 "]

@@ -78,6 +78,11 @@ def part_rows(folder: Path) -> list[dict]:
             if (folder / f"{p.stem}.ipynb").exists()]
 
 
+def _escaped(text: str) -> str:
+    """Text for a cell of a markdown table: a "|" (an absolute value) would end the cell."""
+    return text.replace("|", "\\|")
+
+
 def _key(verdict: dict) -> tuple[str, str]:
     """A verdict's row on the front page: its claim and its label ("" for the main one)."""
     return verdict["claim"], verdict.get("label") or ""
@@ -107,10 +112,10 @@ def verdict_markdown() -> str:
             v, row, link = parts[name][claim]
             differs = (v["statistic"], v["rule"]) != (first["statistic"], first["rule"])
             cells.append(_cell(v, row, link)
-                         + (f" (statistic {v['statistic']}, needs {v['rule']})"
+                         + (f" (statistic {_escaped(v['statistic'])}, needs {v['rule']})"
                             if differs else ""))
         name = claim[0] + (f" ({claim[1]})" if claim[1] else "")
-        lines.append(f"| {name} | {first['statistic']} | {first['rule']} | "
+        lines.append(f"| {name} | {_escaped(first['statistic'])} | {first['rule']} | "
                      + " | ".join(cells) + " |")
     lines.append("")
     for name, folder in PARTS:
