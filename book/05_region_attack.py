@@ -59,6 +59,7 @@ from posinfo.attack import (class_iou_table, predict, side_experiments,
                             side_statistic, side_statistics, side_table)
 from posinfo.parameters import settings_from
 from posinfo.scenes import colorize
+from posinfo.settings import Settings
 from posinfo.tables import format_table, glue_values
 from posinfo.verdict import (Rule, budget_table, judge, t_interval,
                              where_it_holds)
@@ -321,6 +322,17 @@ rows["this chapter's"] = {f"{role} ({modes[role]})": verdicts[role].estimate
 print(format_table(rows, index="own - |other|, mean over segmenters"))
 glue_values("ch5_ex", **{f"{k[0].split()[0]}_{k[1]}": v
                          for k, v in answers.items()}, bigger=bigger)
+# Exercise 3: segmenters on distinct-texture scenes, at the first two seeds
+# only (a hint, not a verdict; the full run trains n_seeds of them).
+if settings.data == "scenes":
+    two = Settings(settings, n_seeds=min(2, settings.n_seeds))
+    distinct = side_experiments(two, "distinct", [settings.epochs])
+    distinct = [distinct[s, settings.epochs]["scores"] for s in two.seeds]
+    glue_values("ch5_ex", n_distinct=len(distinct),
+                distinct=float(np.mean([side_statistic(sc)
+                                        for sc in distinct])),
+                distinct_clean=float(np.mean([sc["clean"]["whole"]
+                                              for sc in distinct])))
 
 # %% [markdown]
 # *Table 1. Claim 5's statistic on this chapter's segmenters with the paper's flip
@@ -364,9 +376,12 @@ glue_values("ch5_ex", **{f"{k[0].split()[0]}_{k[1]}": v
 # :class: dropdown
 # The `distinct` scenes keep the layout's asymmetry but give every class its own texture,
 # so a segmenter can label road and sidewalk by their look instead of their place. The
-# control then asks whether side-specific channels survive when position is not needed:
-# compare its own-half drops with the symmetric control's. This one needs new segmenters,
-# so its numbers are yours to produce.
+# control then asks whether side-specific channels survive when position is not needed.
+# This page trained {glue:text}`ch5_ex_n_distinct` such segmenters (a hint, not a
+# verdict): clean mIoU {glue:text}`ch5_ex_distinct_clean` over the whole frame, and the
+# statistic {glue:text}`ch5_ex_distinct` (mean of the two), against
+# {glue:text}`ch5_specificity` on the chapter's look-alike scenes. Your run trains
+# `n_seeds` of them and judges the control with its interval.
 # ```
 #
 # **4.** The paper's setting, with your checkpoint and Cityscapes in `data/`:

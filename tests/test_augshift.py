@@ -299,3 +299,29 @@ def test_a_shift_beyond_the_margin_cuts_the_image_at_the_edge():
     assert crop.sum() == 4 * 2  # 2 of the 4 image columns stay in view
     assert crop[0, 0, 1:5, 4:6].eq(1).all()
     assert shift_views(canvas, zero, three, "roll").sum() == 16  # nothing is lost when wrapping
+
+
+def test_variant_runs_train_the_named_arms_with_the_changed_settings(monkeypatch):
+    """The exercises' variants: the settings change reaches every trained config, the
+    verdict's arms are the default, and a bad change is refused before any training."""
+    from posinfo import augshift
+    seen = []
+
+    def fake_measure(name, config, n_pairs, budgets=()):
+        seen.append((name, config["padding"], config["lam"], config["blurpool"],
+                     config["seed"]))
+        return name
+
+    monkeypatch.setattr(augshift, "measure", fake_measure)
+    s = posinfo.chapter_settings("augshift", "smoke")
+    out = augshift.variant_runs(s, [7, 8], padding="circular")
+    assert out == {"baseline": ["baseline"] * 2, "AugShift λ=1": ["AugShift λ=1"] * 2}
+    assert seen == [("baseline", "circular", 0.0, None, 7), ("baseline", "circular", 0.0, None, 8),
+                    ("AugShift λ=1", "circular", 1.0, None, 7),
+                    ("AugShift λ=1", "circular", 1.0, None, 8)]
+    seen.clear()
+    augshift.variant_runs(s, [7], ["BlurPool"], blur_size=5)
+    assert seen == [("BlurPool", "zeros", 0.0, 5, 7)]
+    with pytest.raises(ValueError, match="padding must be one of"):
+        augshift.variant_runs(s, [7], padding="bogus")
+    assert seen == [("BlurPool", "zeros", 0.0, 5, 7)]  # nothing trained for the bad one

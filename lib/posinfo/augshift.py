@@ -197,6 +197,21 @@ def inconsistency_removed(gain: float, baseline_consistency: float) -> float:
     return float("nan") if room <= 0 else gain / room
 
 
+def variant_runs(settings, seeds, names=None, **changes) -> dict:
+    """The exercises' answers: {arm: [RunResult at each seed]} for the arms ``names`` (of
+    ``arms(settings)``; default the verdict's two) trained with some settings changed
+    (``changes``, checked like the chapter's parameters), at a few seeds: a hint of what
+    the exercise's full run shows, for the price of a few short trainings."""
+    from .settings import chapter_settings
+
+    given = {k: v for k, v in settings.items() if k != "profile"}
+    varied = chapter_settings("augshift", settings.profile, **{**given, **changes})
+    table = arms(varied)
+    names = verdict_arms(varied) if names is None else names
+    return {name: [measure(name, augshift_config(varied, *table[name], seed), varied.n_pairs)
+                   for seed in seeds] for name in names}
+
+
 def running_bn_accuracy(settings, seeds, lam: float = 0.0) -> dict:
     """{seed: clean accuracy} of already trained runs (cache hits) evaluated with
     BatchNorm's running statistics instead of recomputed ones: what ``precise_bn`` changes,
