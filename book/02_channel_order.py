@@ -334,9 +334,11 @@ figures.budget_curve(curves, settings.min_effect,
 # **{glue:text}`ch2_held_at`**.
 
 # %% tags=["hide-input"]
-# The numbers of the exercises' worked answers, from this run's models (no
-# training): the budget curve's ends, the shuffle before stage 1, and the
-# probes on the digit classifier with its padding switched to circular.
+# The numbers of the exercises' worked answers: the budget curve's ends, the
+# probes on the digit classifier with its padding switched to circular (this
+# run's models, no training), and exercise 2 run small: a width-2 network,
+# baseline and shuffle before stage 1, both tasks, at the first seed only
+# (four trainings; the chapter's width beside it is a cache hit).
 first, last = min(settings.budget_epochs), max(settings.budget_epochs)
 answers = dict(
     first=budget_label(first, per_epoch), last=budget_label(last, per_epoch),
@@ -345,12 +347,35 @@ answers = dict(
     cls_last=curves["class kept"][last].value,
     loc_last=curves["location kept"][last].value,
     width=settings.width, cell=settings.image_size,
-    stride=2 ** len(settings.blocks),
-    loc_base=accuracy["location"]["baseline"].mean(),
-    cls_base=accuracy["class"]["baseline"].mean())
-if "stage 1" in arms:
-    answers.update(loc_stage1=accuracy["location"]["stage 1"].mean(),
-                   cls_stage1=accuracy["class"]["stage 1"].mean())
+    stride=2 ** len(settings.blocks))
+stem = permutenet.narrow_stem(settings, 2)  # {"chapter", "narrow"}: one seed
+narrow, wide = stem["narrow"], stem["chapter"]
+n_acc, n_kept, w_kept = narrow["accuracy"], narrow["kept"], wide["kept"]
+
+
+def pct(share):
+    return f"{share:.0%}"
+
+
+def compared(a, b, words):
+    """words[0] if a shows (as pct) above b, words[1] below, words[2] level."""
+    a, b = round(100 * a), round(100 * b)
+    return words[2] if a == b else words[0] if a > b else words[1]
+
+
+answers.update(
+    narrow=2, n_loc_base=n_acc["location"]["baseline"],
+    n_loc_stage1=n_acc["location"]["shuffled"],
+    n_cls_base=n_acc["class"]["baseline"],
+    n_cls_stage1=n_acc["class"]["shuffled"],
+    n_loc_kept=pct(n_kept["location"]), n_cls_kept=pct(n_kept["class"]),
+    w_loc_kept=pct(w_kept["location"]), w_cls_kept=pct(w_kept["class"]),
+    n_cls_vs_loc=compared(n_kept["class"], n_kept["location"],
+                          ("more than", "less than", "as much as")),
+    cls_narrowed=compared(n_kept["class"], w_kept["class"],
+                          ("rose", "fell", "stayed level")),
+    loc_narrowed=compared(n_kept["location"], w_kept["location"],
+                          ("rose", "fell", "stayed level")))
 circular = with_padding(baselines["class"].model, "circular")
 circular_probes = probe_table(gap_latents(circular, baselines["class"].task),
                               labels, seed=settings.seed)
@@ -394,14 +419,23 @@ glue_values("ch2_ex", **answers)
 #
 #    ```{admonition} Answer
 #    :class: dropdown
-#    At this run's width ({glue:text}`ch2_ex_width`), the shuffle before stage 1 left location
-#    at {glue:text}`ch2_ex_loc_stage1` (baseline {glue:text}`ch2_ex_loc_base`) and class at
-#    {glue:text}`ch2_ex_cls_stage1` (baseline {glue:text}`ch2_ex_cls_base`). The shuffle mixes
-#    only the stem's channels; the zero-padded stages after it can find the canvas border again,
-#    so expect location to stay high at width 2 too. What two interchangeable stem channels
-#    lose is detail, and the digit's class needs detail where its cell does not: expect the
-#    class to pay for the narrow shuffled stem, more than location does. Compare each arm with
-#    the width-2 baseline of the same run, which is narrow too; the numbers are your run's.
+#    The shuffle before stage 1 mixes only the stem's channels; the zero-padded stages after it
+#    can find the canvas border again, so location need not suffer at any width. What a random
+#    order costs a narrow stem is detail: two shuffled channels can pass on only what both carry
+#    alike, and the digit's class needs detail where its cell does not. So expect the class to
+#    pay for a narrow shuffled stem more than location does. This page ran the exercise small:
+#    width {glue:text}`ch2_ex_narrow`, the baseline and the shuffle before stage 1, both tasks, at
+#    its first seed. The baseline reached {glue:text}`ch2_ex_n_loc_base` on location and
+#    {glue:text}`ch2_ex_n_cls_base` on class; with the shuffle, {glue:text}`ch2_ex_n_loc_stage1`
+#    and {glue:text}`ch2_ex_n_cls_stage1`. On the verdict's scale (the share of above-chance
+#    accuracy kept, each arm against the width-{glue:text}`ch2_ex_narrow` baseline, narrow
+#    too) location kept {glue:text}`ch2_ex_n_loc_kept` and class {glue:text}`ch2_ex_n_cls_kept`:
+#    class kept {glue:text}`ch2_ex_n_cls_vs_loc` location. At this page's width
+#    ({glue:text}`ch2_ex_width`), same seed, the shares were {glue:text}`ch2_ex_w_loc_kept` and
+#    {glue:text}`ch2_ex_w_cls_kept`: narrowing the network, class's share
+#    {glue:text}`ch2_ex_cls_narrowed` and location's {glue:text}`ch2_ex_loc_narrowed`. That is
+#    one seed, so a hint, not a verdict; your run trains every placement at `ablation_seeds`
+#    seeds and the verdict's arms at all `n_seeds`.
 #    ```
 #
 # 3. Circular padding (chapter 1) removes position altogether. What should the probes show?

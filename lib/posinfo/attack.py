@@ -495,3 +495,22 @@ def lookalike_share(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     if not pairs or wrong == 0:
         return float("nan")
     return float(sum(conf[i, j] for i, j in pairs) / wrong)
+
+
+def padded_flip_attack(settings, padding: str, seed: int | None = None) -> dict:
+    """Chapter 4, exercise 3: one segmenter trained (or loaded) with ``padding`` at ``seed``
+    (the first verdict seed unless given), on the chapter's scenes and recipe otherwise, and
+    claim 4's experiment on it, as the verdict runs it (``flip_attack``). Returns its clean
+    whole-frame mIoU and its ``extra_damage`` (random-N minus top-N mIoU)."""
+    from .segment import SegmentationSetup, segmenter_config, train_segmenter
+    from .scenes import CLASSES
+
+    if settings.data != "scenes":
+        raise ValueError(f"a segmenter with another padding is trained on the scenes only, "
+                         f"got data={settings.data!r} (a checkpoint has its own padding)")
+    seed = settings.seed if seed is None else seed
+    run = train_segmenter(segmenter_config(settings, padding=padding, seed=seed))
+    setup = SegmentationSetup(run.model, run.task.val.images, run.task.val.labels, CLASSES,
+                              run)
+    result = flip_attack(setup, settings, seed=seed)  # as the chapter's verdict
+    return {"clean": result["clean"], "extra damage": extra_damage(result)}

@@ -91,3 +91,32 @@ def asymmetry(runs: PlacementRuns, epochs: int) -> dict:
     return {"location kept": shares["location"], "class kept": shares["class"],
             "class kept - location kept": {s: shares["class"][s] - shares["location"][s]
                                            for s in shares["class"]}}
+
+
+# ---- chapter 2's exercises: the computation behind a worked answer -------------------------
+def stem_shares(accuracy: dict, chance: dict) -> dict:
+    """{task: share of above-chance accuracy kept under the shuffle} from
+    ``accuracy[task] = {"baseline": acc, "shuffled": acc}`` of one seed
+    (``permute.retention``); chance per task."""
+    return {t: float(retention(a["shuffled"], a["baseline"], chance[t]))
+            for t, a in accuracy.items()}
+
+
+def narrow_stem(settings, width: int, placement: int = 1, seed: int | None = None) -> dict:
+    """Chapter 2, exercise 2: the baseline and the shuffle before backbone stage
+    ``placement``, for both tasks, at one seed (the first verdict seed unless given), at the
+    chapter's width and at ``width``. The chapter's width is a cache hit of its own run; the
+    other trains four classifiers (or loads them). Returns {"chapter": ..., "narrow": ...},
+    each {"accuracy": {task: {"baseline": acc, "shuffled": acc}}, "kept": {task: share}}."""
+    seed = settings.seed if seed is None else seed
+    chance = {"location": 1 / settings.grid ** 2, "class": 1 / NUM_CLASSES[settings.dataset]}
+
+    def at(w):
+        accuracy = {t: {arm: train_classifier(model_config(
+                            settings, t, width=w, permute_at=p, seed=seed)).evaluation.accuracy
+                        for arm, p in (("baseline", 0), ("shuffled", placement))}
+                    for t in TASKS}
+        return {"accuracy": accuracy, "kept": stem_shares(accuracy, chance)}
+
+    chapter = at(settings.width)
+    return {"chapter": chapter, "narrow": chapter if width == settings.width else at(width)}
