@@ -55,8 +55,9 @@ import numpy as np
 
 import posinfo
 from posinfo import figures, machine, pilots
-from posinfo.attack import (class_iou_table, predict, side_experiments,
-                            side_statistic, side_statistics, side_table)
+from posinfo.attack import predict
+from posinfo.sides import (class_iou_table, side_experiments, side_statistic,
+                           side_statistics, side_table)
 from posinfo.parameters import settings_from
 from posinfo.scenes import colorize
 from posinfo.settings import Settings
@@ -102,12 +103,12 @@ print(machine.describe())
 # left attack zeroes the `region_channels` channels of highest score, the right attack
 # those of lowest, in the backbone's output before the head.
 #
-# ````{admonition} The method in code (lib/posinfo/attack.py)
+# ````{admonition} The method in code (lib/posinfo/sides.py)
 # :class: dropdown
-# ```{literalinclude} ../lib/posinfo/attack.py
+# ```{literalinclude} ../lib/posinfo/sides.py
 # :pyobject: rank_side_channels
 # ```
-# ```{literalinclude} ../lib/posinfo/attack.py
+# ```{literalinclude} ../lib/posinfo/sides.py
 # :pyobject: side_specificity
 # ```
 # ````

@@ -269,7 +269,7 @@ def test_the_verdict_judges_the_ends_of_its_fraction_range_at_paper_scale():
 
 
 def test_side_specificity_hand_worked():
-    from posinfo.attack import side_specificity
+    from posinfo.sides import side_specificity
     scores = {"clean": {"left": 0.8, "right": 0.7},
               "left attack": {"left": 0.5, "right": 0.6},   # drops 0.3 left, 0.1 right
               "right attack": {"left": 0.75, "right": 0.7}}  # drops 0.05 left, 0.0 right

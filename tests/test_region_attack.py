@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from posinfo.attack import (SideRanking, blank_half, rank_side_channels, region_class_iou,
+from posinfo.sides import (SideRanking, blank_half, rank_side_channels, region_class_iou,
                             side_drops, side_ranking, side_specificity, side_statistic)
 from posinfo.segment import class_iou, mean_iou
 
@@ -142,7 +142,7 @@ class HalfSegmenter(HalfChannels):
 def test_side_statistics_rerun_the_attacks_on_each_seeds_stored_segmenter():
     from types import SimpleNamespace
 
-    from posinfo.attack import side_experiment, side_statistics
+    from posinfo.sides import side_experiment, side_statistics
     x = torch.ones(4, 3, 4, 8)
     labels = torch.zeros(4, 4, 8, dtype=torch.long)
     labels[..., :4] = 1  # the left half is class 1, as the clean model predicts

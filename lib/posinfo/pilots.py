@@ -118,7 +118,7 @@ def augshift_pilot(profile: str, seeds=PILOT_SEEDS, shares=CUT_SHARES) -> dict:
 def region_attack_pilot(profile: str, seeds=PILOT_SEEDS[:5]) -> dict:
     """Chapter 5: the seeds for the main verdict and for the symmetric control, each from
     the pilot's spread of the per-segmenter statistic (attack.side_statistic)."""
-    from .attack import side_attacks, side_drops, side_ranking, side_statistic
+    from .sides import side_attacks, side_drops, side_ranking, side_statistic
     from .segment import backbone_features, segmentation_budgets
 
     s0 = chapter_settings("region_attack", profile)
