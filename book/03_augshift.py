@@ -478,14 +478,16 @@ print(format_table({"running statistics": {s: a for s, a in running.items()},
 # ```{admonition} Answer
 # :class: dropdown
 # Chapter 1 showed that a circularly padded network cannot tell where on its canvas an
-# object sits (location accuracy exactly at chance). Here that shows in the position probe:
-# trained at this page's first {glue:text}`ch3_ex_n_hint` seeds with circular padding, the
-# baseline's probe read {glue:text}`ch3_ex_circ_base_position_probe` (chance 0.111; with
-# zero padding {glue:text}`ch3_base_position_probe`). What still changes between two views
-# is the part of the digit that the cut removed, which no padding can restore: the
-# baseline's consistency was {glue:text}`ch3_ex_circ_base_consistency` and AugShift's
-# {glue:text}`ch3_ex_circ_aug_consistency` (a gain of {glue:text}`ch3_ex_circ_gain`). The
-# border is not where this task's inconsistency comes from.
+# object sits from the padding (location accuracy exactly at chance). Here the probe has a
+# second source: a view that moves the digit towards an edge cuts off that side of it, so
+# what is missing tells which way it moved, whatever the padding. Trained at this page's
+# first {glue:text}`ch3_ex_n_hint` seeds with circular padding, the baseline's probe read
+# {glue:text}`ch3_ex_circ_base_position_probe` (chance 0.111; with zero padding
+# {glue:text}`ch3_base_position_probe`): what is left above chance is the cut's. What
+# still changes between two views is the part of the digit that the cut removed, which no
+# padding can restore: the baseline's consistency was
+# {glue:text}`ch3_ex_circ_base_consistency` and AugShift's
+# {glue:text}`ch3_ex_circ_aug_consistency` (a gain of {glue:text}`ch3_ex_circ_gain`).
 # ```
 #
 # **4.** A wider blur: `python -m posinfo.run augshift --out runs/blur5 -p blur_size 5`
