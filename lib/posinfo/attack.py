@@ -52,12 +52,20 @@ class PositionRanking:
         that the ranking was computed on a backbone of that model's width."""
         if kind not in RANKINGS:
             raise ValueError(f"region must be one of {RANKINGS}, got {kind!r}")
-        if model is not None and _channels_of(model) != self.channels:
-            raise ValueError(f"the ranking was computed on a backbone of {self.channels} "
-                             f"channels, the model has {_channels_of(model)}: rank this "
-                             f"model's channels")
-        check_n(n, self.channels)
-        return getattr(self, kind)[:n]
+        return top_channels(getattr(self, kind), n, self.channels, model)
+
+
+def top_channels(order: torch.Tensor, n: int, channels: int,
+                 model: nn.Module | None = None) -> torch.Tensor:
+    """The first n channels of a ranking's ``order`` over a backbone of ``channels``; with
+    ``model``, also check that the ranking was computed on a backbone of that model's
+    width (every ranking's ``top`` ends here)."""
+    if model is not None and _channels_of(model) != channels:
+        raise ValueError(f"the ranking was computed on a backbone of {channels} "
+                         f"channels, the model has {_channels_of(model)}: rank this "
+                         f"model's channels")
+    check_n(n, channels)
+    return order[:n]
 
 
 def check_n(n, channels: int) -> int:

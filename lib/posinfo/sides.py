@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .attack import (PositionRanking, _channels_of, check_n, predict, rank_position_channels,
-                     region_masks, region_miou)
+from .attack import (PositionRanking, predict, rank_position_channels, region_masks,
+                     region_miou, top_channels)
 from .checks import SIDE_RANKINGS
 from .models import global_average_pool
 from .segment import backbone_features, class_iou, confusion_matrix
@@ -46,12 +46,7 @@ class SideRanking:
     def top(self, kind: str, n: int, model: nn.Module | None = None) -> torch.Tensor:
         if kind not in ("left", "right"):
             raise ValueError(f"side must be one of ('left', 'right'), got {kind!r}")
-        if model is not None and _channels_of(model) != self.channels:
-            raise ValueError(f"the ranking was computed on a backbone of {self.channels} "
-                             f"channels, the model has {_channels_of(model)}: rank this "
-                             f"model's channels")
-        check_n(n, self.channels)
-        return getattr(self, kind)[:n]
+        return top_channels(getattr(self, kind), n, self.channels, model)
 
 
 def blank_half(images: torch.Tensor, side: str, fill: torch.Tensor) -> torch.Tensor:
