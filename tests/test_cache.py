@@ -128,3 +128,21 @@ def test_an_unwritable_cache_folder_is_refused_naming_the_variable(tmp_path, mon
     monkeypatch.setenv("POSINFO_CACHE", str(tmp_path / "fine"))
     assert cache.check_writable() == tmp_path / "fine"
     assert list((tmp_path / "fine").iterdir()) == []
+
+
+def test_a_segmenter_loaded_from_the_cache_ranks_and_scores_like_the_fresh_one(fresh_cache):
+    """Chapters 4 and 5 read cached segmenters in a warm build and fresh ones in an empty
+    one: both must give the same weights, the same flip ranking and the same claim-4
+    statistic, or a warm build would print other verdicts."""
+    from posinfo.attack import extra_damage, flip_attack, rank_position_channels
+    from posinfo.segment import segmentation_budgets
+    from posinfo.settings import Settings, chapter_settings
+    s = Settings(chapter_settings("position_channels", "smoke"), n_train=96, n_val=16,
+                 epochs=2)
+    fresh, loaded = (segmentation_budgets(s, 3, [1, 2])[2] for _ in range(2))
+    assert not fresh.trained.from_cache and loaded.trained.from_cache
+    a, b = fresh.model.state_dict(), loaded.model.state_dict()
+    assert all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
+    assert torch.equal(rank_position_channels(fresh.model, fresh.images).overall,
+                       rank_position_channels(loaded.model, loaded.images).overall)
+    assert extra_damage(flip_attack(fresh, s, 3)) == extra_damage(flip_attack(loaded, s, 3))
