@@ -56,8 +56,8 @@ import numpy as np
 import posinfo
 from posinfo import figures, machine, pilots
 from posinfo.attack import predict
-from posinfo.sides import (class_iou_table, side_experiments, side_statistic,
-                           side_statistics, side_table)
+from posinfo.sides import (attack_sets, class_iou_table, side_experiments,
+                           side_statistic, side_statistics, side_table)
 from posinfo.parameters import settings_from
 from posinfo.scenes import colorize
 from posinfo.settings import Settings
@@ -194,8 +194,7 @@ print(format_table(class_iou_table(ious, last["setup"].class_names),
 show = slice(0, 3)  # three scenes of the last seed's segmenter
 images, labels = last["setup"].images, last["setup"].labels
 ranking = last["ranking"]
-attacks = {"clean": None, "left attack": ranking.top("left", n, model),
-           "right attack": ranking.top("right", n, model)}
+attacks = attack_sets(ranking, n, model)
 rows = {"image": [im.permute(1, 2, 0).numpy() for im in images[show]],
         "labels": [colorize(lab) for lab in labels[show]]}
 for name, chans in attacks.items():

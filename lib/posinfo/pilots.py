@@ -117,9 +117,9 @@ def augshift_pilot(profile: str, seeds=PILOT_SEEDS, shares=CUT_SHARES) -> dict:
 # ---- chapter 5 -------------------------------------------------------------------------------
 def region_attack_pilot(profile: str, seeds=PILOT_SEEDS[:5]) -> dict:
     """Chapter 5: the seeds for the main verdict and for the symmetric control, each from
-    the pilot's spread of the per-segmenter statistic (attack.side_statistic)."""
-    from .sides import side_attacks, side_drops, side_ranking, side_statistic
-    from .segment import backbone_features, segmentation_budgets
+    the pilot's spread of the per-segmenter statistic (sides.side_statistic)."""
+    from .segment import segmentation_budgets
+    from .sides import side_drops, side_experiment, side_statistic
 
     s0 = chapter_settings("region_attack", profile)
     record = {"chapter": "region_attack", "profile": profile, "pilot_seeds": list(seeds),
@@ -129,10 +129,7 @@ def region_attack_pilot(profile: str, seeds=PILOT_SEEDS[:5]) -> dict:
         stats, drops = [], []
         for seed in seeds:
             setup = segmentation_budgets(s, seed, [s.epochs])[s.epochs]
-            features = backbone_features(setup.model, setup.images)
-            ranking = side_ranking(s.region_ranking, setup.model, setup.images)
-            scores = side_attacks(setup.model, setup.images, setup.labels, setup.num_classes,
-                                  ranking, s.region_channels, features)
+            scores = side_experiment(setup, s.region_ranking, s.region_channels)["scores"]
             stats.append(side_statistic(scores))
             drops.append(side_drops(scores))
         record[role] = {"scene_mode": mode, "drops": drops,

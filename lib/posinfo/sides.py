@@ -99,10 +99,15 @@ def side_attacks(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                  num_classes: int, ranking: SideRanking | PositionRanking, n: int,
                  features=None) -> dict[str, dict[str, float]]:
     """Region mIoU clean and after zeroing the n most left- and most right-specific channels."""
-    attacks = {"clean": None, "left attack": ranking.top("left", n, model),
-               "right attack": ranking.top("right", n, model)}
     return {name: region_miou(model, images, labels, num_classes, chans, features)
-            for name, chans in attacks.items()}
+            for name, chans in attack_sets(ranking, n, model).items()}
+
+
+def attack_sets(ranking, n: int, model: nn.Module) -> dict:
+    """{"clean": None, "left attack": ..., "right attack": ...}: the channels each of
+    claim 5's runs zeroes (None: none)."""
+    return {"clean": None, "left attack": ranking.top("left", n, model),
+            "right attack": ranking.top("right", n, model)}
 
 
 def side_drops(scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -146,15 +151,12 @@ def side_experiment(setup, ranking_kind: str, n: int, class_iou: bool = False) -
     model, images, labels = setup.model, setup.images, setup.labels
     features = backbone_features(model, images)
     ranking = side_ranking(ranking_kind, model, images)
-    attacks = {"clean": None, "left attack": ranking.top("left", n, model),
-               "right attack": ranking.top("right", n, model)}
-    out = {"ranking": ranking, "scores": {
-        name: region_miou(model, images, labels, setup.num_classes, chans, features)
-        for name, chans in attacks.items()}}
+    out = {"ranking": ranking, "scores": side_attacks(model, images, labels, setup.num_classes,
+                                                      ranking, n, features)}
     if class_iou:
         out["class_iou"] = {name: region_class_iou(model, images, labels, setup.num_classes,
                                                    chans, features)
-                            for name, chans in attacks.items()}
+                            for name, chans in attack_sets(ranking, n, model).items()}
     return out
 
 
