@@ -9,6 +9,7 @@ Used by every chapter, through ``train``, ``probes`` and ``attack``.
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 import torch.nn as nn
@@ -47,3 +48,15 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cuda":
         return model.to(device, memory_format=torch.channels_last)
     return model.to(device)
+
+
+def env_choice(env: str, allowed: tuple, default: str, value: str | None = None,
+               name: str | None = None) -> str:
+    """A speed switch: ``value`` when given, else $``env``, else ``default``; refused unless
+    one of ``allowed``. The error names what was read: ``name`` for a value given in code or
+    on a command line, the variable for one read from the environment."""
+    shown = env if value is None else (name or env)
+    value = (os.environ.get(env) or default) if value is None else value
+    if value not in allowed:
+        raise ValueError(f"{shown} must be one of {allowed}, got {value!r}")
+    return value

@@ -43,7 +43,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from .canvas import whole_batches
-from .device import prepare_model, to_device
+from .device import env_choice, prepare_model, to_device
 from .permute import ChannelPermutation
 from .scenes import SceneTask
 
@@ -53,11 +53,7 @@ GRAPH_VALUES = ("on", "off")
 
 def graph_mode(value: str | None = None) -> str:
     """``value``, else $POSINFO_GRAPH, else on; refused unless one of GRAPH_VALUES."""
-    name = GRAPH_ENV if value is None else "graph"
-    value = (os.environ.get(GRAPH_ENV) or "on") if value is None else value
-    if value not in GRAPH_VALUES:
-        raise ValueError(f"{name} must be one of {GRAPH_VALUES}, got {value!r}")
-    return value
+    return env_choice(GRAPH_ENV, GRAPH_VALUES, "on", value, name="graph")
 
 
 def supports(task) -> bool:

@@ -23,6 +23,7 @@ import numpy as np
 from .canvas import NUM_CLASSES
 from .permute import retention
 from .train import model_config, train_budgets, train_classifier
+from .verdict import paired_by_seed
 
 TASKS = ("location", "class")
 JUDGED = ("baseline", "after GAP")  # the verdict's two arms
@@ -75,11 +76,8 @@ def run_placements(settings) -> PlacementRuns:
 def kept(shuffled: dict, baseline: dict, chance: float) -> dict:
     """{seed: share of above-chance accuracy kept under the shuffle}, the two arms paired
     by seed (``permute.retention``); arms whose seeds differ are refused."""
-    if set(shuffled) != set(baseline):
-        raise ValueError(f"paired arms must share their seeds, got shuffled seeds "
-                         f"{sorted(shuffled)} and baseline seeds {sorted(baseline)}")
-    seeds = sorted(shuffled)
-    shares = retention([shuffled[s] for s in seeds], [baseline[s] for s in seeds], chance)
+    seeds, shuffled, baseline = paired_by_seed(shuffled, baseline, ("shuffled", "baseline"))
+    shares = retention(shuffled, baseline, chance)
     return dict(zip(seeds, shares.tolist()))
 
 

@@ -116,6 +116,17 @@ def t_interval(values, level: float = 0.95) -> Estimate:
     return Estimate(mean, mean - half, mean + half, int(x.size), level, sd)
 
 
+def paired_by_seed(first: Mapping, second: Mapping,
+                   names: tuple[str, str] = ("treated", "control")) -> tuple[list, list, list]:
+    """(seeds, first's values, second's values), both in seed order, of two arms given as
+    {seed: value}; arms whose seed sets differ are refused, each named by ``names``."""
+    if set(first) != set(second):
+        raise ValueError(f"paired arms must share their seeds, got {names[0]} seeds "
+                         f"{sorted(first)} and {names[1]} seeds {sorted(second)}")
+    seeds = sorted(first)
+    return seeds, [first[s] for s in seeds], [second[s] for s in seeds]
+
+
 def paired_difference(treated, control, level: float = 0.95) -> Estimate:
     """t interval of the per-seed differences ``treated[seed] - control[seed]``.
 
@@ -129,11 +140,7 @@ def paired_difference(treated, control, level: float = 0.95) -> Estimate:
             raise ValueError("paired arms must both be mappings {seed: value} (or both "
                              f"sequences), got {type(treated).__name__} and "
                              f"{type(control).__name__}")
-        if set(treated) != set(control):
-            raise ValueError(f"paired arms must share their seeds, got treated seeds "
-                             f"{sorted(treated)} and control seeds {sorted(control)}")
-        seeds = sorted(treated)
-        treated, control = [treated[k] for k in seeds], [control[k] for k in seeds]
+        _, treated, control = paired_by_seed(treated, control)
     a, b = np.asarray(treated, dtype=float), np.asarray(control, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired arms need one value per shared seed each, got {a.shape} "
