@@ -27,8 +27,8 @@ from .invariance import accuracy_vs_shift, consistency, latent_distance, positio
 from .models import build_classifier, global_average_pool
 from .settings import Settings
 from .shifts import make_shift_task
-from .train import (TrainedModel, cached_fit, evaluate, pick_device, recalibrate_batchnorm,
-                    seed_everything, train_budgets)
+from .train import (TrainedModel, cached_fit, evaluate, pick_device, plannable,
+                    recalibrate_batchnorm, seed_everything, train_budgets)
 
 
 # ---- the loss ------------------------------------------------------------------------------
@@ -75,6 +75,7 @@ def augshift_config(settings, lam: float, blurpool: bool, seed: int) -> dict:
 _NOT_IN_WEIGHTS = ("precise_bn",)
 
 
+@plannable
 def train_augshift(config: dict, device=None, use_cache: bool = True,
                    snapshots=()) -> TrainedModel:
     """Train (or load from the cache) one AugShift run and evaluate its clean accuracy;

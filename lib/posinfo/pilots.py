@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .settings import Settings, chapter_settings
+from .train import PLAN_ENV
 from .verdict import Rule, seeds_needed, t_interval
 
 PILOT_DIR = Path(__file__).resolve().parents[2] / "book" / "pilots"
@@ -181,11 +183,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("chapter", choices=sorted(PILOTS))
     parser.add_argument("--profile", default="default", choices=sorted(SEED_CAPS))
+    parser.add_argument("--out", type=Path, default=PILOT_DIR,
+                        help=f"folder the record is written to (default {PILOT_DIR}; on the "
+                        "GPU machine, $OUT, so that it comes back)")
     args = parser.parse_args(argv)
     record = PILOTS[args.chapter](args.profile)
+    if os.environ.get(PLAN_ENV):  # untrained models: the numbers are not a pilot's
+        print(f"{PLAN_ENV} is set (a plan pass): no record written")
+        return 0
     record["previous_edition"] = previous_verdicts(args.chapter)
-    PILOT_DIR.mkdir(parents=True, exist_ok=True)
-    path = record_path(args.chapter, args.profile)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / record_path(args.chapter, args.profile).name
     path.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {path}")
     return 0

@@ -36,7 +36,7 @@ from . import cache
 from .checks import CHECKS, PROFILES
 from .settings import CHAPTERS, FIRST_VERDICT_SEED, PROFILE_ENV, chapter_settings
 from .graphed import graph_mode
-from .train import COMPILE_BACKENDS, COMPILE_ENV, compile_backend
+from .train import COMPILE_BACKENDS, COMPILE_ENV, PLAN_ENV, compile_backend
 
 REPO = Path(__file__).resolve().parents[2]
 BOOK = REPO / "book"
@@ -312,6 +312,10 @@ def build_book(chapters=(), profile: str = "default", env: dict | None = None) -
 
     With no names, every chapter; otherwise only the named ones (name or number).
     """
+    if os.environ.get(PLAN_ENV):
+        raise ValueError(f"{PLAN_ENV} is set: a plan pass trains nothing, and --book would "
+                         "write its notebooks over the book's; unset it, or plan a chapter "
+                         "into a folder of its own (python -m posinfo.tools.prefetch plan)")
     selected = [resolve_chapter(c) for c in chapters] or list(chapter_sources().items())
     check_environment(bool((env or {}).get(COMPILE_ENV)))
     for key, source in selected:

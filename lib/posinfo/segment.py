@@ -25,8 +25,8 @@ from .checks import PAPER_SEGMENTER_CHANNELS
 from .canvas import data_dir
 from .scenes import (CITYSCAPES_CLASSES, CLASSES, IGNORE, SceneTask, cityscapes_missing,
                      load_cityscapes, make_scene_task)
-from .train import (cached_fit, pick_device, prepare_model, seed_everything, to_device,
-                    train_budgets)
+from .train import (cached_fit, pick_device, plannable, prepare_model, seed_everything,
+                    to_device, train_budgets)
 
 
 class Segmenter(nn.Module):
@@ -179,6 +179,7 @@ class TrainedSegmenter:
     from_cache: bool
 
 
+@plannable
 def train_segmenter(config: dict, device=None, use_cache: bool = True,
                     snapshots=()) -> TrainedSegmenter:
     """Train (or load from the cache) the segmenter a config describes, on its scenes;

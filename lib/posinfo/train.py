@@ -7,6 +7,10 @@ Used by every chapter.
 """
 from __future__ import annotations
 
+import contextvars
+import functools
+import json
+import math
 import os
 import random
 from dataclasses import dataclass
@@ -20,7 +24,7 @@ from tqdm import tqdm
 from . import cache
 from .canvas import CanvasTask, make_task
 # re-exported: the chapters and tools import them from here
-from .device import autocast, pick_device, prepare_model, to_device  # noqa: F401
+from .device import autocast, env_choice, pick_device, prepare_model, to_device  # noqa: F401
 from .models import build_classifier
 from .permute import add_channel_permutation, reseed_permutations
 from .settings import Settings
@@ -53,11 +57,7 @@ COMPILE_BACKENDS = ("off", "inductor", "aot_eager", "eager")
 
 def compile_backend(backend: str | None = None) -> str:
     """The torch.compile backend to train with: ``backend``, else $POSINFO_COMPILE, else off."""
-    name = COMPILE_ENV if backend is None else "compile"
-    value = (os.environ.get(COMPILE_ENV) or "off") if backend is None else backend
-    if value not in COMPILE_BACKENDS:
-        raise ValueError(f"{name} must be one of {COMPILE_BACKENDS}, got {value!r}")
-    return value
+    return env_choice(COMPILE_ENV, COMPILE_BACKENDS, "off", backend, name="compile")
 
 
 def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -216,6 +216,48 @@ def build_model(config: dict, task) -> nn.Module:
     return model
 
 
+# ---- planned training ---------------------------------------------------------------------
+# A chapter trains its runs one after another, each at batch 48: on a GPU that leaves most of
+# the chip idle. With $POSINFO_PLAN naming a file, a chapter executes as a *plan pass*: every
+# run it would train is appended to that file as one JSON line (its trainer, config and
+# snapshots) instead of being trained, and the chapter goes on with the untrained model, so
+# everything after training runs too (and costs what evaluation costs). ``tools.prefetch``
+# then trains the planned runs several at once into the model cache, and the chapter's real
+# pass finds every one of them there. Each run is the run the chapter would have trained: the
+# same trainer called with the same config, so the same cache key.
+PLAN_ENV = "POSINFO_PLAN"
+_PLANNED_CALL = contextvars.ContextVar("planned_call", default=None)
+
+
+def plannable(trainer):
+    """Mark a trainer, ``trainer(config, device=None, use_cache=True, snapshots=())``, whose
+    runs a plan pass records (see PLAN_ENV): ``tools.prefetch`` calls it again by its name
+    with the recorded config and snapshots."""
+    name = f"{trainer.__module__}:{trainer.__qualname__}"
+
+    @functools.wraps(trainer)
+    def wrapper(config: dict, device=None, use_cache: bool = True, snapshots=()):
+        token = _PLANNED_CALL.set({"trainer": name, "config": config,
+                                   "snapshots": sorted(snapshots)})
+        try:
+            return trainer(config, device, use_cache, snapshots)
+        finally:
+            _PLANNED_CALL.reset(token)
+    return wrapper
+
+
+def _record_planned(path: str) -> bool:
+    """Append the current trainer call to the plan file; False outside a ``plannable``
+    trainer (such a run is trained where it stands, as without a plan)."""
+    call = _PLANNED_CALL.get()
+    if call is None:
+        return False
+    with open(path, "a") as plan:  # one line a run: append is whole lines
+        plan.write(json.dumps(call, default=list, sort_keys=True) + "\n")
+    return True
+
+
+@plannable
 def train_classifier(config: dict, device=None, use_cache: bool = True,
                      snapshots=()) -> TrainedModel:
     """Train (or load from the cache) the classifier one config describes, and evaluate it;
@@ -251,6 +293,9 @@ def cached_fit(config: dict, model: nn.Module, task, *, loss_fn=cross_entropy_lo
     if stored is not None:
         model.load_state_dict(stored["state_dict"])
         return stored["history"], True
+    plan = os.environ.get(PLAN_ENV)
+    if plan and use_cache and _record_planned(plan):  # a plan pass: record, train nothing
+        return [math.nan] * config["epochs"], False
 
     def keep_snapshot(epoch, model, history):
         if use_cache and epoch in snapshots and epoch < config["epochs"]:

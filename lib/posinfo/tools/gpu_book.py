@@ -17,7 +17,10 @@ into --site and puts on the PYTHONPATH of every process it starts (the papermill
    cache; every other chapter in a lane of its own; --jobs lanes at a time). Each notebook
    lands in --out as it is executed; OUT/gpu_book.log has every chapter's start, end,
    seconds, the failure if any, and each chapter's output. A failed chapter makes the exit
-   code 1, while the other lanes go on;
+   code 1, while the other lanes go on. With --prefetch JOBS, first
+   ``posinfo.tools.prefetch`` for those chapters: a plan pass of each, then their training
+   runs JOBS at a time in processes of their own, into the cache the book pass then reads
+   (one run at batch 48 leaves an H200 mostly idle);
 3. with --bench, ``python -m posinfo.tools.bench --gpu --json OUT/bench_gpu.json``.
 
 ``--chapters 2,3`` (numbers or names, as ``posinfo.run`` takes them) runs a subset, so that
@@ -536,6 +539,44 @@ def dry_run(stems: dict[int, str], lanes: list[list[int]], site: Path | None, lo
         return True
 
 
+def prefetch(stems: dict[int, str], lanes: list[list[int]], profile: str, env: dict, log: Log,
+             scratch: Path, jobs: int, lane_jobs: int | None = None,
+             deadline: float | None = None) -> None:
+    """``tools.prefetch`` for the chapters: a plan pass of each (concurrent lanes, notebooks
+    thrown away), then their runs trained ``jobs`` at a time into the book's cache, so that
+    the book pass finds them there. Whatever fails here the chapter trains itself, in order:
+    this costs time when it goes wrong, never results."""
+    plans = scratch / "plans"
+    plans.mkdir()
+    started = time.monotonic()
+    log(f"prefetch: plan pass of {sorted(stems)} at {profile}")
+    runner = Runner(lambda n: [sys.executable, "-m", "posinfo.tools.prefetch", "plan",
+                               str(plans / f"{n}.jsonl"), "--"]
+                    + chapter_command(n, plans / "notebooks", profile),
+                    stems, env, log, scratch, jobs=lane_jobs, deadline=deadline)
+    results = runner.run(lanes)
+    if runner.interrupted is not None:
+        raise runner.interrupted
+    for r in results.values():
+        if r.status != "ok":
+            log.block(outputs({r.number: r}))
+    files = sorted(str(path) for path in plans.glob("*.jsonl"))
+    if not files:
+        log("prefetch: no plan recorded; the chapters train their runs themselves")
+        return
+    command = [sys.executable, "-m", "posinfo.tools.prefetch", "train", *files,
+               "--jobs", str(jobs)]
+    if deadline is not None:
+        command += ["--deadline", f"{max(0.0, deadline - time.monotonic()):.0f}"]
+    log(f"prefetch: plan pass done in {time.monotonic() - started:.0f} s; training "
+        f"{len(files)} plans' runs, {jobs} at a time")
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    log.block(f"--- output of posinfo.tools.prefetch train ---\n"
+              f"{(done.stdout + done.stderr).rstrip()}")
+    ended = "done" if done.returncode == 0 else f"ended with exit code {done.returncode}"
+    log(f"prefetch: {ended} in {time.monotonic() - started:.0f} s (plan pass and training)")
+
+
 def run_bench(out: Path, env: dict, log: Log, quick: bool = False,
               deadline: float | None = None) -> bool:
     """posinfo.tools.bench --gpu; with a deadline, its --budget is the time left (less its
@@ -603,6 +644,9 @@ def main(argv=None) -> int:
     dry = parser.add_mutually_exclusive_group()
     dry.add_argument("--dry-run-only", action="store_true", help="only the smoke dry run")
     dry.add_argument("--skip-dry-run", action="store_true", help="no smoke dry run")
+    parser.add_argument("--prefetch", type=int, metavar="JOBS",
+                        help="before the book pass, train the chapters' runs JOBS at a time "
+                        "(posinfo.tools.prefetch: a plan pass, then the runs side by side)")
     parser.add_argument("--bench", action="store_true",
                         help="afterwards: python -m posinfo.tools.bench --gpu --json "
                              f"OUT/{BENCH_JSON}")
@@ -613,6 +657,8 @@ def main(argv=None) -> int:
     deadline = None if args.deadline is None else time.monotonic() + args.deadline
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if args.prefetch is not None and args.prefetch < 1:
+        parser.error(f"--prefetch must be at least 1 (runs at a time), got {args.prefetch}")
 
     from ..checks import PROFILES  # standard library only, like the package's __init__
     if args.profile not in PROFILES:
@@ -680,6 +726,9 @@ def main(argv=None) -> int:
             + (f" (in {', '.join(written)})" if written else " (no notebook to record it in)"))
 
     with tempfile.TemporaryDirectory(prefix="posinfo-gpu-book-") as scratch:
+        if args.prefetch:
+            prefetch(stems, lanes, args.profile, env, log, Path(scratch), args.prefetch,
+                     args.jobs, deadline)
         runner = Runner(lambda n: chapter_command(n, out, args.profile, args.compile),
                         stems, env, log, Path(scratch), jobs=args.jobs, deadline=deadline,
                         on_done=record)
