@@ -1,11 +1,14 @@
 """The benchmarks are not timed in tests (machines are noisy), but what they count and
 compare must be right: the FLOPs of a step (against a count by hand), baselines that build
 exactly what the library builds, the GPU bench's arms and arithmetic."""
+import contextlib
+import sys
+
 import pytest
 import torch
 
 from posinfo.settings import chapter_settings
-from posinfo.tools.bench import common, cpu, gpu, gpu_report
+from posinfo.tools.bench import common, cpu, gpu, gpu_concurrent, gpu_report
 from posinfo.tools.bench import __main__ as command
 from posinfo.tools.bench.gpu_stream import CanvasStream
 
@@ -109,7 +112,10 @@ def test_gpu_section_quick_path_runs_on_cpu_and_writes_every_arm(tmp_path, capsy
                                    "target_minutes": 1.0}
     arms = result["arms"]
     assert list(arms) == ["eager", "eager, fused Adam", "library fit", "CUDA graph (manual)",
-                          "compile", "compile, reduce-overhead"]
+                          "library fit, 2 processes", "library fit, 2 streams", "compile",
+                          "compile, reduce-overhead"]
+    for name in ("library fit, 2 processes", "library fit, 2 streams"):
+        assert arms[name]["status"] == "ok" and arms[name]["check"]["ok"] is True, arms[name]
     for name in ("eager", "eager, fused Adam", "library fit", "compile"):
         arm = arms[name]
         assert arm["status"] == "ok", arm
@@ -128,6 +134,9 @@ def test_gpu_section_quick_path_runs_on_cpu_and_writes_every_arm(tmp_path, capsy
         assert arms[name] == {"status": "skipped", "reason": "needs CUDA",
                               "what": gpu.ARMS[name]}
     assert result["summary"]["best"] in arms
+    # A sum over two models is no model's speed: never the best arm, reported on its own.
+    assert not result["summary"]["best"].startswith("library fit, 2")
+    assert result["summary"]["most_canvases"]["arm"].startswith("library fit, 2")
     out = capsys.readouterr().out
     assert "canvases/s" in out and "best:" in out
 
@@ -252,12 +261,13 @@ def test_the_bench_runs_as_a_module_with_its_flags():
 
     done = subprocess.run([sys.executable, "-m", "posinfo.tools.bench", "--quick"],
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "--json, --quick and --budget go with --gpu" in done.stderr
+    assert done.returncode == 2
+    assert "--json, --quick, --budget and --concurrency go with --gpu" in done.stderr
     done = subprocess.run([sys.executable, "-m", "posinfo.tools.bench", "--help"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0
     for flag in ("--chapters", "--keep", "--tests", "--no-compile", "--gpu", "--json",
-                 "--quick", "--budget"):
+                 "--quick", "--budget", "--concurrency"):
         assert flag in done.stdout
 
 
@@ -295,3 +305,175 @@ def test_the_graph_check_runs_every_case_on_the_cpu_and_refuses_without_cuda(tmp
         assert row["fit"]["on"]["graphed"] is False  # a CPU never takes the graphed loop
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_check.main([]) == 2
+
+
+# ---- several graphed runs at once, each in a process of its own (gpu_concurrent) -------------
+def test_the_rates_of_runs_at_once_add_up_and_are_set_against_one_run():
+    # Three runs at 4,000, 5,000 and 6,000 canvases/s beside one run alone at 10,000.
+    rates = gpu_report.concurrent_rates([4_000, 5_000, 6_000], single=10_000)
+    assert rates["runs"] == 3 and rates["canvases_per_s"] == 15_000
+    assert rates["vs_single"] == 1.5 and rates["per_process_vs_single"] == 0.5
+    # The paper's run is 1,000,000 canvases: 200 s at the mean rate of 5,000; the slowest
+    # run (4,000/s) ends all three after 250 s; one after another at 10,000/s, 3 x 100 s.
+    assert rates["projected_min_per_model"] == 200 / 60
+    assert rates["projected_min_all_models"] == 250 / 60
+    assert rates["projected_min_one_after_another"] == 300 / 60
+    alone = gpu_report.concurrent_rates([10_000])
+    assert alone["vs_single"] is None and alone["projected_min_one_after_another"] is None
+    for bad in ([], [100, 0]):
+        with pytest.raises(ValueError, match=r"per_process must be one positive canvases/s"):
+            gpu_report.concurrent_rates(bad)
+    # Windows [0, 10], [1, 11], [2, 12]: all three ran from 2 to 10, 8 s of a 12 s span.
+    assert gpu_report.window_overlap([(0, 10), (1, 11), (2, 12)]) == 8 / 12
+    assert gpu_report.window_overlap([(0, 1), (2, 3)]) == 0  # they never met
+    assert gpu_report.window_overlap([(5, 7)]) == 1
+    with pytest.raises(ValueError, match=r"windows must be \(start, end\) pairs"):
+        gpu_report.window_overlap([(3, 1)])
+
+
+def test_runs_at_once_are_never_the_best_arm_but_the_most_canvases():
+    arms = {"eager": {"status": "ok", "canvases_per_s": 4_000, "setup_s": 0.0,
+                      "check": {"ok": None}},
+            "one": {"status": "ok", "canvases_per_s": 15_000, "setup_s": 0.0,
+                    "check": {"ok": True}},
+            "four": {"status": "ok", "setup_s": 10.0, "check": {"ok": True},
+                     **gpu_report.concurrent_rates([6_000] * 4, single=15_000)}}
+    summary = gpu_report.summarize(arms)
+    assert summary["best"] == "one"
+    assert summary["most_canvases"] == {"arm": "four", "runs": 4, "canvases_per_s": 24_000,
+                                        "vs_single": 1.6, "vs_eager": 6.0,
+                                        "projected_min_all_models": 1_000_000 / 6_000 / 60}
+    arms["four"]["single"] = {"arm": "one", "canvases_per_s": 15_000}
+    line = gpu_report.concurrent_line(arms["four"])
+    assert "6000 + 6000 + 6000 + 6000 = 24000 canvases/s, 1.60x one graphed run (one)" in line
+
+
+def test_two_graphed_runs_at_once_both_report_and_their_rates_are_summed():
+    # For real, on the CPU: two worker processes train the library's loop (uncaptured here)
+    # on the bench's batches from the bench's weights, released together.
+    b = gpu._Bench(gpu.QUICK, torch.device("cpu"))
+    gpu._arm_eager(b)  # the reference losses every arm is checked against
+    arm = gpu_concurrent.concurrent_arm(b, 2, ("library fit", 100.0))
+    assert arm["status"] == "ok" and arm["runs"] == 2 and len(arm["processes"]) == 2
+    rates = [p["canvases_per_s"] for p in arm["processes"]]
+    assert arm["per_process_canvases_per_s"] == rates and all(r > 0 for r in rates)
+    assert arm["canvases_per_s"] == pytest.approx(sum(rates))
+    assert arm["vs_single"] == pytest.approx(sum(rates) / 100.0)
+    for p in arm["processes"]:  # each its own window of whole steps, timed
+        assert p["steps"] > 0 and p["seconds"] >= gpu.QUICK.seconds
+        assert p["canvases_per_s"] == pytest.approx(p["steps"] * gpu.QUICK.batch_size
+                                                    / p["seconds"])
+    # Both processes trained what eager trained: the same first losses.
+    assert arm["check"]["ok"] is True and arm["check"]["captured"] is False, arm["check"]
+    assert 0 <= arm["overlap"] <= 1 and arm["steps_timed"] == sum(
+        p["steps"] for p in arm["processes"])
+    assert arm["single"] == {"arm": "library fit", "canvases_per_s": 100.0}
+    assert gpu_concurrent._live == set()  # no worker left behind
+
+
+# A stand-in worker speaking the protocol's first words: worker 1 fails at once, the others
+# wait for their go (which never comes).
+BROKEN_WORKER = [sys.executable, "-c", (
+    "import json, sys\n"
+    "job = json.loads(sys.stdin.readline())\n"
+    "if job['index'] == 1:\n"
+    "    raise ValueError('worker 1 broke')\n"
+    "sys.stdin.readline()\n")]
+HUNG_WORKER = [sys.executable, "-c", "import os, sys, time\n"
+               "print('pid', os.getpid(), file=sys.stderr, flush=True)\n"
+               "time.sleep(60)\n"]
+
+
+def test_a_failing_worker_makes_its_arm_an_error_and_the_bench_goes_on(monkeypatch):
+    from dataclasses import replace
+
+    monkeypatch.setattr(gpu_concurrent, "WORKER_COMMAND", BROKEN_WORKER)
+    result = gpu.gpu_bench(replace(gpu.QUICK, concurrency=(2,)), device="cpu",
+                           log=lambda *a, **k: None)
+    arm = result["arms"]["library fit, 2 processes"]
+    assert arm["status"] == "error", arm
+    assert arm["error"].startswith("WorkerFailed: worker 1 of 2 exited with status 1 before "
+                                   "it was ready: ValueError: worker 1 broke")
+    assert result["arms"]["compile"]["status"] == "ok"  # the arms after it still ran
+    assert gpu_concurrent._live == set()  # worker 0, waiting for its go, was killed
+
+
+def test_a_worker_that_fails_after_it_was_ready_fails_the_arm_at_once():
+    # Its end is an error as soon as it comes, not after the minute a worker has to say done.
+    ready_then_fail = [sys.executable, "-c", (
+        "import json, sys\n"
+        "sys.stdin.readline()\n"
+        f"print({gpu_concurrent.TAG!r} + json.dumps({{'ready': True}}), flush=True)\n"
+        "sys.stdin.readline()\n"
+        "raise SystemExit('lost the GPU')\n")]
+    with pytest.raises(gpu_concurrent.WorkerFailed,
+                       match=r"worker 0 of 2 exited with status 1 before it was done: lost"):
+        gpu_concurrent.run_workers([{}, {}], done_timeout_s=600, command=ready_then_fail)
+    assert gpu_concurrent._live == set()
+
+
+def test_a_worker_that_hangs_is_killed_at_its_timeout():
+    import os
+    import re
+
+    b = gpu._Bench(gpu.QUICK, torch.device("cpu"))
+    with pytest.raises(gpu_concurrent.WorkerFailed,
+                       match=r"worker\(s\) \[0\] of 1 not ready within 1 s") as failed:
+        gpu_concurrent.concurrent_arm(b, 1, None, command=HUNG_WORKER, ready_timeout_s=1)
+    pid = int(re.search(r"pid (\d+)", str(failed.value))[1])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped, not left sleeping
+    assert gpu_concurrent._live == set()
+
+
+def test_concurrency_is_checked_where_it_is_given():
+    with pytest.raises(ValueError, match=r"concurrency must be a tuple of whole numbers .* "
+                                         r"got \(4, 0\)"):
+        gpu.GpuBenchConfig(concurrency=(4, 0))
+    assert command.parse(["--gpu", "--concurrency", "1,2,8"]).concurrency == (1, 2, 8)
+    assert command.parse(["--gpu", "--concurrency", "none"]).concurrency == ()
+    assert command.parse(["--gpu"]).concurrency is None  # the config's default
+    for bad in ("0", "4,x", ""):
+        with pytest.raises(SystemExit):
+            command.parse(["--gpu", "--concurrency", bad])
+    # Each arm set against one graphed run of the same bench run: the 1-process arm, else
+    # (for itself, or when it failed) the library fit arm.
+    ok = lambda rate: {"status": "ok", "canvases_per_s": rate}
+    done = {"library fit": ok(10.0), "library fit, 1 process": ok(12.0)}
+    assert gpu._single(4, done) == ("library fit, 1 process", 12.0)
+    assert gpu._single(1, done) == ("library fit", 10.0)
+    done["library fit, 1 process"] = {"status": "error"}
+    assert gpu._single(4, done) == ("library fit", 10.0)
+    assert gpu._single(4, {}) is None
+    assert list(gpu.arms(gpu.GpuBenchConfig(concurrency=(1, 4)))) == [
+        "eager", "eager, fused Adam", "library fit", "CUDA graph (manual)",
+        "library fit, 1 process", "library fit, 4 processes", "library fit, 4 streams",
+        "compile", "compile, reduce-overhead"]
+
+
+def test_runs_on_streams_each_take_every_step_of_a_round(monkeypatch):
+    # On a CPU no streams, the same loops in turn: every copy must step once a round (the
+    # arm's rate is runs x the round's), and train what eager trained.
+    loops = []
+    library_loop = gpu.library_loop
+
+    @contextlib.contextmanager
+    def counted(b, model):
+        with library_loop(b, model) as (step, loop, losses):
+            loops.append(0)
+            index = len(loops) - 1
+
+            def count():
+                loops[index] += 1
+                step()
+            yield count, loop, losses
+
+    monkeypatch.setattr(gpu, "library_loop", counted)
+    b = gpu._Bench(gpu.QUICK, torch.device("cpu"))
+    gpu._arm_eager(b)
+    arm = gpu_concurrent.streams_arm(b, 3, ("library fit", 100.0))
+    assert len(loops) == 3 and loops[0] > 3 and loops == [loops[0]] * 3
+    assert arm["status"] == "ok" and arm["check"]["ok"] is True and arm["check"]["runs"] == 3
+    rates = arm["per_process_canvases_per_s"]
+    assert rates == [rates[0]] * 3 and arm["canvases_per_s"] == pytest.approx(3 * rates[0])
+    assert arm["steps_timed"] == 3 * (loops[0] - 3)  # all but the calibration's 3 rounds

@@ -8,6 +8,21 @@ import os
 from . import __doc__ as USAGE
 
 
+def concurrency(text: str) -> tuple:
+    """--concurrency: numbers of processes, comma-separated ("1,4,8"), or "none"."""
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        runs = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        runs = ()
+    if not runs or min(runs) < 1:
+        raise argparse.ArgumentTypeError(
+            f"--concurrency takes whole numbers of processes >= 1, comma-separated (e.g. "
+            f"1,4,8), or none; got {text!r}")
+    return runs
+
+
 def parse(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m posinfo.tools.bench", description=USAGE,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,9 +43,14 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, metavar="S",
                         help="with --gpu: skip arms that would start too late to end within "
                              "S seconds (default 140)")
+    parser.add_argument("--concurrency", type=concurrency, metavar="K,K,...",
+                        help="with --gpu: an arm for each number K of graphed runs trained at "
+                             "once, each in its own process, set against one (default 1,4,8; "
+                             "--quick 2; none: no such arm)")
     args = parser.parse_args(argv)
-    if (args.json or args.quick or args.budget is not None) and not args.gpu:
-        parser.error("--json, --quick and --budget go with --gpu")
+    if (args.json or args.quick or args.budget is not None
+            or args.concurrency is not None) and not args.gpu:
+        parser.error("--json, --quick, --budget and --concurrency go with --gpu")
     return args
 
 
@@ -39,7 +59,7 @@ def main(argv=None) -> None:
     os.environ.setdefault("POSINFO_PROGRESS", "off")  # no progress bars between the lines
     if args.gpu:
         from . import gpu
-        gpu.main(args.quick, args.json, args.budget)
+        gpu.main(args.quick, args.json, args.budget, args.concurrency)
     else:
         from . import cpu
         cpu.main(args.chapters, args.keep, args.tests, compile=not args.no_compile)

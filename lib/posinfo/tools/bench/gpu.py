@@ -1,8 +1,10 @@
 """The GPU bench: the training step of the paper's CIFAR-10 location run (ResNet-18, batch
-48, 96 px canvases), timed in every arm of ``ARMS`` in one run: eager, fused Adam, the
-library's own ``fit``, the whole step captured as a CUDA graph by hand, and torch.compile in
-two modes. Every arm starts from the same weights on the same batches, and its first losses
-are checked against eager's, so a faster arm that computes something else is caught.
+48, 96 px canvases), timed in every arm of ``arms(cfg)`` in one run: eager, fused Adam, the
+library's own ``fit``, the whole step captured as a CUDA graph by hand, K copies of the
+library's graphed training at once, in K processes and on K CUDA streams (how much of the
+GPU one run leaves idle: ``gpu_concurrent``), and torch.compile in two modes. Every arm
+starts from the same weights on the same batches, and its first losses are checked against
+eager's, so a faster arm that computes something else is caught.
 (``python -m posinfo.tools.bench --gpu``; ``--quick`` runs the same code on a tiny net, on
 any device.)
 """
@@ -24,6 +26,8 @@ from ...models import build_classifier
 from ...train import autocast, pick_device, prepare_model
 from . import GPU_BUDGET_S, HARD_STOP_AFTER_BUDGET_S
 from .common import train_step
+from .gpu_concurrent import (READY_TIMEOUT_S, arm_name, arm_what, concurrent_arm, kill_workers,
+                             streams_arm, streams_arm_name, streams_arm_what)
 from .gpu_report import PAPER_CANVASES, PAPER_EPOCHS, TARGET_MINUTES, gpu_report, summarize
 from .gpu_stream import CanvasStream
 
@@ -37,7 +41,10 @@ class GpuBenchConfig:
     initial weights; ``budget_s``: an arm that would start too late to fit is skipped;
     ``deadline_s`` (default: budget_s + HARD_STOP_AFTER_BUDGET_S): a hard stop, should an
     arm (a compilation) run long: the results so far are written and the process exits
-    with status 3."""
+    with status 3. ``concurrency``: an arm for each number of graphed runs trained at once,
+    each in a process of its own (``gpu_concurrent``); 1 is the single run they are set
+    against, measured the same way; and for each K > 1, an arm of K runs on K CUDA streams
+    of the bench's process."""
     width: int = 64
     blocks: tuple = (2, 2, 2, 2)
     image_size: int = 32
@@ -53,6 +60,15 @@ class GpuBenchConfig:
     budget_s: float = GPU_BUDGET_S
     deadline_s: float | None = None
     cpu_compile_backend: str = "aot_eager"  # on CPU: traces, no code generation
+    # An H200 with 16 CPU cores: 8 runs leave each two cores and about 1/8 of the GPU's
+    # 139 GiB (a run needs about 2 GB with its context).
+    concurrency: tuple = (1, 4, 8)
+
+    def __post_init__(self):
+        if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1
+                   for k in self.concurrency):
+            raise ValueError(f"concurrency must be a tuple of whole numbers of processes >= 1, "
+                             f"e.g. (1, 4, 8), or () for none; got {self.concurrency!r}")
 
     def hard_stop_s(self) -> float:
         """Seconds after the start at which the bench stops itself, whatever still runs."""
@@ -61,10 +77,12 @@ class GpuBenchConfig:
 
 
 # --quick: a tiny net on a tiny canvas, a fraction of a second per arm (tests, dry runs).
+# Two processes at once: the concurrent arms' code path, at the cost of two Python starts.
 QUICK = GpuBenchConfig(width=4, blocks=(1, 1, 1, 1), image_size=8, batch_size=8, pool=40,
-                       seconds=0.05, check_steps=3)
+                       seconds=0.05, check_steps=3, concurrency=(2,))
 
-# In the order they run.
+# The arms of one model each, in the order they run; the concurrent arms run after the
+# manual CUDA graph (see ``arms``).
 ARMS = {
     "eager": "fit's step (zero_grad, forward + cross-entropy under bf16 autocast, backward, "
              "Adam (foreach) step, loss summed on the device), channels_last, canvases built "
@@ -83,6 +101,27 @@ ARMS = {
 # Seconds an arm needs at least (compilation dominates); an arm that would start later than
 # budget_s minus this is skipped, so the section ends inside its budget.
 _ARM_NEEDS_S = {"compile": 45.0, "compile, reduce-overhead": 30.0}
+
+
+def _concurrent_needs_s(runs: int, streams: bool = False) -> float:
+    """Seconds an arm of ``runs`` runs at once needs at least. In processes: each starts
+    Python, imports torch, starts a CUDA context and captures its graph (about 10 s on an
+    H200, the K processes side by side), then a window of cfg.seconds. On streams: K
+    captures one after another (under a second each), then the window."""
+    return 4.0 + runs / 2 if streams else 12.0 + runs
+
+
+def arms(cfg: GpuBenchConfig) -> dict:
+    """{arm: what it times} in the order the arms run: ARMS with, after the manual CUDA
+    graph, an arm of processes for each entry of cfg.concurrency, then one of streams for
+    each entry above 1."""
+    names = list(ARMS)
+    at = names.index("CUDA graph (manual)") + 1
+    concurrent = {arm_name(k): arm_what(k) for k in cfg.concurrency}
+    concurrent.update({streams_arm_name(k): streams_arm_what(k) for k in cfg.concurrency
+                       if k > 1})
+    return {**{k: ARMS[k] for k in names[:at]}, **concurrent,
+            **{k: ARMS[k] for k in names[at:]}}
 
 
 class _Bench:
@@ -175,27 +214,25 @@ def _arm_eager(b: _Bench, **adam) -> dict:
     return result
 
 
-def _arm_library_fit(b: _Bench) -> dict:
+@contextlib.contextmanager
+def library_loop(b: _Bench, model):
     """train.fit's own loop on CUDA (posinfo.graphed.Loop: the epoch drawn on the device,
-    the step captured as a CUDA graph and replayed; on a CPU, the same loop uncaptured), on
-    the stream's task with a device generator of the stream's seed: eager's batches, so its
-    first losses are checked against eager's. Then one epoch of ``fit`` itself, timed end
-    to end (capture included), to show that fit takes this loop."""
-    from ...graphed import Loop, use_graph
+    the step captured as a CUDA graph and replayed; on a CPU, the same loop uncaptured) for
+    ``model``, on the stream's task with a device generator of the stream's seed: eager's
+    batches. Yields (step, loop, losses): ``step()`` trains one step (a new epoch's draws
+    when one ends; the loss sum goes on), ``losses`` the first cfg.check_steps losses."""
+    from ...graphed import Loop
     from ...train import cross_entropy_loss
 
-    cfg, task = b.cfg, b.stream.task
-    model, _ = b.fresh()
-    b.sync()
-    start = time.perf_counter()
-    with Loop(model, task, batch_size=cfg.batch_size, lr=cfg.lr, betas=cfg.betas,
+    cfg = b.cfg
+    with Loop(model, b.stream.task, batch_size=cfg.batch_size, lr=cfg.lr, betas=cfg.betas,
               loss_fn=cross_entropy_loss, device=b.device, capture=b.cuda) as loop:
         generator = b.stream.generator()
         loop.new_epoch(generator)
         done = [0]
 
         def step():
-            if done[0] == loop.steps:  # the next epoch's draws; the loss sum goes on
+            if done[0] == loop.steps:
                 loop.batches.new_epoch(generator)
                 done[0] = 0
             loop.step(generator)
@@ -205,6 +242,20 @@ def _arm_library_fit(b: _Bench) -> dict:
         for _ in range(cfg.check_steps):
             step()
             losses.append(loop.loss.detach().clone())
+        yield step, loop, losses
+
+
+def _arm_library_fit(b: _Bench) -> dict:
+    """The library's loop (``library_loop``), its first losses checked against eager's,
+    then timed. Then one epoch of ``fit`` itself, timed end to end (capture included), to
+    show that fit takes this loop."""
+    from ...graphed import use_graph
+
+    cfg = b.cfg
+    model, _ = b.fresh()
+    b.sync()
+    start = time.perf_counter()
+    with library_loop(b, model) as (step, loop, losses):
         b.sync()
         first = time.perf_counter() - start
         check = b.check(losses)
@@ -212,7 +263,7 @@ def _arm_library_fit(b: _Bench) -> dict:
         result = b.timed(step, first, check, total=loop.total)
         result["loss_window"] *= 1 / cfg.batch_size  # the loop sums batch_size x loss
     result["fit"] = _fit_end_to_end(b, result["canvases_per_s"])
-    result["fit"]["graphed"] = use_graph(b.device, task)
+    result["fit"]["graphed"] = use_graph(b.device, b.stream.task)
     return result
 
 
@@ -335,10 +386,30 @@ def _arm_cuda_graph(b: _Bench, capture: bool = True) -> dict:
     return result
 
 
-def _skip_reason(name: str, b: _Bench) -> str | None:
+def _single(runs: int, done: dict) -> tuple | None:
+    """(arm, canvases/s) of the one graphed run that an arm of ``runs`` runs at once is set
+    against, from the arms ``done`` in this bench run: the 1-process arm, measured as the
+    process arms are, else (for itself, or when it did not run) the library fit arm."""
+    for name in (arm_name(1), "library fit"):
+        arm = done.get(name, {})
+        if name != arm_name(runs) and arm.get("status") == "ok":
+            return name, arm["canvases_per_s"]
+    return None
+
+
+def _arm_concurrent(b: _Bench, runs: int, done: dict) -> dict:
+    """``runs`` graphed runs at once in processes (gpu_concurrent.concurrent_arm), set
+    against ``_single``. A worker not ready by the time the budget runs out is taken as
+    hung."""
+    left = b.cfg.budget_s - b.elapsed()
+    return concurrent_arm(b, runs, _single(runs, done),
+                          ready_timeout_s=min(READY_TIMEOUT_S, max(left, 30.0)))
+
+
+def _skip_reason(name: str, b: _Bench, need: float | None = None) -> str | None:
     if not b.cuda and name in ("CUDA graph (manual)", "compile, reduce-overhead"):
         return "needs CUDA"
-    need = _ARM_NEEDS_S.get(name, 5.0)
+    need = _ARM_NEEDS_S.get(name, 5.0) if need is None else need
     if b.elapsed() > b.cfg.budget_s - need:
         return (f"over the time budget: {b.elapsed():.0f} s of {b.cfg.budget_s:.0f} s used, "
                 f"the arm needs about {need:.0f} s")
@@ -383,10 +454,11 @@ def gpu_bench(cfg: GpuBenchConfig = GpuBenchConfig(), device=None, json_path=Non
 
     def stop():  # on a timer thread: the main thread is stuck in an arm
         try:
+            kill_workers()  # os._exit below would leave a concurrent arm's processes running
             name = running["arm"]
             if name is not None:
                 result["arms"][name] = {
-                    "status": "error", "what": ARMS[name],
+                    "status": "error", "what": arms(cfg)[name],
                     "error": f"still running at the {deadline:.0f} s deadline: bench stopped"}
             result["summary"] = summarize(result["arms"])
             result["elapsed_s"] = time.perf_counter() - started
@@ -418,8 +490,17 @@ def _gpu_arms(cfg, device, result, save, log, started, running) -> dict:
             "CUDA graph (manual)": lambda: _arm_cuda_graph(b),
             "compile": lambda: _arm_compile(b, None),
             "compile, reduce-overhead": lambda: _arm_compile(b, "reduce-overhead")}
-    for name, run in runs.items():
-        reason = _skip_reason(name, b)
+    needs = {}
+    for k in cfg.concurrency:
+        needs[arm_name(k)] = _concurrent_needs_s(k)
+        runs[arm_name(k)] = lambda k=k: _arm_concurrent(b, k, result["arms"])
+        if k > 1:
+            needs[streams_arm_name(k)] = _concurrent_needs_s(k, streams=True)
+            runs[streams_arm_name(k)] = lambda k=k: streams_arm(b, k,
+                                                                _single(k, result["arms"]))
+    for name, what in arms(cfg).items():
+        run = runs[name]
+        reason = _skip_reason(name, b, needs.get(name))
         if reason:
             arm = {"status": "skipped", "reason": reason}
         else:
@@ -429,8 +510,9 @@ def _gpu_arms(cfg, device, result, save, log, started, running) -> dict:
                 torch.cuda.reset_peak_memory_stats(device)
             try:
                 arm = run()
-                if b.cuda:
-                    arm["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+                if b.cuda:  # a concurrent arm's is its processes', not this one's
+                    arm.setdefault("peak_memory_mb",
+                                   torch.cuda.max_memory_allocated(device) / 2 ** 20)
             except Exception as error:
                 arm = {"status": "error", "error": f"{type(error).__name__}: {error}"[:2000],
                        "traceback": traceback.format_exc()[-4000:]}
@@ -438,7 +520,7 @@ def _gpu_arms(cfg, device, result, save, log, started, running) -> dict:
             gc.collect()
             if b.cuda:
                 torch.cuda.empty_cache()
-        arm["what"] = ARMS[name]
+        arm["what"] = what
         result["arms"][name] = arm
         log(f"[{b.elapsed():5.0f} s] {name}: " + _arm_line(arm), flush=True)
         save()
@@ -457,9 +539,10 @@ def _arm_line(arm: dict) -> str:
             + (f"; {arm['note']}" if arm.get("note") else ""))
 
 
-def main(quick: bool = False, json_path=None, budget_s: float | None = None) -> dict:
+def main(quick: bool = False, json_path=None, budget_s: float | None = None,
+         concurrency: tuple | None = None) -> dict:
     """``python -m posinfo.tools.bench --gpu``: every arm, then the report; refuses to start
-    without CUDA unless ``quick``."""
+    without CUDA unless ``quick``. ``concurrency``: see GpuBenchConfig."""
     if not quick and not torch.cuda.is_available():
         print("posinfo.tools.bench --gpu needs a CUDA GPU (torch.cuda.is_available() is "
               "False); --quick runs its code path on the CPU", file=sys.stderr)
@@ -467,6 +550,8 @@ def main(quick: bool = False, json_path=None, budget_s: float | None = None) -> 
     cfg = QUICK if quick else GpuBenchConfig()
     if budget_s is not None:
         cfg = replace(cfg, budget_s=budget_s)
+    if concurrency is not None:
+        cfg = replace(cfg, concurrency=tuple(concurrency))
     result = gpu_bench(cfg, json_path=json_path)
     print(gpu_report(result), flush=True)
     return result
