@@ -43,8 +43,9 @@ def test_steps_per_epoch_is_batches_of_the_training_set_the_last_one_partial():
     ("channel_order", "default", 23, 184),      # 1,437 digits at batch 64, 8 epochs
     ("augshift", "default", 45, 360),           # 1,437 digits (two views each) at 32, 8
     ("position_channels", "default", 24, 192),  # 768 scenes at batch 32, 8 epochs
-    ("region_attack", "gpu", 24, 480),          # the "about 480 steps"
-    ("channel_order", "gpu", 30, 600),          # the 600 steps at the gpu profile
+    ("region_attack", "gpu", 24, 4800),         # ten times the "about 480 steps"
+    ("channel_order", "gpu", 30, 20850),        # the paper's 20,833, in whole epochs
+    ("augshift", "gpu", 30, 20850),
 ])
 def test_the_profiles_budgets_in_steps(chapter, profile, per_epoch, longest):
     s = chapter_settings(chapter, profile)
@@ -241,3 +242,13 @@ def test_the_front_page_still_reads_a_chapter_that_prints_budgets_in_steps(tmp_p
     assert len(row["verdicts"]) == 1 and row["verdicts"][0]["outcome"] == "holds"
     assert "steps" not in row["evidence"]  # the budget table is not read as evidence
     assert math.isfinite(float(row["verdicts"][0]["estimate"]))
+
+
+def test_a_budget_at_the_ceiling_is_said_to_be_why_a_chapter_stops_short():
+    from posinfo.verdict import budget_at_ceiling
+    at = budget_at_ceiling(4, 23, [1.0, 1.0, 0.9995], "location accuracy")
+    assert at.startswith("Trained for 92 steps (4 epochs), 0.4% of the paper's 20,833")
+    assert "at its ceiling of 1 at every seed" in at and "cannot raise it" in at
+    below = budget_at_ceiling(20, 30, [1.0, 0.97], "location accuracy")
+    assert "0.970 at the lowest seed, below its ceiling" in below
+    assert "cannot" not in below

@@ -179,7 +179,7 @@ PINNED = [
     ("position_channels", "default", dict(scene_height=48, n_seeds=5, min_effect=0.05,
                                           betas=(0.9, 0.999), region_channels=6)),
     ("region_attack", "gpu", dict(width=64, region_channels=25, min_effect=0.02,
-                                  budgets=(2, 5, 10, 20))),
+                                  epochs=200, budgets=(2, 5, 20, 50, 100, 200))),
     ("region_attack", "paper", dict(data="cityscapes", n_seeds=1, budgets=(1,),
                                     channel_fractions=(0.01, 0.025, 100 / 2048, 0.1, 0.2,
                                                        0.35, 0.5))),
@@ -246,3 +246,36 @@ def test_a_bad_name_in_the_parameters_cell_fails_before_any_work(monkeypatch, tm
     namespace["profile"] = "smoke"
     with pytest.raises(ValueError, match=r"has no parameter\(s\) \['gird'\]"):
         settings_from("gap_keeps_position", namespace)
+
+
+# ---- the gpu part at the paper's training length (issue 20) ---------------------------------
+def test_the_gpu_verdict_arms_of_claims_2_and_3_reach_the_papers_steps():
+    from posinfo import settings as settings_module
+    from posinfo.verdict import PAPER_STEPS
+    assert settings_module._PAPER_STEPS == PAPER_STEPS
+    for chapter in ("channel_order", "augshift"):
+        s = chapter_settings(chapter, "gpu")
+        steps = s.epochs * s.steps_per_epoch
+        assert PAPER_STEPS <= steps < PAPER_STEPS + s.steps_per_epoch  # the fewest epochs
+        # the arms the verdict does not read stop at the earlier edition's 600 steps, a
+        # budget of the curve (a snapshot of the verdict's runs)
+        assert s.ablation_epochs * s.steps_per_epoch == 600
+        assert s.ablation_epochs in s.budget_epochs and max(s.budget_epochs) == s.epochs
+    for chapter in ("position_channels", "region_attack"):
+        s = chapter_settings(chapter, "gpu")
+        assert s.epochs * s.steps_per_epoch >= 10 * 480  # ten times the earlier 20 epochs
+
+
+@pytest.mark.parametrize("chapter", ["channel_order", "augshift"])
+@pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
+def test_elsewhere_the_ablations_train_as_long_as_the_verdicts_arms(chapter, profile):
+    s = chapter_settings(chapter, profile)
+    assert s.ablation_epochs == s.epochs
+    # and follow a shorter run a user asks for
+    assert chapter_settings(chapter, profile, epochs=1).ablation_epochs == 1
+
+
+def test_a_shorter_run_takes_the_ablations_down_and_a_longer_ablation_is_refused():
+    assert chapter_settings("channel_order", "gpu", epochs=10).ablation_epochs == 10
+    with pytest.raises(ValueError, match="ablation_epochs must be at most epochs=10"):
+        chapter_settings("channel_order", "gpu", epochs=10, ablation_epochs=20)

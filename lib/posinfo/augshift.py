@@ -111,6 +111,7 @@ class RunResult:
     from_cache: bool
     # consistency at each training budget (epochs) of the budget curve
     by_budget: dict = field(default_factory=dict)
+    epochs: int | None = None  # the budget every metric above was measured at
 
 
 def measure(arm: str, config: dict, n_pairs: int, budgets=()) -> RunResult:
@@ -125,7 +126,8 @@ def measure(arm: str, config: dict, n_pairs: int, budgets=()) -> RunResult:
     return RunResult(arm, config["lam"], config["blurpool"] is not None, config["seed"],
                      run.evaluation.accuracy, by_budget[config["epochs"]],
                      latent_distance(model, task, n_pairs), position_probe_accuracy(model, task),
-                     accuracy_vs_shift(model, task)[1], run.from_cache, by_budget)
+                     accuracy_vs_shift(model, task)[1], run.from_cache, by_budget,
+                     config["epochs"])
 
 
 def arms(settings) -> dict:
@@ -146,19 +148,31 @@ def verdict_arms(settings) -> tuple[str, str]:
 
 
 def run_experiment(settings, progress=print) -> list[RunResult]:
-    """Every arm trained with the same budget (epochs). The verdict's two arms run at every
-    seed and carry the budget curve; the others (ablations) at the first ablation_seeds."""
+    """The verdict's two arms at every seed, trained for ``epochs`` and carrying the budget
+    curve; every arm at the first ``ablation_seeds`` seeds at the sweep's budget,
+    ``ablation_epochs`` (for the verdict's arms a snapshot of the same runs, measured
+    again). When the two budgets are one (every profile but gpu), each run is measured
+    once. ``at_budget`` picks either view."""
     results = []
     judged = verdict_arms(settings)
+    sweep = settings.ablation_epochs
     for name, (lam, blur) in arms(settings).items():
         seeds = settings.seeds if name in judged else settings.ablations
-        budgets = settings.budget_epochs if name in judged else ()
         for seed in seeds:
             config = augshift_config(settings, lam, blur, seed)
-            results.append(measure(name, config, settings.n_pairs, budgets))
+            if name in judged:
+                results.append(measure(name, config, settings.n_pairs, settings.budget_epochs))
+            if name not in judged or (sweep != settings.epochs and seed in settings.ablations):
+                results.append(measure(name, {**config, "epochs": sweep}, settings.n_pairs))
         if progress:
             progress(f"{name:<28} done")
     return results
+
+
+def at_budget(results: list[RunResult], epochs: int) -> list[RunResult]:
+    """The runs measured after ``epochs`` of training: the verdict's (``epochs``) or the
+    sweep's (``ablation_epochs``, every arm at one budget)."""
+    return [r for r in results if r.epochs == epochs]
 
 
 METRICS = ("clean_accuracy", "consistency", "latent_distance", "position_probe")
@@ -209,7 +223,9 @@ def variant_runs(settings, seeds, names=None, **changes) -> dict:
     varied = chapter_settings("augshift", settings.profile, **{**given, **changes})
     table = arms(varied)
     names = verdict_arms(varied) if names is None else names
-    return {name: [measure(name, augshift_config(varied, *table[name], seed), varied.n_pairs)
+    # at the ablations' budget: a hint costs what an ablation costs
+    return {name: [measure(name, {**augshift_config(varied, *table[name], seed),
+                                  "epochs": varied.ablation_epochs}, varied.n_pairs)
                    for seed in seeds] for name in names}
 
 

@@ -243,6 +243,10 @@ CHECKS = {
     "budgets": _list_of(_int_range(1, 1000)),
     # Seeds for the arms the verdict does not read (ablations): fewer than n_seeds.
     "ablation_seeds": _int_range(1, 100),
+    # The budget (epochs) of those arms and of the exercises' answers: at most epochs; the
+    # verdict's arms are measured there too, for free (a snapshot of their runs). A table's
+    # None means epochs.
+    "ablation_epochs": _int_range(1, 1000),
 }
 
 
@@ -498,9 +502,12 @@ def cross_check(s) -> None:
         if len(s.blocks) + 1 in s.placements and s.head != "gap_linear":
             raise ValueError(f"placements include {len(s.blocks) + 1} (after GAP), which needs "
                              f"head='gap_linear', got head={s.head!r}")
-    if "budgets" in s and max(s.budgets) > s.epochs:
+    if s.get("budgets") and max(s.budgets) > s.epochs:
         raise ValueError(f"budgets must each be at most epochs={s.epochs} (they are snapshots "
                          f"of the verdict's {s.epochs}-epoch run), got {s.budgets}")
+    if "ablation_epochs" in s and s.ablation_epochs > s.epochs:
+        raise ValueError(f"ablation_epochs must be at most epochs={s.epochs} (the verdict's "
+                         f"arms are measured there as snapshots), got {s.ablation_epochs}")
     if "ablation_seeds" in s and s.ablation_seeds > s.n_seeds:
         raise ValueError(f"ablation_seeds must be an integer in [1, n_seeds={s.n_seeds}], "
                          f"got {s.ablation_seeds}")

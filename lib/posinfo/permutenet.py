@@ -5,7 +5,9 @@ is trained for both tasks on the same canvases, and so is the unshuffled baselin
 fixes the initial weights and the canvases, so the arms of one seed are paired. The two
 arms the verdict reads, the baseline and the shuffle after GAP, run at every verdict seed
 and keep their shorter budgets (snapshots of the same runs); the shuffles inside the
-backbone are ablations at the first ``ablation_seeds`` seeds.
+backbone are ablations at the first ``ablation_seeds`` seeds, trained for
+``ablation_epochs``, one of those budgets, where the sweep compares every arm (the gpu
+profile stops them at 600 steps while the verdict's arms go on to the paper's 20,833).
 
 The statistic (``asymmetry``) puts both tasks on one scale, the share of above-chance
 accuracy a network keeps under the shuffle (``permute.retention``), and asks how much more
@@ -42,8 +44,9 @@ def placement_arms(settings) -> dict[str, int]:
 @dataclass
 class PlacementRuns:
     """Test accuracy of every arm and task: ``accuracy[task][arm]``, one value per seed at
-    the verdict's budget; ``by_budget[task, arm, epochs]`` {seed: value} for the judged arms
-    at every budget; each task's chance level."""
+    the sweep's budget (``ablation_epochs``: every arm at one budget, comparable);
+    ``by_budget[task, arm, epochs]`` {seed: value} for the judged arms at every budget, the
+    verdict's ``epochs`` included; each task's chance level."""
     arms: dict
     accuracy: dict
     by_budget: dict
@@ -60,14 +63,15 @@ def run_placements(settings) -> PlacementRuns:
         for arm, placement in arms.items():
             judged = arm in JUDGED
             seeds = settings.seeds if judged else settings.ablations
-            budgets = settings.budget_epochs if judged else [settings.epochs]
+            # the ablations stop at ablation_epochs, one of the judged arms' budgets
+            budgets = settings.budget_epochs if judged else [settings.ablation_epochs]
             for seed in seeds:
                 config = model_config(settings, target, permute_at=placement, seed=seed)
                 runs = train_budgets(train_classifier, config, budgets)
                 if judged:
                     for k, run in runs.items():
                         by_budget[target, arm, k][seed] = run.evaluation.accuracy
-                accuracy[target][arm].append(runs[settings.epochs].evaluation.accuracy)
+                accuracy[target][arm].append(runs[settings.ablation_epochs].evaluation.accuracy)
     accuracy = {t: {arm: np.array(v) for arm, v in row.items()} for t, row in accuracy.items()}
     chance = {"location": 1 / settings.grid ** 2, "class": 1 / NUM_CLASSES[settings.dataset]}
     return PlacementRuns(arms, accuracy, by_budget, chance)
@@ -79,6 +83,12 @@ def kept(shuffled: dict, baseline: dict, chance: float) -> dict:
     seeds, shuffled, baseline = paired_by_seed(shuffled, baseline, ("shuffled", "baseline"))
     shares = retention(shuffled, baseline, chance)
     return dict(zip(seeds, shares.tolist()))
+
+
+def judged_accuracy(runs: PlacementRuns, task: str, arm: str, epochs: int) -> np.ndarray:
+    """A judged arm's accuracy at one budget, one value per seed in seed order."""
+    by_seed = runs.by_budget[task, arm, epochs]
+    return np.array([by_seed[s] for s in sorted(by_seed)])
 
 
 def asymmetry(runs: PlacementRuns, epochs: int) -> dict:
@@ -109,9 +119,10 @@ def narrow_stem(settings, width: int, placement: int = 1, seed: int | None = Non
     seed = settings.seed if seed is None else seed
     chance = {"location": 1 / settings.grid ** 2, "class": 1 / NUM_CLASSES[settings.dataset]}
 
-    def at(w):
+    def at(w):  # at the ablations' budget, like the placement sweep
         accuracy = {t: {arm: train_classifier(model_config(
-                            settings, t, width=w, permute_at=p, seed=seed)).evaluation.accuracy
+                            settings, t, width=w, permute_at=p, seed=seed,
+                            epochs=settings.ablation_epochs)).evaluation.accuracy
                         for arm, p in (("baseline", 0), ("shuffled", placement))}
                     for t in TASKS}
         return {"accuracy": accuracy, "kept": stem_shares(accuracy, chance)}
