@@ -265,6 +265,23 @@ def budget_label(epochs: int, steps_per_epoch: int, width: int = 0) -> str:
             f"({epochs} {_plural('epoch', [epochs])})")
 
 
+def budget_at_ceiling(epochs: int, steps_per_epoch: int, values, what: str,
+                      ceiling: float = 1.0, tolerance: float = 1e-3) -> str:
+    """Why a chapter may stop short of the paper's training length, or why it may not, in
+    words computed from the run: the budget, its share of the paper's steps, and whether
+    every seed's ``values`` (e.g. location accuracy) already sits at ``ceiling``, where no
+    longer run can raise it."""
+    steps = epochs * check_steps_per_epoch(steps_per_epoch)
+    values = np.asarray(values, dtype=float)
+    head = (f"Trained for {budget_label(epochs, steps_per_epoch)}, {steps / PAPER_STEPS:.1%} "
+            f"of the paper's {PAPER_STEPS:,}; {what}: {values.min():.3f} at the lowest seed")
+    if np.all(values >= ceiling - tolerance):
+        return head + (f", at its ceiling of {ceiling:g} at every seed. A longer run cannot "
+                       "raise it, which is why this chapter stops short of the paper's length.")
+    return head + (f", below its ceiling of {ceiling:g}. A longer run might still raise it: "
+                   "this budget is short of the paper's, and the verdict says so much.")
+
+
 def budget_table(curve: dict, rule: Rule, column: str, *,
                  steps_per_epoch: int | None = None) -> str:
     """A budget curve {epochs: Estimate} as a table: per budget, the estimate with its
