@@ -406,8 +406,9 @@ def test_a_worker_that_fails_after_it_was_ready_fails_the_arm_at_once():
         f"print({gpu_concurrent.TAG!r} + json.dumps({{'ready': True}}), flush=True)\n"
         "sys.stdin.readline()\n"
         "raise SystemExit('lost the GPU')\n")]
+    # both fail: whichever the parent sees first names the arm's error
     with pytest.raises(gpu_concurrent.WorkerFailed,
-                       match=r"worker 0 of 2 exited with status 1 before it was done: lost"):
+                       match=r"worker [01] of 2 exited with status 1 before it was done: lost"):
         gpu_concurrent.run_workers([{}, {}], done_timeout_s=600, command=ready_then_fail)
     assert gpu_concurrent._live == set()
 
