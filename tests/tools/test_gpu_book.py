@@ -388,3 +388,72 @@ def test_the_committed_gpu_notebooks_predating_the_record_name_the_commit_that_a
             added = report.first_committed(gpu_book.REPO / "book" / "gpu" / f"{stem}.ipynb")
             assert added and run["commit"] == (f"not recorded (run before gpu_book recorded "
                                                f"commits; committed in `{added}`)")
+
+
+# --- pilots before the chapters ------------------------------------------------------------------
+
+def test_the_pilots_it_knows_are_the_librarys():
+    from posinfo import pilots
+    assert sorted(gpu_book.PILOTS) == sorted(pilots.PILOTS)
+
+
+def test_an_unknown_pilot_is_refused_before_anything_starts(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        gpu_book.main(["--out", str(tmp_path / "out"), "--pilots", "augshift,nope"])
+    assert stopped.value.code == 2
+    assert "--pilots must name pilots of ['augshift', 'region_attack'], got ['nope']" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def fake_pilots(tmp_path, monkeypatch):
+    """gpu_book with the pilot command replaced by one that writes a record (or fails, for
+    the names in the returned set)."""
+    failing = set()
+    script = tmp_path / "fake_pilot.py"
+    script.write_text("import pathlib, sys\n"
+                      "name, out, profile, fail = sys.argv[1:5]\n"
+                      "if name in fail.split(','):\n"
+                      "    sys.exit('error: the pilot failed')\n"
+                      "pathlib.Path(out, f'{name}-{profile}.json').write_text('{}')\n")
+
+    def command(name, out, profile, python=sys.executable):
+        return [python, str(script), name, str(out), profile, ",".join(failing)]
+
+    monkeypatch.setattr(gpu_book, "pilot_command", command)
+    monkeypatch.setattr(gpu_book, "probe", lambda code, env, python=None: "(probe skipped)")
+    return failing
+
+
+def test_pilots_alone_write_their_records_and_run_no_chapter(fake_pilots, tmp_path):
+    out = tmp_path / "out"
+    assert gpu_book.main(["--out", str(out), "--profile", "smoke",
+                          "--pilots", "augshift", "region_attack"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == \
+        ["augshift-smoke.json", "gpu_book.log", "region_attack-smoke.json"]
+    log = (out / "gpu_book.log").read_text()
+    assert "pilot augshift done" in log and "pilot region_attack done" in log
+    assert "dry run" not in log and "chapters ok" not in log
+
+
+def test_a_failing_pilot_fails_the_run_and_the_next_pilot_still_runs(fake_pilots, tmp_path):
+    fake_pilots.add("augshift")
+    out = tmp_path / "out"
+    assert gpu_book.main(["--out", str(out), "--profile", "smoke",
+                          "--pilots", "augshift,region_attack"]) == 1
+    log = (out / "gpu_book.log").read_text()
+    assert "pilot augshift FAILED in its pilot (exit code 1)" in log
+    assert "error: the pilot failed" in log
+    assert (out / "region_attack-smoke.json").exists()
+
+
+def test_with_prefetch_a_pilot_is_planned_and_prefetched_first(fake_pilots, tmp_path):
+    out = tmp_path / "out"
+    assert gpu_book.main(["--out", str(out), "--profile", "smoke", "--pilots", "augshift",
+                          "--prefetch", "2"]) == 0
+    log = (out / "gpu_book.log").read_text()
+    assert log.index("pilot augshift: plan pass") < log.index("pilot augshift: prefetch") \
+        < log.index("pilot augshift: pilot") < log.index("pilot augshift done")
+    assert "prefetch: 0 trained, 0 failed, 0 not started" in log  # the stand-in trains nothing
+    assert (out / "augshift-smoke.json").exists()

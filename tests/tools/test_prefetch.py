@@ -125,7 +125,7 @@ def test_gpu_book_plans_and_trains_before_the_book_pass(tmp_path, monkeypatch):
     assert gpu_book.main(["--out", str(out), "--skip-dry-run", "--profile", "smoke",
                           "--chapters", "1", "--prefetch", "2"]) == 0
     log = (out / "gpu_book.log").read_text()
-    assert log.index("prefetch: plan pass of [1] at smoke") < log.index("no plan recorded") \
+    assert log.index("prefetch: plan pass of [1] at smoke") < log.index("no run recorded") \
         < log.index("1 of 1 chapters ok")
     with pytest.raises(SystemExit):
         gpu_book.main(["--out", str(out), "--prefetch", "0"])

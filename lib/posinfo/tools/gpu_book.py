@@ -23,6 +23,12 @@ into --site and puts on the PYTHONPATH of every process it starts (the papermill
    (one run at batch 48 leaves an H200 mostly idle);
 3. with --bench, ``python -m posinfo.tools.bench --gpu --json OUT/bench_gpu.json``.
 
+``--pilots augshift,region_attack`` runs those pilots (``posinfo.pilots``) at --profile
+before any chapter, each record written into OUT as ``<chapter>-<profile>.json``, to be
+committed under book/pilots/ before the chapter's verdict seeds run (with --prefetch, each
+pilot's runs are trained side by side first). Without --chapters it runs no chapter and no
+dry run: a session of its own, since a chapter's n_seeds comes from its pilot's record.
+
 ``--chapters 2,3`` (numbers or names, as ``posinfo.run`` takes them) runs a subset, so that
 chapters at the paper's length can run in separate GPU runs; a chapter it does not know is
 refused before anything is installed or started.
@@ -65,6 +71,9 @@ LIB = REPO / "lib"
 WHEEL_LIST = Path(__file__).with_name("gpu_wheels.txt")
 DEFAULT_SITE = Path("/tmp/posinfo-site")
 LOG_NAME = "gpu_book.log"
+# posinfo.pilots.PILOTS' names (a test ties them): read here before any wheel is in, when
+# the pilots module (numpy, scipy) cannot be imported yet.
+PILOTS = ("augshift", "region_attack")
 BENCH_JSON = "bench_gpu.json"
 DRY_RUN_PROFILE = "smoke"
 # A chapter that reads what an earlier one cached runs after it, in the same lane.
@@ -561,8 +570,8 @@ def prefetch(stems: dict[int, str], lanes: list[list[int]], profile: str, env: d
         if r.status != "ok":
             log.block(outputs({r.number: r}))
     files = sorted(str(path) for path in plans.glob("*.jsonl"))
-    if not files:
-        log("prefetch: no plan recorded; the chapters train their runs themselves")
+    if not any(Path(f).read_text().strip() for f in files):
+        log("prefetch: no run recorded; the chapters train whatever they need themselves")
         return
     command = [sys.executable, "-m", "posinfo.tools.prefetch", "train", *files,
                "--jobs", str(jobs)]
@@ -575,6 +584,55 @@ def prefetch(stems: dict[int, str], lanes: list[list[int]], profile: str, env: d
               f"{(done.stdout + done.stderr).rstrip()}")
     ended = "done" if done.returncode == 0 else f"ended with exit code {done.returncode}"
     log(f"prefetch: {ended} in {time.monotonic() - started:.0f} s (plan pass and training)")
+
+
+def pilot_command(name: str, out: Path, profile: str,
+                  python: str = sys.executable) -> list[str]:
+    """The ``python -m posinfo.pilots`` command that writes one pilot's record into ``out``."""
+    return [python, "-m", "posinfo.pilots", name, "--profile", profile, "--out", str(out)]
+
+
+def run_pilots(names: list[str], profile: str, env: dict, log: Log, out: Path, scratch: Path,
+               prefetch_jobs: int | None = None, deadline: float | None = None) -> bool:
+    """Each pilot in turn, its record written into ``out`` (as OUT/<chapter>-<profile>.json,
+    to be committed under book/pilots/); with ``prefetch_jobs``, its runs trained side by
+    side first (a plan pass of the pilot, then ``tools.prefetch train``). False if any
+    failed or the deadline came first."""
+    ok = True
+    for name in names:
+        if deadline is not None and time.monotonic() > deadline:
+            log(f"pilot {name} not started: the deadline has passed")
+            return False
+        started = time.monotonic()
+        left = None if deadline is None else max(1.0, deadline - time.monotonic())
+        steps = []
+        if prefetch_jobs:
+            plan = scratch / f"pilot-{name}.jsonl"
+            steps += [("plan pass", [sys.executable, "-m", "posinfo.tools.prefetch", "plan",
+                                     str(plan), "--"] + pilot_command(name, scratch, profile)),
+                      ("prefetch", [sys.executable, "-m", "posinfo.tools.prefetch", "train",
+                                    str(plan), "--jobs", str(prefetch_jobs)])]
+        steps.append(("pilot", pilot_command(name, out, profile)))
+        for what, command in steps:
+            log(f"pilot {name}: {what}")
+            try:
+                done = subprocess.run(command, cwd=REPO, env=env, capture_output=True,
+                                      text=True, timeout=left)
+            except subprocess.TimeoutExpired:
+                log(f"pilot {name} FAILED: its {what} was still running at the deadline")
+                return False
+            text = (done.stdout + done.stderr).rstrip()
+            log.block(f"--- output of pilot {name}, {what} ---\n"
+                      + "\n".join(text.splitlines()[-OUTPUT_TAIL_LINES:]))
+            if done.returncode and what != "prefetch":  # a failed prefetch costs time only
+                log(f"pilot {name} FAILED in its {what} (exit code {done.returncode})")
+                ok = False
+                break
+            left = None if deadline is None else max(1.0, deadline - time.monotonic())
+        else:
+            log(f"pilot {name} done in {time.monotonic() - started:.0f} s -> "
+                f"{out / f'{name}-{profile}.json'}")
+    return ok
 
 
 def run_bench(out: Path, env: dict, log: Log, quick: bool = False,
@@ -647,6 +705,10 @@ def main(argv=None) -> int:
     parser.add_argument("--prefetch", type=int, metavar="JOBS",
                         help="before the book pass, train the chapters' runs JOBS at a time "
                         "(posinfo.tools.prefetch: a plan pass, then the runs side by side)")
+    parser.add_argument("--pilots", nargs="+", metavar="CHAPTER", default=[],
+                        help=f"before the chapters, these pilots ({', '.join(PILOTS)}; space- "
+                        "or comma-separated), each record written into --out (with "
+                        "--prefetch, their runs trained side by side first)")
     parser.add_argument("--bench", action="store_true",
                         help="afterwards: python -m posinfo.tools.bench --gpu --json "
                              f"OUT/{BENCH_JSON}")
@@ -670,6 +732,12 @@ def main(argv=None) -> int:
         parser.error(f"--chapters: {err}")
     stems = {n: stems[n] for n in numbers}
     lanes = plan_lanes(numbers)
+    pilots = [name for given in args.pilots for name in given.split(",") if name]
+    unknown = sorted(set(pilots) - set(PILOTS))
+    if unknown:
+        parser.error(f"--pilots must name pilots of {list(PILOTS)}, got {unknown}")
+    if pilots and not args.chapters:  # the pilots' session: no chapter unless named
+        numbers, stems, lanes = [], {}, []
 
     from ..run import check_out
     try:
@@ -697,7 +765,7 @@ def main(argv=None) -> int:
         log(f"setup FAILED: {err}")
         return 1
 
-    if not args.skip_dry_run:
+    if not args.skip_dry_run and stems:
         if not dry_run(stems, plan_lanes(numbers), site, log, args.jobs, deadline):
             return 1
         if args.dry_run_only:
@@ -726,7 +794,9 @@ def main(argv=None) -> int:
             + (f" (in {', '.join(written)})" if written else " (no notebook to record it in)"))
 
     with tempfile.TemporaryDirectory(prefix="posinfo-gpu-book-") as scratch:
-        if args.prefetch:
+        pilots_ok = not pilots or run_pilots(pilots, args.profile, env, log, out,
+                                             Path(scratch), args.prefetch, deadline)
+        if args.prefetch and stems:
             prefetch(stems, lanes, args.profile, env, log, Path(scratch), args.prefetch,
                      args.jobs, deadline)
         runner = Runner(lambda n: chapter_command(n, out, args.profile, args.compile),
@@ -734,9 +804,10 @@ def main(argv=None) -> int:
                         on_done=record)
         results = runner.run(lanes)
     failed = [r for r in results.values() if r.status != "ok"]
-    log(f"book: {len(results) - len(failed)} of {len(results)} chapters ok in "
-        f"{time.monotonic() - started:.0f} s wall\n" + summary(results))
-    log.block(outputs(results))
+    if results:
+        log(f"book: {len(results) - len(failed)} of {len(results)} chapters ok in "
+            f"{time.monotonic() - started:.0f} s wall\n" + summary(results))
+        log.block(outputs(results))
     if runner.interrupted is not None:
         raise runner.interrupted
 
@@ -749,7 +820,7 @@ def main(argv=None) -> int:
                                  args.bench_quick, deadline)
     if not keep_cache:
         shutil.rmtree(cache, ignore_errors=True)
-    return 0 if not failed and bench_ok else 1
+    return 0 if not failed and bench_ok and pilots_ok else 1
 
 
 if __name__ == "__main__":

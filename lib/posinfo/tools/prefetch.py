@@ -201,6 +201,7 @@ def plan(plan_path: Path, command: list[str]) -> int:
     plan_path = Path(plan_path).resolve()
     plan_path.parent.mkdir(parents=True, exist_ok=True)
     plan_path.unlink(missing_ok=True)
+    plan_path.touch()  # a command that trains nothing leaves an empty plan, not none
     status = subprocess.call(command, env={**os.environ, PLAN_ENV: str(plan_path)})
     runs = read_plan(plan_path)
     print(f"plan: {len(runs)} runs recorded, {len(schedule(runs))} to train "
