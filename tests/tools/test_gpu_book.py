@@ -457,3 +457,39 @@ def test_with_prefetch_a_pilot_is_planned_and_prefetched_first(fake_pilots, tmp_
         < log.index("pilot augshift: pilot") < log.index("pilot augshift done")
     assert "prefetch: 0 trained, 0 failed, 0 not started" in log  # the stand-in trains nothing
     assert (out / "augshift-smoke.json").exists()
+
+
+# --- MPS ------------------------------------------------------------------------------------
+
+def test_mps_is_started_for_the_runs_and_quit_at_the_end(fake_pilots, tmp_path, monkeypatch):
+    # A stand-in for the control binary: "-d" starts, "quit" on stdin stops; each is noted.
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    control = bin_dir / gpu_book.MPS_CONTROL
+    control.write_text(f"#!{sys.executable}\n"
+                       "import os, sys\n"
+                       f"with open({str(calls)!r}, 'a') as f:\n"
+                       "    f.write(' '.join(sys.argv[1:]) or sys.stdin.read().strip())\n"
+                       "    f.write(' ' + os.environ['CUDA_MPS_PIPE_DIRECTORY'] + '\\n')\n")
+    control.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "out"
+    assert gpu_book.main(["--out", str(out), "--profile", "smoke", "--pilots", "augshift",
+                          "--mps"]) == 0
+    started, quit_ = calls.read_text().splitlines()
+    assert started.startswith("-d ") and quit_.startswith("quit ")
+    assert started.split()[1] == quit_.split()[1]  # one pipe folder for both
+    log = (out / "gpu_book.log").read_text()
+    assert log.index("mps: control daemon started") < log.index("pilot augshift done") \
+        < log.index("mps: control daemon quit")
+
+
+def test_without_the_mps_binary_the_run_goes_on_and_says_so(fake_pilots, tmp_path,
+                                                           monkeypatch):
+    monkeypatch.setattr(gpu_book.shutil, "which", lambda name: None)
+    out = tmp_path / "out"
+    assert gpu_book.main(["--out", str(out), "--profile", "smoke", "--pilots", "augshift",
+                          "--mps"]) == 0
+    log = (out / "gpu_book.log").read_text()
+    assert "nvidia-cuda-mps-control not found; runs side by side will time-slice" in log
+    assert "pilot augshift done" in log

@@ -586,6 +586,52 @@ def prefetch(stems: dict[int, str], lanes: list[list[int]], profile: str, env: d
     log(f"prefetch: {ended} in {time.monotonic() - started:.0f} s (plan pass and training)")
 
 
+MPS_CONTROL = "nvidia-cuda-mps-control"
+
+
+class Mps:
+    """CUDA's Multi-Process Service for the run, when asked for (--mps): its control daemon
+    started in a folder of its own and quit at the end. Why: without it a GPU time-slices
+    between processes, so runs trained side by side (--prefetch) take turns instead of
+    sharing the chip; with it their kernels run together. Nothing of the device's settings
+    changes (no compute mode, no MIG): the daemon is a user process, and quitting it leaves
+    the GPU as it was. Where the daemon cannot start, the run goes on without it, and the
+    log says so."""
+
+    def __init__(self, folder: Path, log: Log, control: str = MPS_CONTROL):
+        self.folder, self.log, self.control = folder, log, control
+        self.env: dict[str, str] = {}
+
+    def start(self) -> dict:
+        """The environment every process needs to reach the daemon ({} without one)."""
+        binary = shutil.which(self.control)
+        if binary is None:
+            self.log(f"mps: {self.control} not found; runs side by side will time-slice")
+            return {}
+        env = {"CUDA_MPS_PIPE_DIRECTORY": str(self.folder / "pipe"),
+               "CUDA_MPS_LOG_DIRECTORY": str(self.folder / "log")}
+        for path in env.values():
+            Path(path).mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([binary, "-d"], env={**os.environ, **env}, capture_output=True,
+                              text=True, timeout=30)
+        if done.returncode:
+            self.log(f"mps: {binary} -d failed (exit code {done.returncode}: "
+                     f"{(done.stdout + done.stderr).strip()}); going on without it")
+            return {}
+        self.log(f"mps: control daemon started, pipe {env['CUDA_MPS_PIPE_DIRECTORY']}")
+        self.env = env
+        return env
+
+    def stop(self) -> None:
+        if not self.env:
+            return
+        done = subprocess.run([shutil.which(self.control) or self.control], input="quit\n",
+                              env={**os.environ, **self.env}, capture_output=True, text=True,
+                              timeout=30)
+        self.log(f"mps: control daemon quit (exit code {done.returncode})")
+        self.env = {}
+
+
 def pilot_command(name: str, out: Path, profile: str,
                   python: str = sys.executable) -> list[str]:
     """The ``python -m posinfo.pilots`` command that writes one pilot's record into ``out``."""
@@ -705,6 +751,10 @@ def main(argv=None) -> int:
     parser.add_argument("--prefetch", type=int, metavar="JOBS",
                         help="before the book pass, train the chapters' runs JOBS at a time "
                         "(posinfo.tools.prefetch: a plan pass, then the runs side by side)")
+    parser.add_argument("--mps", action="store_true",
+                        help="run under CUDA's Multi-Process Service, so that runs side by "
+                        "side (--prefetch) share the GPU instead of taking turns; started "
+                        "before the chapters and quit at the end")
     parser.add_argument("--pilots", nargs="+", metavar="CHAPTER", default=[],
                         help=f"before the chapters, these pilots ({', '.join(PILOTS)}; space- "
                         "or comma-separated), each record written into --out (with "
@@ -794,15 +844,21 @@ def main(argv=None) -> int:
             + (f" (in {', '.join(written)})" if written else " (no notebook to record it in)"))
 
     with tempfile.TemporaryDirectory(prefix="posinfo-gpu-book-") as scratch:
-        pilots_ok = not pilots or run_pilots(pilots, args.profile, env, log, out,
-                                             Path(scratch), args.prefetch, deadline)
-        if args.prefetch and stems:
-            prefetch(stems, lanes, args.profile, env, log, Path(scratch), args.prefetch,
-                     args.jobs, deadline)
-        runner = Runner(lambda n: chapter_command(n, out, args.profile, args.compile),
-                        stems, env, log, Path(scratch), jobs=args.jobs, deadline=deadline,
-                        on_done=record)
-        results = runner.run(lanes)
+        mps = Mps(Path(scratch) / "mps", log)
+        try:
+            if args.mps:
+                env = {**env, **mps.start()}
+            pilots_ok = not pilots or run_pilots(pilots, args.profile, env, log, out,
+                                                 Path(scratch), args.prefetch, deadline)
+            if args.prefetch and stems:
+                prefetch(stems, lanes, args.profile, env, log, Path(scratch), args.prefetch,
+                         args.jobs, deadline)
+            runner = Runner(lambda n: chapter_command(n, out, args.profile, args.compile),
+                            stems, env, log, Path(scratch), jobs=args.jobs, deadline=deadline,
+                            on_done=record)
+            results = runner.run(lanes)
+        finally:
+            mps.stop()
     failed = [r for r in results.values() if r.status != "ok"]
     if results:
         log(f"book: {len(results) - len(failed)} of {len(results)} chapters ok in "
