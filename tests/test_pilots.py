@@ -51,3 +51,55 @@ def test_a_committed_pilot_record_fixed_its_profiles_settings(chapter, profile):
         assert s.n_seeds == max(asks)
         assert record["control"]["scene_mode"] == s.control_mode
     assert record["previous_edition"]  # the chapter quotes the edition it replaces
+
+
+# ---- chapter 3's pilot in stages (a GPU session holds a stage or two) ------------------------
+class _Run:
+    def __init__(self, consistency, accuracy):
+        self.consistency, self.clean_accuracy = consistency, accuracy
+
+
+@pytest.fixture
+def fake_measure(monkeypatch):
+    """augshift.measure stood in for by known answers: baselines meet the criterion from a
+    cut of 4 px on (consistency 0.85), AugShift gains 0.02 + 0.001 x seed offset."""
+    from posinfo import augshift
+    calls = []
+
+    def measure(name, config, n_pairs, budgets=()):
+        calls.append((name, config["max_shift"] - config["margin"], config["seed"]))
+        cut = config["max_shift"] - config["margin"]
+        base = 0.85 if cut >= 4 else 0.97
+        gain = 0.02 + 0.001 * (config["seed"] - 100) if config["lam"] > 0 else 0.0
+        return _Run(base + gain, 0.95)
+
+    monkeypatch.setattr(augshift, "measure", measure)
+    return calls
+
+
+def test_the_staged_pilot_takes_the_steps_the_whole_pilot_takes(fake_measure):
+    whole = pilots.augshift_pilot("default")
+    assert pilots.finished(whole) and whole["chosen"] == {"margin": 2, "max_shift": 6}
+    fake_measure.clear()
+    staged, stages = None, []
+    while staged is None or not pilots.finished(staged):
+        staged = pilots.augshift_pilot("default", previous=staged, stages=1)
+        stages.append({(name, cut) for name, cut, _ in fake_measure})
+        fake_measure.clear()
+    # one stage a call: cut 0, cut 2, cut 4 (meets), then AugShift on the chosen task
+    assert stages == [{("baseline", 0)}, {("baseline", 2)}, {("baseline", 4)}, {("aug", 4)}]
+    assert staged == whole
+    assert pilots.sample_size_text(None, 0.01).startswith("the pilot has not finished")
+
+
+def test_a_pilot_takes_up_only_its_own_unfinished_record(fake_measure):
+    partial = pilots.augshift_pilot("default", stages=1)
+    assert not pilots.finished(partial)
+    with pytest.raises(ValueError, match="previous must be this pilot's own unfinished "
+                                         "record"):
+        pilots.augshift_pilot("smoke", previous=partial, stages=1)
+
+
+def test_stages_are_for_the_augshift_pilot_only():
+    with pytest.raises(SystemExit):
+        pilots.main(["region_attack", "--stages", "1"])

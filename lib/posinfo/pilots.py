@@ -84,41 +84,80 @@ def sample_size(values, min_effect: float, confidence: float, cap: int) -> dict:
 
 
 # ---- chapter 3 -------------------------------------------------------------------------------
-def augshift_pilot(profile: str, seeds=PILOT_SEEDS, shares=CUT_SHARES) -> dict:
-    """Chapter 3: the task by the baseline alone, then the seeds from the paired gain."""
+def augshift_cuts(profile: str) -> list[int]:
+    """Chapter 3's candidate cuts (pixels), mildest first, at the profile's image size."""
+    size = chapter_settings("augshift", profile).image_size
+    return list(dict.fromkeys(round(share * size) for share in CUT_SHARES))
+
+
+def finished(record: dict) -> bool:
+    """Whether a pilot has decided all it decides. Chapter 3's may stop between stages (see
+    ``augshift_pilot``): it is finished once it has its sample size, or once every
+    candidate failed the criterion."""
+    if record.get("chapter") != "augshift":
+        return True
+    return record["sample_size"] is not None or (
+        record["chosen"] is None and len(record["candidates"]) == len(
+            augshift_cuts(record["profile"])))
+
+
+def augshift_pilot(profile: str, seeds=PILOT_SEEDS, previous: dict | None = None,
+                   stages: int | None = None) -> dict:
+    """Chapter 3: the task by the baseline alone, then the seeds from the paired gain.
+
+    It goes in *stages*: each candidate task's baselines at every pilot seed, mildest cut
+    first, until one meets the criterion; then that task's AugShift runs. The runs of one
+    stage do not depend on each other, so ``tools.prefetch`` trains them side by side; the
+    next stage depends on this one's outcome. With ``stages``, the pilot stops after that
+    many, and ``previous`` (the unfinished record) goes on from there, never repeating a
+    stage: at the paper's length a GPU session holds a stage or two, not the pilot."""
     from .augshift import augshift_config, measure
 
     base = chapter_settings("augshift", profile)
-    tried, chosen = [], None
-    for cut in dict.fromkeys(round(share * base.image_size) for share in shares):
-        s = Settings(base, margin=base.max_shift - cut)
-        runs = [measure("baseline", augshift_config(s, 0.0, False, seed), s.n_pairs)
-                for seed in seeds]
-        row = {"cut": cut, "margin": s.margin, "max_shift": s.max_shift,
-               "consistency": [r.consistency for r in runs],
-               "clean_accuracy": [r.clean_accuracy for r in runs]}
-        row["meets"] = bool(np.mean(row["consistency"]) <= MAX_BASELINE_CONSISTENCY
-                            and np.mean(row["clean_accuracy"]) >= MIN_BASELINE_ACCURACY)
-        tried.append(row)
-        if row["meets"]:
-            chosen = s
-            break
-    record = {"chapter": "augshift", "profile": profile, "pilot_seeds": list(seeds),
-              "criterion": f"mean baseline consistency <= {MAX_BASELINE_CONSISTENCY} and "
-                           f"mean clean accuracy >= {MIN_BASELINE_ACCURACY}, mildest cut first",
-              "candidates": tried, "chosen": None, "sample_size": None}
-    if chosen is None:
-        return record
-    record["chosen"] = {"margin": chosen.margin, "max_shift": chosen.max_shift}
+    record = previous or {
+        "chapter": "augshift", "profile": profile, "pilot_seeds": list(seeds),
+        "criterion": f"mean baseline consistency <= {MAX_BASELINE_CONSISTENCY} and "
+                     f"mean clean accuracy >= {MIN_BASELINE_ACCURACY}, mildest cut first",
+        "candidates": [], "chosen": None, "sample_size": None}
+    if (record["profile"], record["pilot_seeds"]) != (profile, list(seeds)):
+        raise ValueError(f"previous must be this pilot's own unfinished record (profile "
+                         f"{profile!r}, seeds {list(seeds)}), got profile "
+                         f"{record['profile']!r}, seeds {record['pilot_seeds']}")
+    cuts, run = augshift_cuts(profile), 0
+    while not finished(record) and (stages is None or run < stages):
+        run += 1
+        if record["chosen"] is None:  # the next candidate's baselines
+            cut = cuts[len(record["candidates"])]
+            s = Settings(base, margin=base.max_shift - cut)
+            runs = [measure("baseline", augshift_config(s, 0.0, False, seed), s.n_pairs)
+                    for seed in seeds]
+            row = {"cut": cut, "margin": s.margin, "max_shift": s.max_shift,
+                   "consistency": [r.consistency for r in runs],
+                   "clean_accuracy": [r.clean_accuracy for r in runs]}
+            row["meets"] = bool(np.mean(row["consistency"]) <= MAX_BASELINE_CONSISTENCY
+                                and np.mean(row["clean_accuracy"]) >= MIN_BASELINE_ACCURACY)
+            record["candidates"].append(row)
+            if row["meets"]:
+                record["chosen"] = {"margin": s.margin, "max_shift": s.max_shift}
+            continue
+        _augshift_sample_size(record, base, seeds, profile)
+    return record
+
+
+def _augshift_sample_size(record: dict, base, seeds, profile: str) -> None:
+    """The last stage: AugShift on the chosen task at every pilot seed, paired with its
+    baselines; the sample size from the gains."""
+    from .augshift import augshift_config, measure
+
+    chosen = Settings(base, **record["chosen"])
     lam = chosen.augshift_lambda
     aug = {seed: measure("aug", augshift_config(chosen, lam, False, seed), chosen.n_pairs)
            for seed in seeds}
-    base_consistency = dict(zip(seeds, tried[-1]["consistency"]))  # the chosen task's
+    base_consistency = dict(zip(seeds, record["candidates"][-1]["consistency"]))  # chosen
     gains = [aug[k].consistency - base_consistency[k] for k in seeds]  # paired, per seed
     record["sample_size"] = sample_size(gains, chosen.min_effect, chosen.confidence,
                                         SEED_CAPS[profile])
     record["sample_size"]["statistic"] = f"consistency gain at lambda = {lam:g}"
-    return record
 
 
 # ---- chapter 5 -------------------------------------------------------------------------------
@@ -177,8 +216,12 @@ def pilot_rows(record: dict) -> dict:
         "meets the criterion": "yes" if c["meets"] else "no"} for c in record["candidates"]}
 
 
-def sample_size_text(size: dict, min_effect: float) -> str:
-    """One line: the pilot's statistic, its spread and the seeds it asks for."""
+def sample_size_text(size: dict | None, min_effect: float) -> str:
+    """One line: the pilot's statistic, its spread and the seeds it asks for (or, for a
+    pilot not finished yet, that the profile's n_seeds is still set by hand)."""
+    if size is None:
+        return ("the pilot has not finished (or no candidate met its criterion): the "
+                "profile's task and n_seeds are still set by hand")
     return (f"pilot mean {size['mean']:+.3f} (sd {size['sd']:.3f} per seed, "
             f"n = {len(size['values'])}), minimal effect {min_effect:+.3f}: {size['reason']}"
             f" -> n_seeds = {size['n']}")
@@ -191,8 +234,23 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=PILOT_DIR,
                         help=f"folder the record is written to (default {PILOT_DIR}; on the "
                         "GPU machine, $OUT, so that it comes back)")
+    parser.add_argument("--stages", type=int, metavar="N",
+                        help="augshift only: stop after N stages (a candidate's baselines, "
+                        "or the chosen task's AugShift runs); the committed unfinished "
+                        f"record in {PILOT_DIR} is taken up where it stopped")
     args = parser.parse_args(argv)
-    record = PILOTS[args.chapter](args.profile)
+    if args.stages is not None and (args.chapter != "augshift" or args.stages < 1):
+        parser.error(f"--stages must be a whole number >= 1, for the augshift pilot only; "
+                     f"got {args.stages} for {args.chapter}")
+    if args.chapter == "augshift":
+        previous = load_record("augshift", args.profile)
+        previous = None if previous is None or finished(previous) else previous
+        if previous is not None:
+            print(f"taking up the unfinished pilot: {len(previous['candidates'])} "
+                  "candidate(s) tried")
+        record = augshift_pilot(args.profile, previous=previous, stages=args.stages)
+    else:
+        record = PILOTS[args.chapter](args.profile)
     if os.environ.get(PLAN_ENV):  # untrained models: the numbers are not a pilot's
         print(f"{PLAN_ENV} is set (a plan pass): no record written")
         return 0

@@ -418,7 +418,7 @@ def fake_pilots(tmp_path, monkeypatch):
                       "    sys.exit('error: the pilot failed')\n"
                       "pathlib.Path(out, f'{name}-{profile}.json').write_text('{}')\n")
 
-    def command(name, out, profile, python=sys.executable):
+    def command(name, out, profile, stages=None, python=sys.executable):
         return [python, str(script), name, str(out), profile, ",".join(failing)]
 
     monkeypatch.setattr(gpu_book, "pilot_command", command)
@@ -493,3 +493,11 @@ def test_without_the_mps_binary_the_run_goes_on_and_says_so(fake_pilots, tmp_pat
     log = (out / "gpu_book.log").read_text()
     assert "nvidia-cuda-mps-control not found; runs side by side will time-slice" in log
     assert "pilot augshift done" in log
+
+
+def test_pilot_stages_reach_the_augshift_pilot_only(tmp_path):
+    assert gpu_book.pilot_command("augshift", tmp_path, "gpu", 1)[-2:] == ["--stages", "1"]
+    assert "--stages" not in gpu_book.pilot_command("region_attack", tmp_path, "gpu", 1)
+    with pytest.raises(SystemExit):
+        gpu_book.main(["--out", str(tmp_path / "out"), "--pilots", "region_attack",
+                       "--pilot-stages", "1"])

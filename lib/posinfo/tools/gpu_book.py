@@ -632,14 +632,17 @@ class Mps:
         self.env = {}
 
 
-def pilot_command(name: str, out: Path, profile: str,
+def pilot_command(name: str, out: Path, profile: str, stages: int | None = None,
                   python: str = sys.executable) -> list[str]:
-    """The ``python -m posinfo.pilots`` command that writes one pilot's record into ``out``."""
-    return [python, "-m", "posinfo.pilots", name, "--profile", profile, "--out", str(out)]
+    """The ``python -m posinfo.pilots`` command that writes one pilot's record into ``out``
+    (``stages``: chapter 3's pilot stops after that many, see ``pilots.augshift_pilot``)."""
+    command = [python, "-m", "posinfo.pilots", name, "--profile", profile, "--out", str(out)]
+    return command + (["--stages", str(stages)] if stages and name == "augshift" else [])
 
 
 def run_pilots(names: list[str], profile: str, env: dict, log: Log, out: Path, scratch: Path,
-               prefetch_jobs: int | None = None, deadline: float | None = None) -> bool:
+               prefetch_jobs: int | None = None, deadline: float | None = None,
+               stages: int | None = None) -> bool:
     """Each pilot in turn, its record written into ``out`` (as OUT/<chapter>-<profile>.json,
     to be committed under book/pilots/); with ``prefetch_jobs``, its runs trained side by
     side first (a plan pass of the pilot, then ``tools.prefetch train``). False if any
@@ -655,10 +658,11 @@ def run_pilots(names: list[str], profile: str, env: dict, log: Log, out: Path, s
         if prefetch_jobs:
             plan = scratch / f"pilot-{name}.jsonl"
             steps += [("plan pass", [sys.executable, "-m", "posinfo.tools.prefetch", "plan",
-                                     str(plan), "--"] + pilot_command(name, scratch, profile)),
+                                     str(plan), "--"]
+                             + pilot_command(name, scratch, profile, stages)),
                       ("prefetch", [sys.executable, "-m", "posinfo.tools.prefetch", "train",
                                     str(plan), "--jobs", str(prefetch_jobs)])]
-        steps.append(("pilot", pilot_command(name, out, profile)))
+        steps.append(("pilot", pilot_command(name, out, profile, stages)))
         for what, command in steps:
             log(f"pilot {name}: {what}")
             try:
@@ -759,6 +763,11 @@ def main(argv=None) -> int:
                         help=f"before the chapters, these pilots ({', '.join(PILOTS)}; space- "
                         "or comma-separated), each record written into --out (with "
                         "--prefetch, their runs trained side by side first)")
+    parser.add_argument("--pilot-stages", type=int, metavar="N",
+                        help="with --pilots augshift: stop its pilot after N stages (one "
+                        "candidate's baselines, or the chosen task's AugShift runs), taking "
+                        "up the committed unfinished record; its plan pass then records "
+                        "exactly those runs")
     parser.add_argument("--bench", action="store_true",
                         help="afterwards: python -m posinfo.tools.bench --gpu --json "
                              f"OUT/{BENCH_JSON}")
@@ -786,6 +795,9 @@ def main(argv=None) -> int:
     unknown = sorted(set(pilots) - set(PILOTS))
     if unknown:
         parser.error(f"--pilots must name pilots of {list(PILOTS)}, got {unknown}")
+    if args.pilot_stages is not None and (args.pilot_stages < 1 or "augshift" not in pilots):
+        parser.error(f"--pilot-stages must be a whole number >= 1, with --pilots augshift; "
+                     f"got {args.pilot_stages} with pilots {pilots}")
     if pilots and not args.chapters:  # the pilots' session: no chapter unless named
         numbers, stems, lanes = [], {}, []
 
@@ -849,7 +861,8 @@ def main(argv=None) -> int:
             if args.mps:
                 env = {**env, **mps.start()}
             pilots_ok = not pilots or run_pilots(pilots, args.profile, env, log, out,
-                                                 Path(scratch), args.prefetch, deadline)
+                                                 Path(scratch), args.prefetch, deadline,
+                                                 args.pilot_stages)
             if args.prefetch and stems:
                 prefetch(stems, lanes, args.profile, env, log, Path(scratch), args.prefetch,
                          args.jobs, deadline)
