@@ -501,3 +501,17 @@ def test_pilot_stages_reach_the_augshift_pilot_only(tmp_path):
     with pytest.raises(SystemExit):
         gpu_book.main(["--out", str(tmp_path / "out"), "--pilots", "region_attack",
                        "--pilot-stages", "1"])
+
+
+def test_the_bench_runs_under_mps_when_asked_for(fake_pilots, tmp_path, monkeypatch):
+    events = []
+    monkeypatch.setattr(gpu_book.Mps, "start",
+                        lambda self: setattr(self, "env", {"CUDA_MPS_PIPE_DIRECTORY": "p"})
+                        or dict(self.env))
+    monkeypatch.setattr(gpu_book, "run_bench",
+                        lambda out, env, log, quick, deadline:
+                        events.append(("bench", env.get("CUDA_MPS_PIPE_DIRECTORY"))) or True)
+    monkeypatch.setattr(gpu_book.Mps, "stop", lambda self: events.append(("stop", None)))
+    assert gpu_book.main(["--out", str(tmp_path / "out"), "--profile", "smoke",
+                          "--pilots", "augshift", "--mps", "--bench"]) == 0
+    assert events == [("bench", "p"), ("stop", None)]  # under MPS, which is quit after

@@ -758,7 +758,7 @@ def main(argv=None) -> int:
     parser.add_argument("--mps", action="store_true",
                         help="run under CUDA's Multi-Process Service, so that runs side by "
                         "side (--prefetch) share the GPU instead of taking turns; started "
-                        "before the chapters and quit at the end")
+                        "before the pilots and chapters, quit after the bench")
     parser.add_argument("--pilots", nargs="+", metavar="CHAPTER", default=[],
                         help=f"before the chapters, these pilots ({', '.join(PILOTS)}; space- "
                         "or comma-separated), each record written into --out (with "
@@ -857,9 +857,9 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="posinfo-gpu-book-") as scratch:
         mps = Mps(Path(scratch) / "mps", log)
-        try:
-            if args.mps:
-                env = {**env, **mps.start()}
+        try:  # MPS, if asked for, for everything that trains, the bench included
+            mps_env = mps.start() if args.mps else {}
+            env = {**env, **mps_env}
             pilots_ok = not pilots or run_pilots(pilots, args.profile, env, log, out,
                                                  Path(scratch), args.prefetch, deadline,
                                                  args.pilot_stages)
@@ -870,23 +870,23 @@ def main(argv=None) -> int:
                             stems, env, log, Path(scratch), jobs=args.jobs, deadline=deadline,
                             on_done=record)
             results = runner.run(lanes)
+            failed = [r for r in results.values() if r.status != "ok"]
+            if results:
+                log(f"book: {len(results) - len(failed)} of {len(results)} chapters ok in "
+                    f"{time.monotonic() - started:.0f} s wall\n" + summary(results))
+                log.block(outputs(results))
+            if runner.interrupted is not None:
+                raise runner.interrupted
+
+            bench_ok = True
+            if args.bench:
+                if runner.stop.is_set():
+                    log(f"bench skipped: the book run was stopped at {runner.reason}")
+                else:
+                    bench_ok = run_bench(out, {**child_env(site, cache, 1), **known, **mps_env},
+                                         log, args.bench_quick, deadline)
         finally:
             mps.stop()
-    failed = [r for r in results.values() if r.status != "ok"]
-    if results:
-        log(f"book: {len(results) - len(failed)} of {len(results)} chapters ok in "
-            f"{time.monotonic() - started:.0f} s wall\n" + summary(results))
-        log.block(outputs(results))
-    if runner.interrupted is not None:
-        raise runner.interrupted
-
-    bench_ok = True
-    if args.bench:
-        if runner.stop.is_set():
-            log(f"bench skipped: the book run was stopped at {runner.reason}")
-        else:
-            bench_ok = run_bench(out, {**child_env(site, cache, 1), **known}, log,
-                                 args.bench_quick, deadline)
     if not keep_cache:
         shutil.rmtree(cache, ignore_errors=True)
     return 0 if not failed and bench_ok and pilots_ok else 1
