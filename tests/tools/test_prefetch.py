@@ -129,3 +129,9 @@ def test_gpu_book_plans_and_trains_before_the_book_pass(tmp_path, monkeypatch):
         < log.index("1 of 1 chapters ok")
     with pytest.raises(SystemExit):
         gpu_book.main(["--out", str(out), "--prefetch", "0"])
+
+
+def test_the_tool_and_the_training_loop_name_one_variable():
+    # prefetch drops it from its workers' environment: another name would make them record
+    from posinfo import train
+    assert prefetch.PLAN_ENV == train.PLAN_ENV
