@@ -38,6 +38,8 @@ def test_a_committed_pilot_record_fixed_its_profiles_settings(chapter, profile):
     record = pilots.load_record(chapter, profile)
     if record is None:
         pytest.skip(f"no pilot of {chapter} at {profile}")
+    if not pilots.finished(record):  # a staged pilot between GPU sessions fixes nothing yet
+        pytest.skip(f"the pilot of {chapter} at {profile} has not finished")
     s = chapter_settings(chapter, profile)
     # the verdict seeds never reach back into the pilot seeds
     assert not set(s.seeds) & set(record["pilot_seeds"])
