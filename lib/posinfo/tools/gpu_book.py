@@ -548,6 +548,22 @@ def dry_run(stems: dict[int, str], lanes: list[list[int]], site: Path | None, lo
         return True
 
 
+def plan_command(plan: Path, command: list[str], python: str = sys.executable) -> list[str]:
+    """``command`` as a plan pass recording into ``plan`` (``tools.prefetch plan``)."""
+    return [python, "-m", "posinfo.tools.prefetch", "plan", str(plan), "--", *command]
+
+
+def prefetch_command(plans, jobs: int, deadline: float | None = None,
+                     python: str = sys.executable) -> list[str]:
+    """``tools.prefetch train`` of ``plans``, ``jobs`` at a time; with ``deadline`` (a
+    time.monotonic() time), no run starts that would end after it."""
+    command = [python, "-m", "posinfo.tools.prefetch", "train", *map(str, plans),
+               "--jobs", str(jobs)]
+    if deadline is not None:
+        command += ["--deadline", f"{max(0.0, deadline - time.monotonic()):.0f}"]
+    return command
+
+
 def prefetch(stems: dict[int, str], lanes: list[list[int]], profile: str, env: dict, log: Log,
              scratch: Path, jobs: int, lane_jobs: int | None = None,
              deadline: float | None = None) -> None:
@@ -559,9 +575,8 @@ def prefetch(stems: dict[int, str], lanes: list[list[int]], profile: str, env: d
     plans.mkdir()
     started = time.monotonic()
     log(f"prefetch: plan pass of {sorted(stems)} at {profile}")
-    runner = Runner(lambda n: [sys.executable, "-m", "posinfo.tools.prefetch", "plan",
-                               str(plans / f"{n}.jsonl"), "--"]
-                    + chapter_command(n, plans / "notebooks", profile),
+    runner = Runner(lambda n: plan_command(plans / f"{n}.jsonl",
+                                           chapter_command(n, plans / "notebooks", profile)),
                     stems, env, log, scratch, jobs=lane_jobs, deadline=deadline)
     results = runner.run(lanes)
     if runner.interrupted is not None:
@@ -573,10 +588,7 @@ def prefetch(stems: dict[int, str], lanes: list[list[int]], profile: str, env: d
     if not any(Path(f).read_text().strip() for f in files):
         log("prefetch: no run recorded; the chapters train whatever they need themselves")
         return
-    command = [sys.executable, "-m", "posinfo.tools.prefetch", "train", *files,
-               "--jobs", str(jobs)]
-    if deadline is not None:
-        command += ["--deadline", f"{max(0.0, deadline - time.monotonic()):.0f}"]
+    command = prefetch_command(files, jobs, deadline)
     log(f"prefetch: plan pass done in {time.monotonic() - started:.0f} s; training "
         f"{len(files)} plans' runs, {jobs} at a time")
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
@@ -653,18 +665,17 @@ def run_pilots(names: list[str], profile: str, env: dict, log: Log, out: Path, s
             log(f"pilot {name} not started: the deadline has passed")
             return False
         started = time.monotonic()
-        left = None if deadline is None else max(1.0, deadline - time.monotonic())
-        steps = []
-        if prefetch_jobs:
-            plan = scratch / f"pilot-{name}.jsonl"
-            steps += [("plan pass", [sys.executable, "-m", "posinfo.tools.prefetch", "plan",
-                                     str(plan), "--"]
-                             + pilot_command(name, scratch, profile, stages)),
-                      ("prefetch", [sys.executable, "-m", "posinfo.tools.prefetch", "train",
-                                    str(plan), "--jobs", str(prefetch_jobs)])]
-        steps.append(("pilot", pilot_command(name, out, profile, stages)))
-        for what, command in steps:
+        plan = scratch / f"pilot-{name}.jsonl"
+        # built as each step starts: the prefetch's --deadline is the time left then
+        steps = [("plan pass", lambda: plan_command(plan, pilot_command(name, scratch, profile,
+                                                                        stages))),
+                 ("prefetch", lambda: prefetch_command([plan], prefetch_jobs, deadline))
+                 ] if prefetch_jobs else []
+        steps.append(("pilot", lambda: pilot_command(name, out, profile, stages)))
+        for what, make_command in steps:
             log(f"pilot {name}: {what}")
+            left = None if deadline is None else max(1.0, deadline - time.monotonic())
+            command = make_command()
             try:
                 done = subprocess.run(command, cwd=REPO, env=env, capture_output=True,
                                       text=True, timeout=left)
@@ -678,7 +689,6 @@ def run_pilots(names: list[str], profile: str, env: dict, log: Log, out: Path, s
                 log(f"pilot {name} FAILED in its {what} (exit code {done.returncode})")
                 ok = False
                 break
-            left = None if deadline is None else max(1.0, deadline - time.monotonic())
         else:
             log(f"pilot {name} done in {time.monotonic() - started:.0f} s -> "
                 f"{out / f'{name}-{profile}.json'}")

@@ -41,6 +41,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..settings import Settings  # the standard library only, like this module
+
 PLAN_ENV = "POSINFO_PLAN"  # train.PLAN_ENV; this module imports no torch until a run starts
 
 
@@ -58,10 +60,8 @@ def _identity(run: dict, **changes) -> str:
 
 
 def steps(run: dict) -> int:
-    """Optimiser steps of a run: epochs x ceil(n_train / batch_size), the cost the schedule
-    orders by (``settings.Settings.steps_per_epoch``)."""
-    config = run["config"]
-    return config["epochs"] * -(-config["n_train"] // config["batch_size"])
+    """Optimiser steps of a run (``Settings.steps``), the cost the schedule orders by."""
+    return Settings(run["config"]).steps(run["config"]["epochs"])
 
 
 def schedule(runs: list[dict]) -> list[dict]:
