@@ -252,15 +252,9 @@ class Loop:
                 optimizer.zero_grad(set_to_none=True)
                 self.loss = body()
             self._replay = replay
-        with torch.no_grad():  # back to the start: weights, BN statistics, Adam's state
-            for k, v in model.state_dict().items():
-                v.copy_(initial[k])
-            for state in optimizer.state.values():
-                for v in state.values():
-                    if torch.is_tensor(v):
-                        v.zero_()
-            self.total.zero_()
-            self.batches.counter.zero_()
+        restore_start(model, optimizer, initial)
+        self.total.zero_()
+        self.batches.counter.zero_()
 
     def new_epoch(self, generator: torch.Generator) -> None:
         self.batches.new_epoch(generator)
@@ -270,6 +264,19 @@ class Loop:
     def step(self, generator: torch.Generator) -> None:
         self.batches.draw_step(generator)
         self._replay()
+
+
+@torch.no_grad()
+def restore_start(model: nn.Module, optimizer: torch.optim.Optimizer, initial: dict) -> None:
+    """Undo a warm-up in place (a captured graph keeps pointing at these same tensors): the
+    weights and BatchNorm statistics back to ``initial`` (a state-dict copy), Adam's state
+    back to zero."""
+    for k, v in model.state_dict().items():
+        v.copy_(initial[k])
+    for state in optimizer.state.values():
+        for v in state.values():
+            if torch.is_tensor(v):
+                v.zero_()
 
 
 def device_generator(generator: torch.Generator, device) -> torch.Generator:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from ...graphed import restore_start
 from ...models import build_classifier
 from ...train import autocast, pick_device, prepare_model
 from . import GPU_BUDGET_S, HARD_STOP_AFTER_BUDGET_S
@@ -354,14 +355,8 @@ def _arm_cuda_graph(b: _Bench, capture: bool = True) -> dict:
         def replay():
             opt.zero_grad(set_to_none=True)
             static[:] = body()
-    with torch.no_grad():  # back to the start: weights, BN statistics, Adam state, data
-        for k, v in model.state_dict().items():
-            v.copy_(initial[k])
-        for state in opt.state.values():
-            for v in state.values():
-                if torch.is_tensor(v):
-                    v.zero_()
-    stream.reset()
+    restore_start(model, opt, initial)  # back to the start: weights, BN statistics, Adam
+    stream.reset()  # and the data
 
     def step():
         stream.advance()
