@@ -2,17 +2,33 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# torch/torchvision are pinned exactly: these builds install from local disk in about a minute.
-TORCH  := torch==2.14.1 torchvision==0.29.1
+# Every package comes from requirements.lock, at its exact version and file hash; the project
+# itself is installed editable on top, with the lock's setuptools (no isolated build, which
+# would fetch the newest setuptools). `make lock` refreshes the lock (see its rule).
+LOCK   := requirements.lock
 
-.PHONY: setup book html test browser mathjax gpu-wheels clean
+.PHONY: setup lock book html test browser mathjax gpu-wheels clean
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[book,test]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
+
+# The newest releases pyproject.toml's ranges allow, resolved in a fresh virtual environment,
+# written into requirements.lock with the sha256 of every file pip chose (pip's installation
+# report); then `make setup` installs them. Re-execute the book after a refresh.
+LOCKVENV := $(shell mktemp -u -d /tmp/posinfo-lock-XXXXXX)
+lock:
+	$(PYTHON) -m venv $(LOCKVENV)
+	$(LOCKVENV)/bin/python -m pip install -q --disable-pip-version-check -e ".[book,test]"
+	$(LOCKVENV)/bin/python -m pip freeze --all --exclude-editable > $(LOCKVENV)/pins.txt
+	$(LOCKVENV)/bin/python -m pip install -q --disable-pip-version-check --dry-run \
+	  --ignore-installed --no-deps --report $(LOCKVENV)/report.json -r $(LOCKVENV)/pins.txt
+	$(LOCKVENV)/bin/python -m posinfo.lockfile $(LOCKVENV)/report.json > $(LOCKVENV)/lock
+	mv $(LOCKVENV)/lock $(LOCK) && rm -rf $(LOCKVENV)
+	@echo "$$(grep -c '==' $(LOCK)) distributions pinned in $(LOCK)"
 
 # Execute every chapter with papermill at the default profile, then render the HTML book.
 book: setup
