@@ -16,6 +16,8 @@ def test_glue_values_glues_each_value_as_a_table_prints_it(monkeypatch):
                 share="85%")
     assert glued == {"ch9_accuracy": ("0.812", False), "ch9_n": ("64", False),
                      "ch9_gap": (estimate.text(), False), "ch9_share": ("85%", False)}
+    glue_values(ch9_full_key=0.5)  # keys written out in full, as the chapters glue them
+    assert glued["ch9_full_key"] == ("0.500", False)
     # the prose reads what the chapter's tables print
     assert glued["ch9_accuracy"][0] in format_table({"row": {"accuracy": np.float32(0.8125)}})
 

@@ -41,12 +41,14 @@ def format_table(rows: dict, index: str = "", digits: int = 3) -> str:
     return "\n".join([line(header), *map(line, cells)])
 
 
-def glue_values(prefix: str, **values) -> None:
-    """Glue each value, printed as a table cell would print it, under ``{prefix}_{name}``,
-    for ``{glue:text}`` in the chapter's prose; nothing is displayed where it is called.
+def glue_values(prefix: str = "", /, **values) -> None:
+    """Glue each value, printed as a table cell would print it, under its name, for
+    ``{glue:text}`` in the chapter's prose; nothing is displayed where it is called.
+    Name the keys in full (``glue_values(ch1_accuracy=...)``), so that a grep for a key
+    in the prose finds where it is glued; a ``prefix`` glues under ``{prefix}_{name}``.
     One call gathers a cell's numbers (every chapter); a pre-formatted string (``"85%"``)
     is glued as it is."""
     from myst_nb import glue  # the book's renderer: imported only where a chapter glues
 
     for name, value in values.items():
-        glue(f"{prefix}_{name}", format_value(value), display=False)
+        glue(f"{prefix}_{name}" if prefix else name, format_value(value), display=False)
