@@ -137,7 +137,7 @@ def test_a_canvas_beyond_the_profiles_memory_budget_is_refused_with_the_limit():
                        match=r"scene_width must be at most 512 with scene_height=2048"):
         chapter_settings("position_channels", "default", scene_height=2048, scene_width=4096)
     # the limit follows the profile: a smaller batch allows a larger canvas
-    from posinfo.checks import MEMORY_BUDGET_MIB
+    from posinfo.cross_checks import MEMORY_BUDGET_MIB
     assert MEMORY_BUDGET_MIB["smoke"] <= MEMORY_BUDGET_MIB["default"] <= MEMORY_BUDGET_MIB["paper"]
 
 

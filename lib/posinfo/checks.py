@@ -1,8 +1,8 @@
 """Every knob's allowed values and its check: one home, at the bottom of the import graph.
 
-``CHECKS`` validates one value of a chapter's settings (``check_value``); ``cross_check``
-runs the checks that need several values at once (image fits a cell, network fits the
-canvas, one batch fits the profile's memory). The library's own entry points check their
+``CHECKS`` validates one value of a chapter's settings (``check_value``); the checks that
+need several values at once are ``cross_checks``'s, built on this module's geometry checks
+(image fits a cell, network fits the canvas). The library's own entry points check their
 arguments with the same functions (``check_padding``, ``check_lambda``, ``check_shift``...),
 so a knob is refused with one message wherever it is given. The profile tables that use
 these values are ``settings``'s; this module imports only ``geometry`` (map-size arithmetic),
@@ -12,9 +12,10 @@ Used by every chapter, through ``settings``, and the runner.
 """
 from __future__ import annotations
 
+import math
 from numbers import Integral, Real
 
-from .geometry import backbone_channels, blur_input_sizes, ceil_div, feature_size
+from .geometry import blur_input_sizes, feature_size
 
 # ---- allowed values --------------------------------------------------------------------------
 PROFILES = ("smoke", "default", "gpu", "paper")
@@ -34,8 +35,13 @@ SCENE_MODES = ("asymmetric", "symmetric", "distinct")
 SIDE_RANKINGS = ("blank", "flip")
 # Claim 5's control: segmenters trained on scenes of this mode ("none": no control).
 CONTROL_MODES = (*SCENE_MODES, "none")
+# Claim 5's per-half score (sides.half_score): ones a stray pixel cannot swing.
+HALF_SCORES = ("pixel accuracy", "truth-class mIoU")
 # Output channels of the paper's segmenter (ResNet-50's layer4, segment.load_paper_segmenter).
 PAPER_SEGMENTER_CHANNELS = 2048
+# Paddings the segmenter takes: its atrous convolutions keep the map's size, which a valid
+# ("none") convolution cannot (it fails in the network, at every profile).
+SEGMENTER_PADDINGS = tuple(p for p in PADDINGS if p != "none")
 
 
 # ---- validators: each returns the (normalised) value or raises a ValueError naming the knob --
@@ -60,34 +66,42 @@ def _choice(options):
     return check
 
 
-def _int_range(low, high=None):
+def _int_range(low, high=None, why: str = ""):
+    """An integer in [low, high]; ``why`` (e.g. what a value below ``low`` would mean) goes
+    into the error message."""
     def check(name, value):
         if isinstance(value, bool) or not isinstance(value, Integral):
             raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
         if value < low or (high is not None and value > high):
             bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-            raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+            raise ValueError(f"{name} must be an integer {bound}{why}, got {value!r}")
         return int(value)
     check.allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
     return check
 
 
+def _real(value) -> bool:
+    """A finite real number: infinity passes "> 0" and NaN every comparison's negation, and
+    either fails (or silently poisons a mean) only once training has produced it."""
+    return not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
+
+
 def _positive_float(name, value):
-    if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if not _real(value) or not value > 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
 
-_positive_float.allowed = "a number > 0"
+_positive_float.allowed = "a finite number > 0"
 
 
 def _nonnegative(meaning: str = ""):
     """A number >= 0; ``meaning`` (e.g. what 0 stands for) goes into the error message."""
     def check(name, value):
-        if isinstance(value, bool) or not isinstance(value, Real) or not value >= 0:
-            raise ValueError(f"{name} must be a number >= 0{meaning}, got {value!r}")
+        if not _real(value) or not value >= 0:
+            raise ValueError(f"{name} must be a finite number >= 0{meaning}, got {value!r}")
         return float(value)
-    check.allowed = "a number >= 0"
+    check.allowed = "a finite number >= 0"
     return check
 
 
@@ -95,7 +109,7 @@ _nonnegative_float = _nonnegative()
 
 
 def _fraction(name, value):
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value <= 1:
+    if not _real(value) or not 0 <= value <= 1:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
     return float(value)
 
@@ -105,7 +119,7 @@ _fraction.allowed = "a number in [0, 1]"
 
 def _betas(name, value):
     if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(b, Real) and 0 <= b < 1 for b in value)):
+            or not all(_real(b) and 0 <= b < 1 for b in value)):
         raise ValueError(f"{name} must be two numbers in [0, 1), got {value!r}")
     return tuple(float(b) for b in value)
 
@@ -126,7 +140,7 @@ def _list_of(item_check, min_len=1):
 
 # ---- validators of the segmentation chapters -----------------------------------------------
 def _positive_fraction(name, value):
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value <= 1:
+    if not _real(value) or not 0 < value <= 1:
         raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
     return float(value)
 
@@ -136,8 +150,7 @@ _positive_fraction.allowed = "a number in (0, 1]"
 
 def _fraction_range(name, value):
     if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(v, Real) and not isinstance(v, bool) and 0 < v <= 1
-                       for v in value)
+            or not all(_real(v) and 0 < v <= 1 for v in value)
             or value[0] > value[1]):
         raise ValueError(f"{name} must be two numbers (low, high) with 0 < low <= high <= 1, "
                          f"got {value!r}")
@@ -148,7 +161,7 @@ _fraction_range.allowed = "two numbers (low, high) with 0 < low <= high <= 1"
 
 
 def _confidence(name, value):
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < 1:
+    if not _real(value) or not 0 < value < 1:
         raise ValueError(f"{name} must be a number in (0, 1), e.g. 0.95, got {value!r}")
     return float(value)
 
@@ -159,7 +172,7 @@ _confidence.allowed = "a number in (0, 1)"
 def _minimal_effect(name, value):
     # Every claim predicts a positive effect; a negative minimal effect would let "holds"
     # mean less than "no effect at all".
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value <= 1:
+    if not _real(value) or not 0 <= value <= 1:
         raise ValueError(f"{name} must be a number in [0, 1] (a difference of accuracies, "
                          f"consistencies or mIoUs the claim predicts), got {value!r}")
     return float(value)
@@ -177,6 +190,9 @@ def _path(name, value):
 _path.allowed = "a file path (a non-empty string)"
 
 
+# A location task needs at least two cells: on a 1x1 grid every image sits in the one cell.
+_ONE_CELL = " (grid 1 is one cell: every image would sit in the same place)"
+
 CHECKS = {
     "profile": _choice(PROFILES),
     "seed": _int_range(0, 2**32 - 1),
@@ -186,7 +202,7 @@ CHECKS = {
     # blank canvas is the mean colour) and random horizontal flips of training images.
     "normalize": _choice((False, True)),
     "hflip": _choice((False, True)),
-    "grid": _int_range(1, 16),
+    "grid": _int_range(2, 16, _ONE_CELL),
     "background": _choice(BACKGROUNDS),
     "padding": _choice(PADDINGS),
     "head": _choice(HEADS),
@@ -200,7 +216,7 @@ CHECKS = {
     "n_test": _int_range(1),
     "paddings": _list_of(_choice(PADDINGS)),
     "backgrounds": _list_of(_choice(BACKGROUNDS)),
-    "grids": _list_of(_int_range(1, 16)),
+    "grids": _list_of(_int_range(2, 16, _ONE_CELL)),
     # Channel-order chapter (claim 2): 1..S before backbone stage k, S + 1 after GAP
     "placements": _list_of(_int_range(1, 5)),  # every profile has S = 4 stages
     "class_fraction": _fraction,
@@ -208,7 +224,8 @@ CHECKS = {
     "chance_tolerance": _fraction,
     # AugShift chapter
     "margin": _int_range(0, 256),
-    "max_shift": _int_range(0, 256),
+    "max_shift": _int_range(1, 256, " (max_shift 0 gives two identical views: no shift whose "
+                                    "invariance could be measured)"),
     "shift_protocol": _choice(SHIFT_PROTOCOLS),
     "blur_size": _choice(BLUR_SIZES),
     "augshift_lambda": _positive_float,  # 0 is the baseline arm, always trained
@@ -233,6 +250,7 @@ CHECKS = {
     "region_channels": _int_range(1, 4096),
     "region_ranking": _choice(SIDE_RANKINGS),
     "control_mode": _choice(CONTROL_MODES),
+    "half_score": _choice(HALF_SCORES),
     "checkpoint": _path,
     # Verdicts (posinfo.verdict): the interval's confidence level and each chapter's
     # minimal effect, the value its primary statistic must clear.
@@ -359,162 +377,3 @@ def check_blur_size(blur_size: int, input_size: int, blocks, padding: str) -> No
                          f"blocks={tuple(blocks)} and padding={padding!r}: the smallest map "
                          f"BlurPool filters is {smallest}x{smallest} and a blur of size k pads "
                          f"k // 2 rows, fewer than the map has; got {blur_size!r}")
-
-
-# ---- memory: a canvas the profile's machine could not train on is refused before training ----
-# Budget, per profile, for the largest activation map of one training batch: the first
-# stage's input, batch_size x views x width x (canvas side / stem stride)^2 float32 values.
-# The backward pass keeps about ten maps of that size per first-stage block, so each budget is
-# a tenth of the memory the profile expects: a laptop for smoke and default, one GPU for paper.
-MEMORY_BUDGET_MIB = {"smoke": 256, "default": 512, "gpu": 4096, "paper": 4096}
-
-
-def _check_memory(s) -> None:
-    if "batch_size" not in s or "width" not in s or s.get("data", "scenes") != "scenes":
-        return  # data="cityscapes" evaluates given weights: nothing is trained
-    budget_mib = MEMORY_BUDGET_MIB[s.profile]
-    budget = budget_mib * 2**20
-    # AugShift trains both views in one batch, and its BlurPool arms run the stem at stride 1.
-    views, stride = (2, 1) if "margin" in s else (1, 2)
-    per_pixel = s.batch_size * views * s.width * 4  # bytes per pixel of the first-stage map
-    area = ("(scene_height / 2) x (scene_width / 2)" if "scene_height" in s
-            else "side^2" if stride == 1 else "(side / 2)^2")
-    formula = (f"batch_size {s.batch_size}{' x 2 views' if views == 2 else ''} x width "
-               f"{s.width} x {area} x 4 bytes")
-
-    def refuse(what: str, need: int):
-        raise ValueError(f"{what} at the {s.profile} profile: one training batch's first-stage "
-                         f"activations ({formula}) would need {need / 2**20:.0f} MiB, over the "
-                         f"profile's memory budget of {budget_mib} MiB (lower batch_size or "
-                         f"width to allow more)")
-
-    if "scene_height" in s:
-        rows = ceil_div(s.scene_height, stride)
-        need = per_pixel * rows * ceil_div(s.scene_width, stride)
-        if need > budget:
-            most = stride * (budget // (per_pixel * rows))
-            refuse(f"scene_width must be at most {most} with scene_height={s.scene_height}, "
-                   f"got {s.scene_width}", need)
-        return
-    side_max = stride * int((budget // per_pixel) ** 0.5)  # the largest square canvas
-    while per_pixel * ceil_div(side_max, stride) ** 2 > budget:  # float rounding
-        side_max -= 1
-    if "margin" in s:
-        side = s.image_size + 2 * s.margin
-        if side > side_max:
-            refuse(f"image_size + 2 * margin (the canvas) must be at most {side_max}px, got "
-                   f"{side}px (image_size={s.image_size}, margin={s.margin})",
-                   per_pixel * side ** 2)
-    elif "grid" in s and "image_size" in s:
-        for grid in dict.fromkeys((s.grid, *s.get("grids", ()))):
-            side = s.image_size * grid
-            if side > side_max:
-                refuse(f"image_size must be at most {side_max // grid} with grid={grid} (a "
-                       f"canvas of at most {side_max}px), got {s.image_size} (a {side}px "
-                       f"canvas)", per_pixel * ceil_div(side, stride) ** 2)
-
-
-def _check_channels(s) -> None:
-    """Channel counts the attack chapters take must exist in the segmenter's backbone."""
-    if "region_channels" not in s:
-        return
-    if s.data == "scenes":
-        channels = backbone_channels(s.width, s.blocks)
-        source = f"width={s.width} x 2^(len(blocks) - 1) with blocks={tuple(s.blocks)}"
-    else:
-        channels, source = PAPER_SEGMENTER_CHANNELS, "ResNet-50's layer4"
-    if s.region_channels > channels:
-        raise ValueError(f"region_channels must be an integer in [1, {channels}] (the "
-                         f"backbone's output channels with data={s.data!r}: {source}), "
-                         f"got {s.region_channels}")
-
-
-def _check_augshift(s) -> None:
-    """AugShift: the shift keeps most of the image in view, lambda is not the baseline's,
-    the network fits the canvas."""
-    check_shift(s.max_shift, s.margin, s.image_size)
-    if s.augshift_lambda == 0:
-        # lambda 0 *is* the baseline arm; the chapter compares AugShift against it
-        raise ValueError("augshift_lambda must be a number > 0 (lambda 0 is the baseline arm, "
-                         "always trained), got 0")
-    check_input_size(s.image_size + 2 * s.margin, s.blocks, s.padding)
-    # The BlurPool arms always train: a blur wider than the last stage's map would fail in
-    # its padding after the baseline arms had trained.
-    check_blur_size(s.blur_size, s.image_size + 2 * s.margin, s.blocks, s.padding)
-
-
-def _check_control(s) -> None:
-    """Claim 5's control trains its own segmenters on scenes of another mode."""
-    if s.control_mode == "none":
-        return
-    if s.data != "scenes":
-        raise ValueError(f"control_mode must be 'none' with data={s.data!r} (the control "
-                         f"trains segmenters on procedural scenes), got {s.control_mode!r}")
-    if s.control_mode == s.scene_mode:
-        others = [m for m in CONTROL_MODES if m != s.scene_mode]
-        raise ValueError(f"control_mode must be one of {tuple(others)} with "
-                         f"scene_mode={s.scene_mode!r} (the control runs on other scenes), "
-                         f"got {s.control_mode!r}")
-
-
-def _check_compared_padding(s, padding: str) -> None:
-    """A padding of the chapter's comparison (``paddings``) must fit the canvas too; the
-    refusal names the canvas the user set (image_size, grid), not only a padding the
-    chapter compares on its own."""
-    try:
-        check_input_size(s.image_size * s.grid, s.blocks, padding)
-    except ValueError as err:
-        def fits(n):
-            try:
-                check_input_size(n * s.grid, s.blocks, padding)
-                return True
-            except ValueError:
-                return False
-        smallest = next((n for n in range(s.image_size + 1, 513) if fits(n)), None)
-        hint = f"use image_size >= {smallest}" if smallest else "use a larger grid"
-        raise ValueError(f"image_size={s.image_size} with grid={s.grid} (a "
-                         f"{s.image_size * s.grid}px canvas) is too small for the chapter's "
-                         f"padding comparison, paddings={tuple(s.paddings)}: "
-                         f"{str(err).split('; use ')[0]}; {hint}") from None
-
-
-def cross_check(s) -> None:
-    """The checks that need several of a chapter's resolved settings ``s`` at once (image
-    fits a cell, network fits the canvas, memory, budgets, seeds), in a fixed order."""
-    _check_memory(s)
-    _check_channels(s)
-    if s.get("hflip") and s.get("dataset") == "digits":
-        raise ValueError("hflip must be False with dataset='digits': a mirrored digit is "
-                         "another shape (or none), not the same digit, got hflip=True")
-
-    if "grid" in s and "image_size" in s:
-        # The main run uses (grid, padding); ablations vary one of them with the other fixed.
-        for grid in dict.fromkeys((s.grid, *s.get("grids", ()))):
-            check_geometry(s.image_size, grid)
-        if "blocks" in s:
-            for grid in dict.fromkeys((s.grid, *s.get("grids", ()))):
-                check_input_size(s.image_size * grid, s.blocks, s.get("padding", "zeros"))
-            for padding in dict.fromkeys(s.get("paddings", ())):
-                _check_compared_padding(s, padding)
-    if "placements" in s:
-        for placement in s.placements:
-            check_placement(placement, len(s.blocks), "placements")
-        if len(s.blocks) + 1 in s.placements and s.head != "gap_linear":
-            raise ValueError(f"placements include {len(s.blocks) + 1} (after GAP), which needs "
-                             f"head='gap_linear', got head={s.head!r}")
-    if s.get("budgets") and max(s.budgets) > s.epochs:
-        raise ValueError(f"budgets must each be at most epochs={s.epochs} (they are snapshots "
-                         f"of the verdict's {s.epochs}-epoch run), got {s.budgets}")
-    if "ablation_epochs" in s and s.ablation_epochs > s.epochs:
-        raise ValueError(f"ablation_epochs must be at most epochs={s.epochs} (the verdict's "
-                         f"arms are measured there as snapshots), got {s.ablation_epochs}")
-    if "ablation_seeds" in s and s.ablation_seeds > s.n_seeds:
-        raise ValueError(f"ablation_seeds must be an integer in [1, n_seeds={s.n_seeds}], "
-                         f"got {s.ablation_seeds}")
-    if s.get("data") == "cityscapes" and s.get("n_seeds", 1) != 1:
-        raise ValueError(f"n_seeds must be 1 with data='cityscapes' (one checkpoint is one "
-                         f"trained model), got {s.n_seeds}")
-    if "max_shift" in s:
-        _check_augshift(s)
-    if "control_mode" in s:
-        _check_control(s)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 
-from .checks import CHECKS, PADDINGS, check_value, cross_check
+from .checks import CHECKS, PADDINGS, check_value
+from .cross_checks import cross_check
 from .geometry import ceil_div
 
 PROFILE_ENV = "POSINFO_PROFILE"
@@ -146,7 +147,7 @@ COMMON: dict[str, dict] = {
     # symmetric scenes, verdict seeds from SECOND_EDITION_SEED (so its segmenters are its
     # own, not chapter 4's).
     "region_attack": dict(_SEGMENTATION, region_ranking="blank", min_effect=0.02,
-                          seed=SECOND_EDITION_SEED),
+                          half_score="truth-class mIoU", seed=SECOND_EDITION_SEED),
 }
 
 _REGION_ATTACK_SEEDS = {"default": dict(n_seeds=4)}
@@ -209,8 +210,7 @@ OVERRIDES: dict[str, dict[str, dict]] = {
     # n_seeds at default: the larger of the two pilots' asks (4 main, 3 control; pilot
     # seeds 100-104, book/pilots/region_attack-default.json).
     "region_attack": {
-        profile: dict(table, control_mode="none" if table["data"] == "cityscapes"
-                      else "symmetric", **_REGION_ATTACK_SEEDS.get(profile, {}))
+        profile: dict(table, control_mode="none", **_REGION_ATTACK_SEEDS.get(profile, {}))
         for profile, table in _SEGMENTATION_PROFILES.items()},
 }
 
