@@ -35,7 +35,9 @@ import torch
 import posinfo
 from posinfo import figures, machine
 from posinfo.canvas import make_task
+from posinfo.exercises import check
 from posinfo.invariance import cell_spread
+from posinfo.models import global_average_pool
 from posinfo.parameters import settings_from
 from posinfo.probes import accuracy_with_channels
 from posinfo.tables import format_table, glue_values
@@ -98,6 +100,21 @@ figures.show_canvases(pixels, y, task.grid, title_fmt="cell {}");
 # images. The network is trained once per seed (`n_seeds` of them): a seed fixes the
 # initial weights and the order of the canvases, and the seeds are what the verdict's
 # interval is taken over.
+#
+# The network is the library's own (`lib/posinfo/models.py`). Its backbone, `build_backbone`,
+# is the reference code's CIFAR ResNet: a $7\times7$ stride-2 stem, then stages of residual
+# blocks, each stage after the first halving the feature map; it ends in a stack of
+# $C$ feature maps, one per channel. The head that turns those maps into the logits is all
+# of the method: one convolution to $g^2$ maps, one per cell, each averaged over every
+# position.
+#
+# ```{literalinclude} ../lib/posinfo/models.py
+# :pyobject: GAPNet
+# ```
+#
+# ```{literalinclude} ../lib/posinfo/models.py
+# :pyobject: global_average_pool
+# ```
 
 # %%
 main_runs = {s: train_classifier(model_config(settings, seed=s))
@@ -109,7 +126,23 @@ worst_cell = np.array([r.evaluation.per_cell.min()
 print(format_table({f"seed {s}": {"location accuracy": a, "worst cell": w}
                     for s, a, w in zip(main_runs, accuracy, worst_cell)}))
 print(f"chance {chance:.3f}")
-glue_values("ch1", accuracy=accuracy.mean(), chance=chance)
+glue_values(ch1_accuracy=accuracy.mean(), ch1_chance=chance)
+
+# %% [markdown]
+# One canvas through the first seed's network, step by step: the shapes show where
+# position could still be and where the average leaves only one number per map.
+
+# %%
+net = main_runs[settings.seed].model.eval()
+canvas = x[:1].to(next(net.parameters()).device)
+with torch.no_grad():
+    features = net.backbone(canvas)  # (1, C, h, w): the backbone's end
+    cell_maps = net.head.conv(features)  # (1, g*g, h, w): one map per cell
+    logits = global_average_pool(cell_maps)  # (1, g*g): the logits
+for name, t in [("canvas", canvas), ("backbone output", features),
+                ("one map per cell", cell_maps), ("GAP: the logits", logits)]:
+    print(f"{name:>18} {tuple(t.shape)}")
+print("predicted cell", logits.argmax().item(), "true cell", y[0].item())
 
 # %% tags=["hide-input"]
 per_cell = np.mean([r.evaluation.per_cell for r in main_runs.values()], axis=0)
@@ -142,7 +175,9 @@ print(format_table(ablation, index="padding"))
 # Paddings within 0.1 of chance on every background (for the prose below).
 at_chance = [pad for pad, row in ablation.items()
              if max(row.values()) < chance + 0.1]
-glue_values("ch1", at_chance=", ".join(at_chance) or "none of them")
+glue_values(ch1_at_chance=", ".join(at_chance) or "none of them",
+            ch1_ex_zeros_blank=ablation["zeros"]["zeros"],
+            ch1_ex_zeros_noise=ablation["zeros"]["noise"])
 
 # %% tags=["hide-input"]
 figures.grouped_bars(ablation, chance,
@@ -238,41 +273,74 @@ print(budget_at_ceiling(settings.epochs, settings.steps_per_epoch, accuracy,
 # ````
 
 # %% tags=["hide-input"]
-# The numbers of the exercises' worked answers, from this run's models (cache
-# hits, no training): each computation takes a second or two.
+# Exercises 2 and 3's numbers, from this run's models (cache hits, no training):
+# the circular-padded GAPNet's logits moved cell to cell, and the zero-padded
+# network trained on noise scored on textured canvases it has never seen.
 circular = train_classifier(model_config(settings, padding="circular",
                                          background="zeros"))
-digits = circular.task.test.images[:64]
 on_noise = train_classifier(model_config(settings, padding="zeros",
                                          background="noise"))
+digits, textured = circular.task.test.images[:64], make_task(
+    settings, background="texture")
+glue_values(
+    ch1_ex_cell=settings.image_size, ch1_ex_stride=2 ** len(settings.blocks),
+    ch1_ex_spread_cell=cell_spread(circular.model, digits, settings.grid,
+                                   settings.image_size),
+    ch1_ex_spread_28=cell_spread(circular.model, digits, settings.grid, 28),
+    ch1_ex_texture=evaluate(on_noise.model, textured).accuracy)
+
+# %% tags=["hide-input"]
+# Exercise 4's preview: the main GAPNet with all but as many output channels
+# as a width-4 network has zeroed (drawn at random); exercise 5's half-widths.
 main = main_runs[settings.seed]
 channels = main.model.backbone.out_channels
 narrow = 4 * 2 ** (len(settings.blocks) - 1)  # output channels at width 4
 kept = torch.randperm(channels, generator=torch.Generator().manual_seed(
     settings.seed))[:narrow]
 glue_values(
-    "ch1_ex", cell=settings.image_size, stride=2 ** len(settings.blocks),
-    spread_cell=cell_spread(circular.model, digits, settings.grid,
-                            settings.image_size),
-    spread_28=cell_spread(circular.model, digits, settings.grid, 28),
-    zeros_blank=ablation["zeros"]["zeros"],
-    zeros_noise=ablation["zeros"]["noise"],
-    texture=evaluate(on_noise.model,
-                     make_task(settings, background="texture")).accuracy,
-    channels=channels, narrow=narrow,
-    kept=accuracy_with_channels(main.model, main.task, kept),
-    n=above_chance.n, sd=above_chance.sd,
-    half_now=above_chance.high - above_chance.value,
-    half_6=half_width(above_chance.sd, 6, settings.confidence))
+    ch1_ex_channels=channels, ch1_ex_narrow=narrow,
+    ch1_ex_kept=accuracy_with_channels(main.model, main.task, kept),
+    ch1_ex_n=above_chance.n, ch1_ex_sd=above_chance.sd,
+    ch1_ex_half_now=above_chance.high - above_chance.value,
+    ch1_ex_half_6=half_width(above_chance.sd, 6, settings.confidence))
 
 # %% [markdown]
 # ## Exercises
 #
 # Each answer is hidden until you open it; its numbers come from this page's run.
 #
-# 1. Circular padding gave chance. Predict what happens with circular padding on a canvas
+# 1. **Write global average pooling.** Fill in `my_gap` below: it takes a batch of feature
+#    maps, shape $(N, C, H, W)$, and returns one number per map, its mean over all $H \times W$
+#    positions, shape $(N, C)$. The cell after it compares your function with the library's
+#    `global_average_pool` on a known feature map and prints `matches` or `not yet`.
+
+# %% tags=["exercise-stub"]
+def my_gap(features):
+    """(N, C, H, W) feature maps -> (N, C): each map's mean over positions."""
+    raise NotImplementedError("your code here")
+
+
+# %% tags=["exercise-check"]
+known = torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(0))
+print(check(my_gap, global_average_pool, [(known,)]))
+
+# %% [markdown]
+#    ````{admonition} Solution
+#    :class: dropdown
+#    ```python
+#    def my_gap(features):
+#        """(N, C, H, W) feature maps -> (N, C): each map's mean over positions."""
+#        return features.mean(dim=(-2, -1))
+#    ```
+#    The sum over the positions divided by their count, `features.sum(dim=(2, 3)) / (H * W)`,
+#    is the same. Whatever the map held at each position, only its mean is left: two maps
+#    with the same values in other places pool to the same number. Position survives only
+#    where the *values* depend on it, which is what the padding ablation above is about.
+#    ````
+#
+# 2. Circular padding gave chance. Predict what happens with circular padding on a canvas
 #    whose cells are *not* a multiple of the stride, then run it:
-#    `python -m posinfo.run 1 --out runs/ex1 -p padding circular -p image_size 28`
+#    `python -m posinfo.run 1 --out runs/ex2 -p padding circular -p image_size 28`
 #
 #    ```{admonition} Answer
 #    :class: dropdown
@@ -288,8 +356,8 @@ glue_values(
 #    position then comes from aliasing, not from a border.
 #    ```
 #
-# 2. Does a textured background change the picture for zero padding?
-#    `python -m posinfo.run 1 --out runs/ex2 -p background texture`
+# 3. Does a textured background change the picture for zero padding?
+#    `python -m posinfo.run 1 --out runs/ex3 -p background texture`
 #
 #    ```{admonition} Answer
 #    :class: dropdown
@@ -300,7 +368,7 @@ glue_values(
 #    cell at {glue:text}`ch1_ex_texture`: what it reads is the border, not the background.
 #    ```
 #
-# 3. How few channels are enough? `python -m posinfo.run 1 --out runs/ex3 -p width 4`
+# 4. How few channels are enough? `python -m posinfo.run 1 --out runs/ex4 -p width 4`
 #
 #    ```{admonition} Answer
 #    :class: dropdown
@@ -314,8 +382,8 @@ glue_values(
 #    come out higher.
 #    ```
 #
-# 4. How does the verdict's interval shrink with more seeds?
-#    `python -m posinfo.run 1 --out runs/ex4 -p n_seeds 6`
+# 5. How does the verdict's interval shrink with more seeds?
+#    `python -m posinfo.run 1 --out runs/ex5 -p n_seeds 6`
 #
 #    ```{admonition} Answer
 #    :class: dropdown
