@@ -8,6 +8,7 @@ worked solutions from the Solution dropdowns run, and the checks again: every on
 import contextlib
 import io
 import re
+import textwrap
 
 import jupytext
 import numpy as np
@@ -28,7 +29,7 @@ def _exercises(source):
     def tagged(tag):
         return [c.source for c in code if tag in c.metadata.get("tags", [])]
 
-    solutions = [block for c in cells if c.cell_type == "markdown"
+    solutions = [textwrap.dedent(block) for c in cells if c.cell_type == "markdown"
                  for block in SOLUTION.findall(c.source)]
     return code[0].source, tagged("exercise-stub"), tagged("exercise-check"), solutions
 
