@@ -5,7 +5,7 @@ import torch
 from posinfo.canvas import CanvasTask, ImageSet
 from posinfo.models import build_classifier
 from posinfo.permute import (ChannelPermutation, add_channel_permutation, check_placement,
-                             reseed_permutations)
+                             permute_channels, reseed_permutations)
 from posinfo.probes import (cell_means, gap_latents, linear_probe, probe_table, selectivity,
                             sorted_latent)
 
@@ -19,6 +19,18 @@ def test_permutation_differs_across_calls_and_keeps_the_multiset_of_values():
         assert torch.equal(out.sort(dim=1).values, x.sort(dim=1).values)
         # whole channels move: each output channel equals some input channel
         assert all(any(torch.equal(out[:, i], x[:, j]) for j in range(32)) for i in range(32))
+
+
+def test_one_order_per_sample_moves_each_samples_channels_by_its_own_order():
+    x = torch.rand(3, 5, 2, 2)
+    orders = torch.stack([torch.randperm(5) for _ in range(3)])
+    each = permute_channels(x, orders)
+    for n in range(3):
+        assert torch.equal(each[n], x[n, orders[n]])
+        assert torch.equal(permute_channels(x, orders[n])[n], each[n])  # one shared order
+    assert torch.equal(permute_channels(x[:, :, 0, 0], orders), each[:, :, 0, 0])  # pooled
+    with pytest.raises(ValueError, match="order must have shape"):
+        permute_channels(x, orders[:2])
 
 
 def test_same_seed_repeats_the_same_shuffles():

@@ -20,6 +20,18 @@ from .checks import check_placement
 from .models import Classifier, GAPLinear
 
 
+def permute_channels(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, C, ...) with its channels reordered: ``out[:, c] = x[:, order[c]]`` for one
+    order of shape (C,) shared by the batch (the reference code's shuffle), or
+    ``out[n, c] = x[n, order[n, c]]`` for one order per sample, shape (N, C)."""
+    if order.dim() == 1:
+        return x[:, order]
+    if tuple(order.shape) != tuple(x.shape[:2]):
+        raise ValueError(f"order must have shape (C,) or (N, C) = {tuple(x.shape[:2])}, "
+                         f"got {tuple(order.shape)}")
+    return x[torch.arange(len(x), device=x.device)[:, None], order]
+
+
 class ChannelPermutation(nn.Module):
     """Reorders dim 1 with a new random permutation at every call, training or not.
 
@@ -32,8 +44,8 @@ class ChannelPermutation(nn.Module):
         self.generator = torch.Generator().manual_seed(seed)
 
     def forward(self, x):
-        perm = torch.randperm(x.shape[1], generator=self.generator).to(x.device)
-        return x[:, perm]
+        order = torch.randperm(x.shape[1], generator=self.generator).to(x.device)
+        return permute_channels(x, order)
 
 
 def num_stages(model: Classifier) -> int:
