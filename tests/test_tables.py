@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from posinfo.tables import format_table, glue_values
+from posinfo.tables import compared, format_table, glue_values
 from posinfo.verdict import t_interval
 
 
@@ -25,3 +25,9 @@ def test_glue_values_glues_each_value_as_a_table_prints_it(monkeypatch):
 def test_an_empty_table_is_refused():
     with pytest.raises(ValueError, match="at least one row"):
         format_table({})
+
+
+def test_compared_words_follow_the_numbers_as_printed():
+    assert compared(0.5004, 0.5001) == "did not move"  # both print 0.500
+    assert compared(0.51, 0.5) == "rose" and compared(0.49, 0.5) == "fell"
+    assert compared(0.345, 0.3, ("more than", "less than", "as much as"), 1) == "as much as"

@@ -41,6 +41,14 @@ def format_table(rows: dict, index: str = "", digits: int = 3) -> str:
     return "\n".join([line(header), *map(line, cells)])
 
 
+def compared(new, old, words=("rose", "fell", "did not move"), decimals: int = 3) -> str:
+    """``words[0]`` if ``new``, rounded to ``decimals`` as the page prints it, is above
+    ``old``, ``words[1]`` if below, ``words[2]`` if the two print alike: a word for the prose
+    that cannot contradict the numbers printed beside it."""
+    new, old = round(float(new), decimals), round(float(old), decimals)
+    return words[2] if new == old else words[0] if new > old else words[1]
+
+
 def glue_values(prefix: str = "", /, **values) -> None:
     """Glue each value, printed as a table cell would print it, under its name, for
     ``{glue:text}`` in the chapter's prose; nothing is displayed where it is called.
