@@ -8,8 +8,13 @@ own, right after the cell whose table holds the numbers behind it:
     Claim N: holds|does not hold|inconclusive — <statistic> = <estimate> [95% CI a, b];
     needs <rule>; n = <seeds>
 
-This module parses that line from the committed .ipynb, with the profile the chapter ran at,
-so the front page can only ever show what a run printed.
+and keeps beside it, in the same cell, the verdict's record (``posinfo.verdict.show``): the
+per-seed values of the primary statistic, the rule, the level and n. This module reads the
+records of the committed .ipynb and re-judges each from its per-seed values
+(``Verdict.from_record``), with the profile the chapter ran at, so the front page can only
+ever show what a run measured. A notebook without a record (the `gpu` part's first edition,
+executed before verdicts kept one) is read from its printed line and marked so on the page:
+its numbers can be checked against nothing but themselves.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from pathlib import Path
 import nbformat
 
 from ..run import BOOK, chapter_sources
-from ..verdict import VERDICT_LINE
+from ..verdict import VERDICT_LINE, Verdict, records
 from .gpu_book import NOT_RECORDED, NOTEBOOK_KEY
 
 PROFILE = re.compile(r"^profile\s+(\w+)$", re.M)
@@ -32,24 +37,33 @@ def _text(cell) -> str:
     return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("name") == "stdout")
 
 
+def _fields(verdict: Verdict) -> dict:
+    """A verdict as the parsed line's fields (strings, as the line prints them)."""
+    return VERDICT_LINE.match(verdict.line()).groupdict()
+
+
 def chapter_verdict(notebook_path: Path) -> dict:
-    """Title, profile, parsed verdict lines and the numbers behind them, from one chapter."""
+    """Title, profile, the verdicts and the numbers behind them, from one chapter: from its
+    records where it has them (``recorded`` True), else parsed from its printed lines."""
     nb = nbformat.read(notebook_path, as_version=4)
     title = next((line[2:].strip() for c in nb.cells if c.cell_type == "markdown"
                   for line in c.source.splitlines() if line.startswith("# ")), notebook_path.stem)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    verdicts, evidence = [], []
+    kept = records(nb)
+    verdicts = [_fields(Verdict.from_record(r)) for r in kept]
+    evidence = []
     for i, cell in enumerate(code):
         found = [m.groupdict() for m in VERDICT_LINE.finditer(_text(cell))]
         if not found:
             continue
-        verdicts += found
+        if not kept:
+            verdicts += found
         around = [_text(code[j]).rstrip() for j in (i - 1, i, i + 1) if 0 <= j < len(code)]
         evidence.append("\n".join(t for t in around if t))
     profiles = {m for c in code for m in PROFILE.findall(_text(c))}
     epochs = {m for c in code for m in EPOCHS.findall(_text(c))}
     return {"doc": notebook_path.stem, "title": title, "verdicts": verdicts,
-            "evidence": "\n\n".join(evidence),
+            "recorded": bool(kept), "evidence": "\n\n".join(evidence),
             "profile": ", ".join(sorted(profiles)) or "unknown",
             "epochs": ", ".join(sorted(epochs, key=int)) or "?"}
 
@@ -60,11 +74,16 @@ GPU_BOOK = BOOK / "gpu"
 PARTS = (("default", BOOK), ("gpu", GPU_BOOK))
 
 
+# How the page marks a verdict read from its printed line, with no record behind it.
+NO_RECORD = "no verdict record: the printed line, not re-derivable"
+
+
 def _cell(verdict: dict, row: dict, link: str) -> str:
-    """One part's verdict for one claim: outcome, estimate [CI], seeds, epochs, link."""
+    """One part's verdict for one claim: outcome, estimate [CI], seeds, epochs, link; marked
+    where the notebook kept no record of it."""
     return (f"**{verdict['outcome']}** {verdict['estimate']} [{verdict['low']}, "
             f"{verdict['high']}]; n = {verdict['n']}, {row['epochs']} epochs, "
-            f"`{row['profile']}` ({link})")
+            f"`{row['profile']}` ({link})" + ("" if row["recorded"] else f"; *{NO_RECORD}*"))
 
 
 def _link(row: dict, folder: Path) -> str:
@@ -238,10 +257,13 @@ def gpu_run_markdown(log: Path = GPU_LOG, bench: Path = GPU_BENCH,
     if run["wall_s"] is None:
         lines += ["The log has no end of the book run (it stopped before: see the log).", ""]
     else:
-        lines += [f"The smoke dry run took {run['dry_run_s']} s; then {run['ok']} of "
-                  f"{run['n']} chapters ran at the `gpu` profile in **{run['wall_s']} s wall "
-                  f"({run['wall_s'] / 60:.1f} min)**, in the lanes {run['lanes']} ({run['jobs']} "
-                  f"at a time; a lane runs its chapters in order).", ""]
+        dry = "" if run["dry_run_s"] is None else \
+            f"The smoke dry run took {run['dry_run_s']} s; then "
+        lanes = ", one after another" if run["jobs"] is None else \
+            f", in the lanes {run['lanes']} ({run['jobs']} at a time; a lane runs its " \
+            f"chapters in order)"
+        lines += [f"{dry}{run['ok']} of {run['n']} chapters ran at the `gpu` profile in "
+                  f"**{run['wall_s']} s wall ({run['wall_s'] / 60:.1f} min)**{lanes}.", ""]
     if run["chapters"]:
         lines += ["```text", format_table({stem: {"status": status, "seconds": f"{sec:.0f}"}
                                            for stem, (status, sec) in run["chapters"].items()},
