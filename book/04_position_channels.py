@@ -41,7 +41,7 @@ from posinfo.scenes import CLASSES, PALETTE, colorize, make_scenes
 from posinfo.segment import segmentation_budgets, segmentation_setup
 from posinfo.tables import format_table, glue_values
 from posinfo.verdict import (PAPER_STEPS, Rule, budget_label, budget_table,
-                             judge, t_interval, where_it_holds)
+                             judge, show, t_interval, where_it_holds)
 
 figures.setup()
 
@@ -194,10 +194,13 @@ figures.attack_curves(
 
 # %%
 judged = runs[settings.seed]["judged"]
-top_gap = np.array([extra_damage(run) for run in runs.values()])
+# the verdict, from the per-seed values it keeps in the notebook
+rule = Rule("random-N minus top-N mIoU", settings.min_effect)
+verdict = judge(4, rule, {s: extra_damage(run) for s, run in runs.items()},
+                level=settings.confidence)
 cols = [ns.index(n) for n in judged]
 bottom_gap = (curves["random-N"] - curves["bottom-N"])[:, cols].mean(1)
-extra = t_interval(top_gap, settings.confidence)
+extra = verdict.estimate
 bottom_damage = t_interval(bottom_gap, settings.confidence)
 print(f"judged N = {judged}")
 print(format_table({
@@ -208,9 +211,7 @@ glue_values("ch4", gap=extra, bottom_gap=bottom_damage)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-rule = Rule("random-N minus top-N mIoU", settings.min_effect)
-verdict = judge(4, rule, extra)
-print(verdict.line())
+show(verdict)
 
 # %%
 print(verdict.explanation())

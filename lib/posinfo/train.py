@@ -188,6 +188,12 @@ class TrainedModel:
     from_cache: bool
 
 
+def accuracy_above_chance(runs: dict) -> dict[int, float]:
+    """Claim 1's per-seed statistic: each run's held-out accuracy minus its task's chance,
+    {seed: value} (``runs``: {seed: TrainedModel}, the main GAPNet at each verdict seed)."""
+    return {seed: float(run.evaluation.accuracy - run.task.chance) for seed, run in runs.items()}
+
+
 def model_config(settings, target: str = "location", **changes) -> dict:
     """The full description of one training run: everything that changes the weights."""
     keys = ("dataset", "image_size", "normalize", "hflip", "grid", "background", "padding",
