@@ -12,7 +12,8 @@ import time
 import pytest
 
 from posinfo import run
-from posinfo.checks import CHECKS
+from posinfo.checks import allowed
+from posinfo.settings import CHAPTERS
 
 LIB = str(run.REPO / "lib")
 
@@ -210,13 +211,66 @@ def test_list_states_each_parameters_allowed_values_from_its_check(chapter, caps
     blocks = _listed_blocks(capsys.readouterr().out)
     assert list(blocks) == list(run.parameters_cell(run.chapter_sources()[chapter]))
     for name, lines in blocks.items():
-        assert f"allowed: {CHECKS[name].allowed}" in lines, (name, lines)
+        assert f"allowed: {allowed(name, CHAPTERS[chapter]['default'])}" in lines, (name, lines)
+
+
+@pytest.mark.parametrize("chapter", ["position_channels", "region_attack"])
+def test_list_offers_the_segmenter_no_padding_it_cannot_take(chapter, tmp_path, capsys,
+                                                             no_kernel):
+    # 'none' was offered and failed in cell 9 at every profile with a raw torch error
+    assert run.main(["--list", chapter]) == 0
+    padding = _listed_blocks(capsys.readouterr().out)["padding"]
+    offered = next(line for line in padding if line.startswith("allowed:"))
+    assert "'none'" not in offered and "'circular'" in offered
+    _refused([chapter, "--out", str(tmp_path), "-p", "padding", "none"], capsys, no_kernel,
+             "padding must be one of", "for the segmenter", "got 'none'")
+
+
+# ---- values that pass a knob's own check and used to fail or mislead after training ---------
+@pytest.mark.parametrize("chapter,name,value,needles", [
+    # infinity passed "> 0": NaN, then a scikit-learn error in cell 11
+    ("3", "augshift_lambda", "1e999", ("augshift_lambda must be a finite number", "got inf")),
+    # KeyError 'AugShift λ=0' in cell 29 of 33, after all training
+    ("3", "lambdas", "(0.0,)", ("lambdas must hold at least one number > 0",)),
+    # "judged N must be a non-empty subset" in cell 16, after the segmenters trained
+    ("4", "verdict_fractions", "(0.001, 0.002)", ("verdict_fractions=(0.001, 0.002) holds none",)),
+    ("4", "channel_fractions", "(1.0,)", ("holds none of channel_fractions=(1.0,)",)),
+    # meaningless experiments, judged all the same ("does not hold ... +0.000")
+    ("1", "grid", "1", ("grid must be an integer in [2, 16]", "one cell")),
+    ("3", "max_shift", "0", ("max_shift must be an integer in [1, 256]", "identical views")),
+    ("5", "region_channels", "64", ("region_channels must be an integer in [1, 63]",
+                                    "zeroing every channel")),
+    # activations fitted, weights + gradients + Adam's state did not (6 GB in 40 s at smoke)
+    ("1", "width", "1024@smoke", ("width must be at most", "gradients and Adam's two moment")),
+])
+def test_a_value_that_would_fail_or_mean_nothing_after_training_is_refused_up_front(
+        chapter, name, value, needles, tmp_path, monkeypatch, capsys, no_kernel):
+    monkeypatch.setenv("POSINFO_PROFILE", "default")
+    value, _, profile = value.partition("@")  # VALUE@PROFILE: at that profile
+    err = _refused([chapter, "--out", str(tmp_path), "-p", name, value, "-p", "profile",
+                    profile or "default"], capsys, no_kernel, *needles)
+    assert "batch_size" not in err  # no knob the user cannot set
+
+
+def test_a_region_attack_on_too_narrow_a_network_names_the_channels_of_chapter_5_only(
+        tmp_path, capsys, no_kernel):
+    # chapter 4 has no region_channels: its width 1 runs; chapter 5's is refused about it
+    assert run.main(["4", "--out", str(tmp_path), "-p", "width", "1"]) == 0
+    _refused(["5", "--out", str(tmp_path), "-p", "width", "1"], capsys, no_kernel[1:],
+             "region_channels must be an integer in [1, 3]", "width=1")
+
+
+def test_a_memory_refusal_names_the_grid_of_the_comparison_the_user_did_not_set(
+        tmp_path, monkeypatch, capsys, no_kernel):
+    monkeypatch.setenv("POSINFO_PROFILE", "default")
+    _refused(["1", "--out", str(tmp_path), "-p", "image_size", "200"], capsys, no_kernel,
+             "grid=4 (of the chapter's grid comparison, grids=(2, 3, 4))")
 
 
 @pytest.mark.parametrize("chapter,name,listed,ok,refused", [
     # what --list says is what the checks do, at its ends
     ("channel_order", "placements", "an integer in [1, 5]", (5,), (6,)),
-    ("augshift", "augshift_lambda", "a number > 0", 0.001, 0.0),
+    ("augshift", "augshift_lambda", "a finite number > 0", 0.001, 0.0),
 ])
 def test_the_listed_ends_of_a_range_are_the_ones_the_checks_enforce(
         chapter, name, listed, ok, refused, tmp_path, capsys, no_kernel):

@@ -104,22 +104,25 @@ def test_a_blur_wider_than_the_last_map_is_refused_before_training():
 
 def test_region_channels_is_checked_against_the_backbone():
     chapter = "region_attack"
-    with pytest.raises(ValueError, match=r"region_channels must be an integer in \[1, 64\] "
-                                         r"\(the backbone's output channels .*got 65"):
-        chapter_settings(chapter, "default", region_channels=65)  # width 16, three stages
-    assert chapter_settings(chapter, "default", region_channels=64).region_channels == 64
+    # fewer than all of them: zeroing every channel is no region attack
+    for too_many in (64, 65):
+        with pytest.raises(ValueError, match=r"region_channels must be an integer in \[1, 63\], "
+                                             r"fewer than the backbone's 64 output channels .*"
+                                             rf"got {too_many}"):
+            chapter_settings(chapter, "default", region_channels=too_many)  # width 16, 3 stages
+    assert chapter_settings(chapter, "default", region_channels=63).region_channels == 63
     # a wider backbone has more channels to zero
-    assert chapter_settings(chapter, "default", width=32, region_channels=128).width == 32
-    with pytest.raises(ValueError, match=r"region_channels must be an integer in \[1, 2048\]"):
-        chapter_settings(chapter, "paper", region_channels=2049)
+    assert chapter_settings(chapter, "default", width=32, region_channels=127).width == 32
+    with pytest.raises(ValueError, match=r"region_channels must be an integer in \[1, 2047\]"):
+        chapter_settings(chapter, "paper", region_channels=2048)
 
 
 def test_the_backbone_channel_count_the_check_uses_is_the_real_one():
     from posinfo.checks import PAPER_SEGMENTER_CHANNELS
     from posinfo.segment import build_segmenter
     s = chapter_settings("region_attack", "default")
-    with pytest.raises(ValueError, match=r"\[1, 64\]"):
-        chapter_settings("region_attack", "default", region_channels=65)
+    with pytest.raises(ValueError, match=r"\[1, 63\], fewer than the backbone's 64"):
+        chapter_settings("region_attack", "default", region_channels=64)
     assert build_segmenter(3, s.width, s.blocks, atrous_rates=(1,), head_channels=4).channels == 64
     assert PAPER_SEGMENTER_CHANNELS == 2048
 

@@ -276,6 +276,14 @@ def check_value(name: str, value):
     return CHECKS[name](name, value)
 
 
+def allowed(name: str, knobs=()) -> str:
+    """What ``--list`` offers for ``name`` in a chapter whose settings hold ``knobs``: the
+    knob's own range, narrowed where the chapter's network takes less (the segmenter)."""
+    if name == "padding" and "scene_mode" in knobs:
+        return f"one of {SEGMENTER_PADDINGS}"
+    return getattr(CHECKS.get(name), "allowed", "")
+
+
 # ---- checks of the library's own arguments ---------------------------------------------------
 def check_padding(padding: str) -> str:
     """A network padding mode (PADDINGS)."""

@@ -8,8 +8,9 @@ Used by every chapter, through ``settings``, and the runner.
 """
 from __future__ import annotations
 
-from .checks import (CONTROL_MODES, PAPER_SEGMENTER_CHANNELS, check_blur_size, check_geometry,
-                     check_input_size, check_placement, check_shift)
+from .checks import (CONTROL_MODES, PAPER_SEGMENTER_CHANNELS, SEGMENTER_PADDINGS,
+                     check_blur_size, check_geometry, check_input_size, check_placement,
+                     check_shift)
 from .geometry import backbone_channels, ceil_div
 
 
@@ -35,18 +36,20 @@ def _check_memory(s) -> None:
                f"{s.width} x {area} x 4 bytes")
 
     def refuse(what: str, need: int):
+        # batch_size is a profile's, not a chapter parameter: the message names width
         raise ValueError(f"{what} at the {s.profile} profile: one training batch's first-stage "
                          f"activations ({formula}) would need {need / 2**20:.0f} MiB, over the "
-                         f"profile's memory budget of {budget_mib} MiB (lower batch_size or "
-                         f"width to allow more)")
+                         f"profile's memory budget of {budget_mib} MiB (a smaller width allows "
+                         f"more)")
 
     if "scene_height" in s:
-        rows = ceil_div(s.scene_height, stride)
-        need = per_pixel * rows * ceil_div(s.scene_width, stride)
+        # the scenes' size is the profile's: the knob a chapter offers is width
+        pixels = ceil_div(s.scene_height, stride) * ceil_div(s.scene_width, stride)
+        need = per_pixel * pixels
         if need > budget:
-            most = stride * (budget // (per_pixel * rows))
-            refuse(f"scene_width must be at most {most} with scene_height={s.scene_height}, "
-                   f"got {s.scene_width}", need)
+            most = budget // (s.batch_size * views * 4 * pixels)
+            refuse(f"width must be at most {most} with {s.scene_height}x{s.scene_width} "
+                   f"scenes, got {s.width}", need)
         return
     side_max = stride * int((budget // per_pixel) ** 0.5)  # the largest square canvas
     while per_pixel * ceil_div(side_max, stride) ** 2 > budget:  # float rounding
@@ -61,24 +64,95 @@ def _check_memory(s) -> None:
         for grid in dict.fromkeys((s.grid, *s.get("grids", ()))):
             side = s.image_size * grid
             if side > side_max:
-                refuse(f"image_size must be at most {side_max // grid} with grid={grid} (a "
+                which = (f"grid={grid}" if grid == s.grid else f"grid={grid} (of the "
+                         f"chapter's grid comparison, grids={tuple(s.grids)})")
+                refuse(f"image_size must be at most {side_max // grid} with {which} (a "
                        f"canvas of at most {side_max}px), got {s.image_size} (a {side}px "
                        f"canvas)", per_pixel * ceil_div(side, stride) ** 2)
 
 
-def _check_channels(s) -> None:
-    """Channel counts the attack chapters take must exist in the segmenter's backbone."""
-    if "region_channels" not in s:
+def _parameters(width: int, s) -> int:
+    """About how many weights the network has at ``width``: the backbone's convolutions
+    (stem, two 3x3 per block, a 1x1 shortcut where the shape changes) and, for the
+    segmenter, its ASPP head. BatchNorm and the classifier heads add under 1%."""
+    total, cin = 3 * width * 49, width
+    for stage, blocks in enumerate(s.blocks):
+        cout = width * 2 ** stage
+        total += 9 * cin * cout + 9 * cout * cout + (cin * cout if cin != cout else 0)
+        total += (blocks - 1) * 18 * cout * cout
+        cin = cout
+    if "atrous_rates" in s:
+        head, rates = s.head_channels, len(s.atrous_rates)
+        total += cin * head * (2 + 9 * rates) + head * head * (12 + rates)
+    return total
+
+
+def _check_training_state(s) -> None:
+    """Weights, their gradients and Adam's two moment estimates: 16 bytes a parameter, held
+    all through training, within the memory the profile expects (ten times its activation
+    budget)."""
+    if "width" not in s or "blocks" not in s or s.get("data", "scenes") != "scenes":
         return
+    memory_mib = 10 * MEMORY_BUDGET_MIB[s.profile]
+    need = 16 * _parameters(s.width, s)
+    if need > memory_mib * 2**20:
+        most = s.width
+        while most > 1 and 16 * _parameters(most, s) > memory_mib * 2**20:
+            most -= 1
+        raise ValueError(f"width must be at most {most} at the {s.profile} profile with "
+                         f"blocks={tuple(s.blocks)}, got {s.width}: the network's weights, "
+                         f"gradients and Adam's two moment estimates (16 bytes x about "
+                         f"{need // 16 / 1e6:.0f}M parameters) would need {need / 2**20:.0f} "
+                         f"MiB, over the {memory_mib} MiB the profile expects")
+
+
+def _segmenter_channels(s) -> tuple[int, str]:
+    """Output channels of the segmenter's backbone, and where that number comes from."""
     if s.data == "scenes":
-        channels = backbone_channels(s.width, s.blocks)
-        source = f"width={s.width} x 2^(len(blocks) - 1) with blocks={tuple(s.blocks)}"
-    else:
-        channels, source = PAPER_SEGMENTER_CHANNELS, "ResNet-50's layer4"
-    if s.region_channels > channels:
-        raise ValueError(f"region_channels must be an integer in [1, {channels}] (the "
-                         f"backbone's output channels with data={s.data!r}: {source}), "
-                         f"got {s.region_channels}")
+        return (backbone_channels(s.width, s.blocks),
+                f"width={s.width} x 2^(len(blocks) - 1) with blocks={tuple(s.blocks)}")
+    return PAPER_SEGMENTER_CHANNELS, "ResNet-50's layer4"
+
+
+def _check_channels(s) -> None:
+    """Claim 5 zeroes region_channels of the backbone's channels: they must exist, and be
+    fewer than all of them (zeroing every channel blanks both sides alike: the attack would
+    measure nothing about position)."""
+    if "region_ranking" not in s:  # claim 4's settings carry the knob, unused
+        return
+    channels, source = _segmenter_channels(s)
+    if s.region_channels >= channels:
+        raise ValueError(f"region_channels must be an integer in [1, {channels - 1}], "
+                         f"fewer than the backbone's {channels} output channels with "
+                         f"data={s.data!r} ({source}): zeroing every channel is no region "
+                         f"attack; got {s.region_channels}")
+
+
+def _check_judged_fractions(s) -> None:
+    """Claim 4 judges the swept fractions inside verdict_fractions: at least one must lie
+    there, and each must zero fewer than all channels (with every channel zeroed, the top-N
+    and random-N sets are the same: the statistic is 0 by construction)."""
+    if "verdict_fractions" not in s or "region_ranking" in s:
+        return
+    low, high = s.verdict_fractions
+    judged = [f for f in s.channel_fractions if low <= f <= high]
+    if not judged:
+        raise ValueError(f"verdict_fractions={s.verdict_fractions} holds none of "
+                         f"channel_fractions={s.channel_fractions}: the verdict would judge "
+                         f"no N; choose a range that holds at least one swept fraction")
+    channels, source = _segmenter_channels(s)
+    whole = [f for f in judged if round(f * channels) >= channels]
+    if whole:
+        raise ValueError(f"channel_fractions {whole} within verdict_fractions zero all "
+                         f"{channels} channels ({source}): top-N and random-N would be the "
+                         f"same set; judge fractions below {(channels - 0.5) / channels:.3f}")
+
+
+def _check_segmenter_padding(s) -> None:
+    if "scene_mode" in s and s.padding not in SEGMENTER_PADDINGS:
+        raise ValueError(f"padding must be one of {SEGMENTER_PADDINGS} for the segmenter "
+                         f"(its atrous convolutions keep the map's size, which a valid "
+                         f"convolution cannot), got {s.padding!r}")
 
 
 def _check_augshift(s) -> None:
@@ -89,6 +163,10 @@ def _check_augshift(s) -> None:
         # lambda 0 *is* the baseline arm; the chapter compares AugShift against it
         raise ValueError("augshift_lambda must be a number > 0 (lambda 0 is the baseline arm, "
                          "always trained), got 0")
+    if "lambdas" in s and not max(s.lambdas) > 0:
+        raise ValueError(f"lambdas must hold at least one number > 0 (lambda 0 is the baseline "
+                         f"arm, always trained; the sweep compares AugShift arms with it), got "
+                         f"{s.lambdas}")
     check_input_size(s.image_size + 2 * s.margin, s.blocks, s.padding)
     # The BlurPool arms always train: a blur wider than the last stage's map would fail in
     # its padding after the baseline arms had trained.
@@ -134,7 +212,10 @@ def cross_check(s) -> None:
     """The checks that need several of a chapter's resolved settings ``s`` at once (image
     fits a cell, network fits the canvas, memory, budgets, seeds), in a fixed order."""
     _check_memory(s)
+    _check_training_state(s)
+    _check_segmenter_padding(s)
     _check_channels(s)
+    _check_judged_fractions(s)
     if s.get("hflip") and s.get("dataset") == "digits":
         raise ValueError("hflip must be False with dataset='digits': a mirrored digit is "
                          "another shape (or none), not the same digit, got hflip=True")

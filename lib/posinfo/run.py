@@ -33,7 +33,7 @@ import tokenize
 from pathlib import Path
 
 from . import cache
-from .checks import CHECKS, PROFILES
+from .checks import PROFILES, allowed
 from .settings import CHAPTERS, FIRST_VERDICT_SEED, PROFILE_ENV, chapter_settings
 from .graphed import graph_mode
 from .train import COMPILE_BACKENDS, COMPILE_ENV, PLAN_ENV, compile_backend
@@ -119,9 +119,9 @@ def describe(key: str, source: Path) -> str:
                           if len(set(at.values())) == 1
                           else "  ".join(f"{profile}={v}" for profile, v in at.items()))
             lines.append(f"      {values}")
-        allowed = getattr(CHECKS.get(name), "allowed", None)
-        if allowed:
-            lines.append(f"      allowed: {allowed}")
+        offered = allowed(name, next(iter(tables.values()), {}))
+        if offered:
+            lines.append(f"      allowed: {offered}")
     return "\n".join(lines)
 
 
@@ -157,8 +157,8 @@ def check_environment(compile_given: bool = False) -> None:
 def missing_data(settings) -> list[str]:
     """What the data a chapter's settings ask for lacks on this machine (the paper profile's
     CIFAR, Cityscapes and segmenter checkpoint), each with where it goes; empty when usable.
-    The same paths the library reads (canvas.data_dir, segment's checkpoint)."""
-    from .canvas import _CIFAR, data_dir
+    The same paths the library reads (datasets.data_dir, segment's checkpoint)."""
+    from .datasets import _CIFAR, data_dir
 
     if settings is None:
         return []
