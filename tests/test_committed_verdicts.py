@@ -11,6 +11,15 @@ or printed a wrong number. This test stands in for what the masking gives up. Fo
   itself printed (its first settings output), tied to the line through the ``Rule(...)`` call
   in the notebook's own code. Not today's settings.py: the GPU notebooks are an older edition
   and chapters are redesigned between executions; a notebook must agree with itself.
+
+And, where the notebook kept its verdict records (``posinfo.verdict.show``), each record's
+per-seed values are re-derived here with an implementation independent of ``posinfo.verdict``
+(numpy and ``scipy.stats.t`` directly): the mean, sd and 95% interval they give must be the
+printed line's, the "(primary)" table row's (one per record, in the records' order) and the
+explanation's sd; paired arms must give the stored differences. A self-consistent line
+rewritten by hand has no per-seed values behind it, and fails. Every chapter of the book's
+first part (book/, the default profile) must keep a record; a `gpu` notebook without one
+(the first edition, executed before verdicts kept records) is listed as a skip naming it.
 """
 import ast
 import json
@@ -18,10 +27,12 @@ import math
 import re
 import shutil
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from posinfo.run import BOOK
-from posinfo.verdict import OUTCOMES, Estimate, Rule, VERDICT_LINE, decide, signed
+from posinfo.verdict import OUTCOMES, RECORD_MIME, Estimate, Rule, VERDICT_LINE, decide, signed
 
 NOTEBOOKS = [*sorted(BOOK.glob("[0-9][0-9]_*.ipynb")),
              *sorted((BOOK / "gpu").glob("[0-9][0-9]_*.ipynb"))]
@@ -150,6 +161,111 @@ def verdict_problems(nb: dict) -> list:
     return problems
 
 
+# ---- the records, re-derived without posinfo.verdict --------------------------------------
+PRIMARY_ROW = re.compile(r"\(primary\)\s+(?P<estimate>\S+) \[(?P<level>\d+)% CI (?P<low>\S+), "
+                         r"(?P<high>\S+)\]")
+EXPLAINED_SD = re.compile(r"\(sd (?P<sd>\S+) per seed\) about (?P<n>\d+) seeds would decide it")
+
+
+def notebook_records(nb: dict) -> list:
+    """Every verdict record the notebook's outputs keep (read here, not by posinfo.verdict)."""
+    return [out["metadata"][RECORD_MIME] for cell in _code_cells(nb)
+            for out in cell.get("outputs", []) if RECORD_MIME in out.get("metadata", {})]
+
+
+def rederive(record: dict) -> dict:
+    """Mean, sd, interval, outcome and seeds needed of a record's per-seed values, computed
+    from scratch: numpy's mean and sd, scipy's t quantile."""
+    x = np.array([record["per_seed"][s] for s in sorted(record["per_seed"], key=int)], float)
+    n, level, threshold = x.size, record["level"], record["threshold"]
+    mean = float(x.mean())
+    if n < 2:
+        low, high, sd = -math.inf, math.inf, math.nan
+    else:
+        sd = float(x.std(ddof=1))
+        half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+        low, high = mean - half, mean + half
+    above, below = low > threshold, high < threshold
+    if record["direction"] == "<":
+        above, below = high < threshold, low > threshold
+    outcome = "holds" if above else "does not hold" if below else "inconclusive"
+    needed = next((k for k in range(2, 1001)
+                   if stats.t.ppf(0.5 + level / 2, k - 1) * sd / math.sqrt(k)
+                   < abs(mean - threshold)), None) if n >= 2 else None
+    return {"estimate": mean, "low": low, "high": high, "sd": sd, "n": n, "level": level,
+            "outcome": outcome, "needed": needed}
+
+
+def _close(printed: str, value: float) -> bool:
+    """A number printed to 3 decimals (or +-inf) is ``value``, rounded."""
+    if printed in ("+inf", "-inf", "inf"):
+        return math.isinf(value) and (value > 0) == (printed != "-inf")
+    return math.isfinite(value) and abs(float(printed) - value) <= HALF_UNIT + 1e-9
+
+
+def record_problems(nb: dict) -> list:
+    """Every way the notebook's printed verdicts disagree with its records' per-seed values."""
+    kept = notebook_records(nb)
+    text = "\n".join(_stdout(c) for c in _code_cells(nb))
+    lines = {(m["claim"], m["label"] or ""): m for m in VERDICT_LINE.finditer(text)}
+    primary = list(PRIMARY_ROW.finditer(text))
+    problems = []
+    if len(primary) != len(kept):
+        problems.append(f"{len(primary)} '(primary)' rows printed for {len(kept)} records")
+    recorded = set()
+    for i, record in enumerate(kept):
+        key = (str(record["claim"]), record["label"])
+        where = f"Claim {key[0]}{' (' + key[1] + ')' if key[1] else ''} record"
+        recorded.add(key)
+        arms = record.get("arms")
+        if arms:
+            treated, control = arms["treated"], arms["control"]
+            if not set(treated) == set(control) == set(record["per_seed"]):
+                problems.append(f"{where}: arms at seeds {sorted(treated)} and "
+                                f"{sorted(control)}, statistic at {sorted(record['per_seed'])}")
+            else:
+                off = [s for s in treated if abs(treated[s] - control[s]
+                                                 - record["per_seed"][s]) > 1e-12]
+                if off:
+                    problems.append(f"{where}: per-seed value is not {arms['names'][0]} - "
+                                    f"{arms['names'][1]} at seeds {off}")
+        got = rederive(record)
+        if record["n"] != got["n"]:
+            problems.append(f"{where}: n = {record['n']} for {got['n']} per-seed values")
+        line = lines.get(key)
+        if line is None:
+            problems.append(f"{where}: no verdict line printed for it")
+        else:
+            for name in ("estimate", "low", "high"):
+                if not _close(line[name], got[name]):
+                    problems.append(f"{where}: the line prints {name} {line[name]}, its "
+                                    f"per-seed values give {got[name]:+.4f}")
+            if line["outcome"] != got["outcome"]:
+                problems.append(f"{where}: the line prints {line['outcome']!r}, its per-seed "
+                                f"values give {got['outcome']!r}")
+            if (int(line["n"]), int(line["level"])) != (got["n"], round(100 * got["level"])):
+                problems.append(f"{where}: the line prints n = {line['n']} at {line['level']}%, "
+                                f"the record has {got['n']} values at {got['level']}")
+            rule = f"{record['direction']} {signed(record['threshold'])}"
+            if (line["rule"], line["statistic"]) != (rule, record["statistic"]):
+                problems.append(f"{where}: the line judges {line['statistic']!r} by "
+                                f"{line['rule']}, the record {record['statistic']!r} by {rule}")
+        if i < len(primary):
+            row = primary[i]
+            if not all(_close(row[name], got[name]) for name in ("estimate", "low", "high")):
+                problems.append(f"{where}: the (primary) row prints {row.group(0)!r}, its "
+                                f"per-seed values give {got['estimate']:+.3f} "
+                                f"[{got['low']:+.3f}, {got['high']:+.3f}]")
+    for m in EXPLAINED_SD.finditer(text):
+        if not any(_close(m["sd"], g["sd"]) and g["outcome"] == "inconclusive"
+                   and g["needed"] == int(m["n"]) for g in map(rederive, kept)):
+            problems.append(f"explanation: sd {m['sd']} and {m['n']} seeds match no "
+                            f"inconclusive record's per-seed values")
+    problems += [f"Claim {c}{' (' + label + ')' if label else ''}: a verdict line with no "
+                 f"record" for c, label in lines if (c, label) not in recorded and kept]
+    return problems
+
+
 def _read(path):
     return json.loads(path.read_text())
 
@@ -163,6 +279,21 @@ def test_every_committed_notebook_is_checked():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(BOOK).as_posix())
 def test_committed_verdict_follows_from_what_the_notebook_printed(path):
     assert verdict_problems(_read(path)) == []
+
+
+def check_records(path, nb: dict, book=BOOK) -> None:
+    """The notebook's records re-derived; a chapter of the book (``book``, the default
+    profile) without one fails, a gpu notebook without one is listed as a skip by name."""
+    if not notebook_records(nb):
+        assert path.parent != book, f"{path.name}: no verdict record (posinfo.verdict.show)"
+        pytest.skip(f"{path.relative_to(book)}: first edition, no verdict record; "
+                    f"rerun by python -m posinfo.tools.gpu_book to keep one")
+    assert record_problems(nb) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(BOOK).as_posix())
+def test_committed_verdict_is_rederived_from_its_per_seed_values(path):
+    check_records(path, _read(path))
 
 
 def _edit_verdict(path, tmp_path, old, new):
@@ -223,7 +354,10 @@ def test_rounding_only_forgives_an_interval_end_within_half_a_unit_of_the_thresh
     assert possible_outcomes(0.5, 0.7, rule) == {"holds", "inconclusive"}
     assert possible_outcomes(0.502, 0.7, rule) == {"holds"}
     assert possible_outcomes(-math.inf, math.inf, rule) == {"inconclusive"}
-    assert set(OUTCOMES) >= possible_outcomes(0.4, 0.6, rule)
+    assert possible_outcomes(0.4, 0.6, rule) == {"inconclusive"}
+    assert possible_outcomes(0.1, 0.499, rule) == {"does not hold"}
+    assert possible_outcomes(0.1, 0.5, rule) == {"does not hold", "inconclusive"}
+    assert set(OUTCOMES) == possible_outcomes(0.5, 0.5, rule)
 
 
 def test_a_labelled_second_verdict_is_checked_and_an_unparsable_one_is_reported():
@@ -238,3 +372,124 @@ def test_a_labelled_second_verdict_is_checked_and_an_unparsable_one_is_reported(
     cell["outputs"][-1]["text"] = labelled.replace("n = 3", "n = 2") + "\n"
     assert [p for p in verdict_problems(nb) if p.startswith("Claim 1 (control)")], \
         verdict_problems(nb)
+
+
+# ---- a notebook that keeps its records, executed here: what the book's chapters do ---------
+RECORDED_SOURCE = r'''
+from posinfo.tables import format_table
+from posinfo.verdict import Rule, judge, show
+print("profile     smoke\nn_seeds     3\nconfidence  0.95")
+rule = Rule("gain", 0.05)
+verdict = judge(3, rule, {201: 0.31, 200: 0.12, 202: 0.2},
+                control={200: 0.1, 201: 0.2, 202: 0.15}, arms=("treated", "baseline"))
+control = judge(3, Rule("control gain", 0.0), {200: 0.5, 201: 0.7, 202: 0.2},
+                label="control")
+print(format_table({"gain (primary)": {"estimate [CI]": verdict.estimate},
+                    "control (primary)": {"estimate [CI]": control.estimate}}))
+'''
+
+
+@pytest.fixture(scope="module")
+def recorded_notebook(tmp_path_factory):
+    """A notebook executed in a kernel, whose verdicts ``show`` printed and recorded."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(RECORDED_SOURCE),
+                nbformat.v4.new_code_cell("show(verdict)\nshow(control)"),
+                nbformat.v4.new_code_cell("print(verdict.explanation())\n"
+                                          "print(control.explanation())")]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    return json.loads(nbformat.writes(nb))
+
+
+def test_a_recorded_notebook_is_rederived_from_its_per_seed_values(recorded_notebook):
+    nb = recorded_notebook
+    assert [(r["claim"], r["label"]) for r in notebook_records(nb)] == [(3, ""), (3, "control")]
+    assert record_problems(nb) == [] and verdict_problems(nb) == []
+    # the independent re-derivation agrees with what verdict printed (paired: 0.02, 0.11, 0.05)
+    got = rederive(notebook_records(nb)[0])
+    assert got["estimate"] == pytest.approx(0.06) and got["n"] == 3
+    assert got["sd"] == pytest.approx(np.std([0.02, 0.11, 0.05], ddof=1))
+    assert EXPLAINED_SD.search("".join(_stdout(c) for c in _code_cells(nb)))
+
+
+def _edit_stdout(nb, old, new):
+    nb = json.loads(json.dumps(nb))
+    edited = 0
+    for cell in _code_cells(nb):
+        for out in cell.get("outputs", []):
+            text = "".join(out.get("text", ""))
+            if old in text:
+                out["text"], edited = text.replace(old, new, 1), edited + 1
+    assert edited == 1, old
+    return nb
+
+
+def _line(nb, label=""):
+    return next(m for c in _code_cells(nb) for m in VERDICT_LINE.finditer(_stdout(c))
+                if (m["label"] or "") == label)
+
+
+def test_a_self_consistent_forged_line_is_caught(recorded_notebook):
+    """The issue's forgery: a line rewritten to a different, self-consistent verdict (outcome
+    agreeing with its interval, estimate inside it) passes every check of the line alone."""
+    line = _line(recorded_notebook)
+    forged_line = (f"Claim 3: holds — {line['statistic']} = +0.080 [95% CI +0.060, +0.100]; "
+                   f"needs {line['rule']}; n = {line['n']}")
+    forged = _edit_stdout(recorded_notebook, line.group(0), forged_line)
+    assert verdict_problems(forged) == []  # the line agrees with itself...
+    problems = record_problems(forged)     # ...but not with its per-seed values
+    assert any("the line prints estimate +0.080" in p for p in problems), problems
+    assert any("the line prints 'holds'" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("edit,complaint", [
+    # the (primary) row's interval forged
+    (lambda nb: _edit_stdout(nb, "gain (primary)", "gain (primary) +9.000 [95% CI +8.000, "
+                             "+10.000] was"), "the (primary) row prints"),
+    # the explanation's sd forged
+    (lambda nb: _edit_stdout(nb, "(sd ", "(sd 9"), "explanation: sd 9"),
+    # a per-seed value changed in the record: the line no longer follows from it
+    (lambda nb: _set_record(nb, 0, lambda r: r["per_seed"].update({"200": 0.5})),
+     "per-seed value is not treated - baseline"),
+    # a seed dropped from the record (and its arms)
+    (lambda nb: _set_record(nb, 0, lambda r: [d.pop("202") for d in (
+        r["per_seed"], r["arms"]["treated"], r["arms"]["control"])]), "n = 3 for 2"),
+    # the arms swapped: every difference changes sign
+    (lambda nb: _set_record(nb, 0, lambda r: r["arms"].update(
+        treated=r["arms"]["control"], control=r["arms"]["treated"])),
+     "per-seed value is not treated - baseline"),
+    # a record removed: its line and primary row stand alone
+    (lambda nb: _set_record(nb, 1, None), "a verdict line with no record"),
+], ids=["primary-row", "explanation-sd", "per-seed-value", "dropped-seed", "swapped-arms",
+        "missing-record"])
+def test_a_record_or_its_printing_edited_is_caught(recorded_notebook, edit, complaint):
+    problems = record_problems(edit(recorded_notebook))
+    assert any(complaint in p for p in problems), problems
+
+
+def _set_record(nb, index, change):
+    """A copy of ``nb`` with its index-th record changed in place by ``change`` (or removed
+    with its output, ``change=None``)."""
+    nb = json.loads(json.dumps(nb))
+    outputs = [(cell, out) for cell in _code_cells(nb) for out in cell.get("outputs", [])
+               if RECORD_MIME in out.get("metadata", {})]
+    cell, out = outputs[index]
+    if change is None:
+        cell["outputs"].remove(out)
+    else:
+        change(out["metadata"][RECORD_MIME])
+    return nb
+
+
+def test_a_chapter_of_the_book_without_a_record_fails_and_a_gpu_one_is_listed(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "source": "", "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": "Claim 1: holds — x = +0.800 "
+         "[95% CI +0.700, +0.900]; needs > +0.500; n = 3\n"}]}]}
+    (tmp_path / "gpu").mkdir()
+    with pytest.raises(AssertionError, match="01_x.ipynb: no verdict record"):
+        check_records(tmp_path / "01_x.ipynb", nb, book=tmp_path)
+    with pytest.raises(pytest.skip.Exception, match="gpu/01_x.ipynb: first edition"):
+        check_records(tmp_path / "gpu" / "01_x.ipynb", nb, book=tmp_path)

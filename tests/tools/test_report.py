@@ -8,7 +8,8 @@ import nbformat
 import pytest
 
 from posinfo.run import BOOK, chapter_sources
-from posinfo.tools.report import gpu_run_markdown, verdict_markdown
+from posinfo.tools.report import NO_RECORD, chapter_verdict, gpu_run_markdown, verdict_markdown
+from posinfo.verdict import RECORD_MIME, Rule, judge
 
 STEMS = [p.stem for p in chapter_sources().values()]
 GPU_NOTEBOOKS = sorted((BOOK / "gpu").glob("*.ipynb"))
@@ -88,8 +89,59 @@ def test_the_front_page_shows_each_verdict_the_chapters_printed():
                     f"**{v['outcome']}** {v['estimate']} [{v['low']}, {v['high']}]; "
                     f"n = {v['n']}, {v['epochs']} epochs, `{v['profile']}` (")
                 assert v["profile"] == profile and f"</{where}/{stem}>" in cells[column]
+                # a notebook without a record is marked; one with records is not
+                assert (NO_RECORD in cells[column]) == (not kept_records(notebook))
     assert sorted(rows) == sorted(claims)
     assert len({row.split(" ")[0] for row in claims}) == len(STEMS)
+
+
+def kept_records(notebook) -> list[dict]:
+    """The verdict records a notebook's outputs keep, read without the report's code."""
+    nb = json.loads(notebook.read_text())
+    return [out["metadata"][RECORD_MIME] for cell in nb["cells"]
+            for out in cell.get("outputs", []) if RECORD_MIME in out.get("metadata", {})]
+
+
+def _notebook(path, line: str, record: dict | None):
+    nb = nbformat.v4.new_notebook()
+    outputs = [nbformat.v4.new_output("stream", name="stdout", text=line + "\n")]
+    if record is not None:
+        outputs.append(nbformat.v4.new_output("display_data", data={RECORD_MIME: {}},
+                                              metadata={RECORD_MIME: record}))
+    nb.cells = [nbformat.v4.new_markdown_cell("# A chapter"),
+                nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output(
+                    "stream", name="stdout", text="profile  default\nepochs  8\n")]),
+                nbformat.v4.new_code_cell(outputs=outputs)]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_the_front_page_reads_the_record_not_the_printed_line(tmp_path):
+    verdict = judge(4, Rule("gap", 0.05), {100: 0.1, 101: 0.3, 102: 0.2})
+    forged = verdict.line().replace("+0.200 [95% CI -0.048, +0.448]",
+                                    "+0.080 [95% CI +0.060, +0.100]")
+    assert forged != verdict.line()
+    row = chapter_verdict(_notebook(tmp_path / "04_x.ipynb", forged, verdict.record()))
+    (shown,) = row["verdicts"]
+    assert row["recorded"] and (shown["estimate"], shown["low"], shown["high"]) == (
+        "+0.200", "-0.048", "+0.448")
+    # the record's per-seed values decide, not its stored numbers
+    record = verdict.record() | {"estimate": 0.08, "low": 0.06, "high": 0.1}
+    record["per_seed"] = {"100": 0.5, "101": 0.7, "102": 0.6}
+    (shown,) = chapter_verdict(_notebook(tmp_path / "04_y.ipynb", forged, record))["verdicts"]
+    assert (shown["estimate"], shown["outcome"]) == ("+0.600", "holds")
+
+
+def test_a_notebook_without_a_record_is_marked_on_the_front_page(tmp_path):
+    from posinfo.tools.report import _cell
+
+    line = judge(4, Rule("gap", 0.05), {100: 0.1, 101: 0.3}).line()
+    row = chapter_verdict(_notebook(tmp_path / "04_x.ipynb", line, None))
+    assert not row["recorded"] and row["verdicts"][0]["estimate"] == "+0.200"
+    assert NO_RECORD in _cell(row["verdicts"][0], row, "link")
+    recorded = chapter_verdict(_notebook(tmp_path / "04_y.ipynb", line, judge(
+        4, Rule("gap", 0.05), {100: 0.1, 101: 0.3}).record()))
+    assert NO_RECORD not in _cell(recorded["verdicts"][0], recorded, "link")
 
 
 @pytest.mark.skipif(not GPU_LOG.exists(), reason="no GPU run yet")
