@@ -6,8 +6,8 @@ import torch.nn as nn
 from PIL import Image
 
 import posinfo
-from posinfo.attack import (check_region, extra_damage, random_channels, rank_position_channels,
-                            region_miou, zero_channels, zeroed)
+from posinfo.attack import (check_region, extra_damage, flip_order, random_channels,
+                            rank_position_channels, region_miou, zero_channels, zeroed)
 from posinfo.segment import (Segmenter, backbone_features, build_segmenter, confusion_matrix,
                              mean_iou, segmentation_setup)
 from posinfo.scenes import IGNORE, load_cityscapes
@@ -41,6 +41,21 @@ def test_flip_ranking_finds_the_position_channel_first():
     # Mirrored data: the same channel now leads the other side.
     mirrored = _right_heavy_images().flip(-1)
     assert rank_position_channels(_known_model(), mirrored, device="cpu").left[0] == 2
+
+
+def test_the_flip_order_of_features_in_memory_is_the_overall_ranking():
+    model, x = _known_model(), _right_heavy_images()
+    order = flip_order(model.features(x), model.features(x.flip(-1)))
+    assert order[0] == 2  # the one position channel
+    torch.manual_seed(0)
+    net = build_segmenter(3, width=4, blocks=(1, 1), atrous_rates=(1, 2), head_channels=8).eval()
+    x = torch.rand(6, 3, 16, 32)
+    with torch.no_grad():
+        order = flip_order(net.features(x), net.features(x.flip(-1)))
+    ranking = rank_position_channels(net, x, device="cpu")
+    # the same scores in the same descending order (near-ties may swap their channels)
+    assert torch.allclose(ranking.abs_diff[order], ranking.abs_diff[ranking.overall],
+                          atol=1e-6)
 
 
 def test_attack_hook_zeroes_exactly_the_chosen_channels():

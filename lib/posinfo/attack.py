@@ -79,6 +79,19 @@ def _channels_of(model) -> int:
     return int(getattr(model, "channels"))
 
 
+def flip_differences(features: torch.Tensor, mirrored_features: torch.Tensor) -> torch.Tensor:
+    """d = GAP(f(x)) - GAP(f(flip x)), one row per image, (N, C): from the backbone's output
+    for the images and for their mirror images, (N, C, H, W) each."""
+    return global_average_pool(features) - global_average_pool(mirrored_features)
+
+
+def flip_order(features: torch.Tensor, mirrored_features: torch.Tensor) -> torch.Tensor:
+    """The channels by the mean over the images of |d| (``flip_differences``), the most
+    flip-sensitive first: ``rank_position_channels``'s *overall* ranking, for features
+    already computed."""
+    return flip_differences(features, mirrored_features).abs().mean(0).argsort(descending=True)
+
+
 @torch.no_grad()
 def rank_position_channels(model: nn.Module, images: torch.Tensor, batch_size: int = 64,
                            device=None) -> PositionRanking:
@@ -88,8 +101,7 @@ def rank_position_channels(model: nn.Module, images: torch.Tensor, batch_size: i
     total_abs, total_signed, count = 0.0, 0.0, 0
     for i in range(0, len(images), batch_size):
         x = to_device(images[i:i + batch_size], device)
-        d = (global_average_pool(model.features(x))
-             - global_average_pool(model.features(x.flip(-1)))).float().cpu()
+        d = flip_differences(model.features(x), model.features(x.flip(-1))).float().cpu()
         total_abs = total_abs + d.abs().sum(0)
         total_signed = total_signed + d.sum(0)
         count += len(x)
