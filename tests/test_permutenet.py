@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from posinfo.permutenet import PlacementRuns, asymmetry, kept, placement_arms
+from posinfo.permutenet import (PlacementRuns, asymmetry, kept, placement_arms,
+                                placement_table)
 from posinfo.settings import chapter_settings
 
 
@@ -34,3 +35,16 @@ def test_arms_run_at_other_seeds_are_refused():
     with pytest.raises(ValueError, match=r"share their seeds.*\[1, 2\].*\[2, 3\]"):
         kept({1: 0.5, 2: 0.5}, {2: 1.0, 3: 1.0}, 0.1)
     assert np.isclose(kept({3: 0.55}, {3: 1.0}, 0.1)[3], 0.5)
+
+
+def test_the_placement_table_gives_each_arms_mean_and_sd_per_task_and_chance():
+    accuracy = {"location": {"baseline": np.array([0.8, 1.0]), "after GAP": np.array([0.1])},
+                "class": {"baseline": np.array([0.5, 0.7]), "after GAP": np.array([0.3])}}
+    runs = PlacementRuns({"baseline": 0, "after GAP": 5}, accuracy, {},
+                         {"location": 1 / 9, "class": 0.1})
+    rows = placement_table(runs)
+    assert list(rows) == ["baseline", "after GAP", "chance"]
+    assert rows["baseline"] == pytest.approx({"location mean": 0.9, "location sd": 0.1,
+                                              "class mean": 0.6, "class sd": 0.1})
+    assert rows["after GAP"]["class sd"] == 0
+    assert rows["chance"] == pytest.approx({"location mean": 1 / 9, "class mean": 0.1})

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .canvas import NUM_CLASSES
+from .datasets import NUM_CLASSES
 from .permute import retention
 from .train import model_config, train_budgets, train_classifier
 from .verdict import paired_by_seed
@@ -75,6 +75,16 @@ def run_placements(settings) -> PlacementRuns:
     accuracy = {t: {arm: np.array(v) for arm, v in row.items()} for t, row in accuracy.items()}
     chance = {"location": 1 / settings.grid ** 2, "class": 1 / NUM_CLASSES[settings.dataset]}
     return PlacementRuns(arms, accuracy, by_budget, chance)
+
+
+def placement_table(runs: PlacementRuns) -> dict:
+    """Rows for ``tables.format_table``, one per arm: each task's mean accuracy over the
+    arm's seeds and its standard deviation, at the sweep's budget; a last row, chance."""
+    rows = {arm: {f"{t} {name}": stat(runs.accuracy[t][arm]) for t in TASKS
+                  for name, stat in (("mean", np.mean), ("sd", np.std))}
+            for arm in runs.arms}
+    rows["chance"] = {f"{t} mean": runs.chance[t] for t in TASKS}
+    return rows
 
 
 def kept(shuffled: dict, baseline: dict, chance: float) -> dict:
