@@ -275,9 +275,9 @@ print(budget_at_ceiling(settings.epochs, settings.steps_per_epoch, accuracy,
 # ````
 
 # %% tags=["hide-input"]
-# Exercises 2 and 3's numbers, from this run's models (cache hits, no training):
-# the circular-padded GAPNet's logits moved cell to cell, and the zero-padded
-# network trained on noise scored on textured canvases it has never seen.
+# Exercises 2 and 3's numbers, from this run's models (cache hits, no
+# training): the circular-padded GAPNet's logits moved cell to cell, and the
+# zero-padded network trained on noise scored on textured canvases.
 circular = train_classifier(model_config(settings, padding="circular",
                                          background="zeros"))
 on_noise = train_classifier(model_config(settings, padding="zeros",

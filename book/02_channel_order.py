@@ -30,14 +30,16 @@
 
 # %%
 import numpy as np
+import torch
 
 import posinfo
 from posinfo import figures, machine, permutenet
+from posinfo.exercises import check
 from posinfo.parameters import settings_from
-from posinfo.permute import retention
+from posinfo.permute import ChannelPermutation, permute_channels, retention
 from posinfo.probes import (cell_means, gap_latents, probe_table, selectivity,
                             with_padding)
-from posinfo.tables import format_table, glue_values
+from posinfo.tables import compared, format_table, glue_values
 from posinfo.train import model_config, train_classifier
 from posinfo.verdict import (PAPER_STEPS, Rule, budget_label, budget_table,
                              judge, show, t_interval, where_it_holds)
@@ -92,38 +94,43 @@ after_gap = len(settings.blocks) + 1
 # the same; the `gpu` profile stops the ablations early so that the verdict's arms can
 # reach the paper's 20,833 steps.
 #
-# ````{admonition} The method in code (lib/posinfo/permute.py)
-# :class: dropdown
+# The shuffle is the library's own (`lib/posinfo/permute.py`): a module that draws a new
+# random order of the channels at every call, in training and evaluation alike, one order
+# for the whole batch as in the reference code, and reorders its input by it.
+#
 # ```{literalinclude} ../lib/posinfo/permute.py
 # :pyobject: ChannelPermutation
 # ```
+#
 # ```{literalinclude} ../lib/posinfo/permute.py
-# :pyobject: add_channel_permutation
+# :pyobject: permute_channels
 # ```
-# ````
+#
+# `add_channel_permutation(model, placement)` puts one in front of backbone stage
+# `placement`, or, at placement {glue:text}`ch2_after_gap`, between GAP and the linear
+# classifier. Here is one pooled vector of six channels, where channel $c$ holds the value
+# $c$, through the shuffle three times:
+
+# %%
+shuffle = ChannelPermutation(seed=settings.seed)
+pooled = torch.arange(6.0)[None]  # (1, 6): one image's pooled vector
+for _ in range(3):
+    print(shuffle(pooled).tolist())  # the same values, a new order each call
 
 # %%
 runs = permutenet.run_placements(settings)  # every arm, both tasks, its seeds
 arms, accuracy, chance = runs.arms, runs.accuracy, runs.chance
 tasks = permutenet.TASKS
-
-columns = {}
-for arm in arms:
-    columns[arm] = {}
-    for t in tasks:
-        columns[arm][f"{t} mean"] = accuracy[t][arm].mean()
-        columns[arm][f"{t} sd"] = accuracy[t][arm].std()
-columns["chance"] = {f"{t} mean": chance[t] for t in tasks}
-print(format_table(columns, index="shuffle"))
+print(format_table(permutenet.placement_table(runs), index="shuffle"))
 
 # Lowest location accuracy with the shuffle inside the backbone (prose below).
 inside = [arm for arm in arms if arm.startswith("stage")]
-glue_values("ch2", after_gap=after_gap,
-            sweep_steps=f"{settings.steps(settings.ablation_epochs):,}",
-            verdict_steps=f"{settings.steps(settings.epochs):,}")
+glue_values(ch2_after_gap=after_gap,
+            ch2_sweep_steps=f"{settings.steps(settings.ablation_epochs):,}",
+            ch2_verdict_steps=f"{settings.steps(settings.epochs):,}")
 if inside:
     lowest = min(accuracy["location"][a].mean() for a in inside)
-    glue_values("ch2", inside_location=lowest)
+    glue_values(ch2_inside_location=lowest)
 
 # %% tags=["hide-input"]
 means = {arm: {t: accuracy[t][arm].mean() for t in tasks} for arm in arms}
@@ -185,8 +192,8 @@ kept_cell = retention(table[("sorted", "cell")], table[("ordered", "cell")],
                       chance["location"])
 kept_class = retention(table[("sorted", "class")], table[("ordered", "class")],
                        chance["class"])
-glue_values("ch2", kept_cell=f"{kept_cell:.0%}",
-            kept_class=f"{kept_class:.0%}")
+glue_values(ch2_kept_cell=f"{kept_cell:.0%}",
+            ch2_kept_class=f"{kept_class:.0%}")
 print(f"classification network: sorting keeps {kept_cell:.0%} of the "
       f"above-chance cell accuracy and {kept_class:.0%} of the above-chance "
       f"class accuracy")
@@ -212,8 +219,8 @@ pos_sel = selectivity(z, labels["cell"])
 cls_sel = selectivity(z, labels["class"])
 top = np.argsort(pos_sel)[::-1][:16]  # the most position-selective channels
 by_cell = cell_means(z, labels["cell"], settings.grid)[top]
-glue_values("ch2", max_pos_sel=pos_sel.max(),
-            median_cls_sel=f"{np.median(cls_sel):.2f}")
+glue_values(ch2_max_pos_sel=pos_sel.max(),
+            ch2_median_cls_sel=f"{np.median(cls_sel):.2f}")
 
 # %% tags=["hide-input"]
 figures.selectivity_map(by_cell, top, pos_sel, cls_sel);
@@ -290,9 +297,9 @@ print(format_table({
         "estimate [CI]": class_share,
         "needs": f"> {settings.class_fraction:.3f}"},
 }))
-glue_values("ch2", loc_shuffled=at_verdict["location", "after GAP"].mean(),
-            cls_shuffled=at_verdict["class", "after GAP"].mean(),
-            cls_baseline=at_verdict["class", "baseline"].mean())
+glue_values(ch2_loc_shuffled=at_verdict["location", "after GAP"].mean(),
+            ch2_cls_shuffled=at_verdict["class", "after GAP"].mean(),
+            ch2_cls_baseline=at_verdict["class", "baseline"].mean())
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -328,9 +335,9 @@ primary = curves["class kept - location kept"]
 per_epoch = settings.steps_per_epoch  # ceil(n_train / batch_size)
 print(budget_table(primary, rule, "asymmetry [CI]", steps_per_epoch=per_epoch))
 held_at = where_it_holds(primary, rule, steps_per_epoch=per_epoch)
-glue_values("ch2", held_at=held_at,
-            longest=budget_label(settings.epochs, per_epoch),
-            paper_steps=f"{PAPER_STEPS:,}")
+glue_values(ch2_held_at=held_at,
+            ch2_longest=budget_label(settings.epochs, per_epoch),
+            ch2_paper_steps=f"{PAPER_STEPS:,}")
 
 # %% tags=["budget-curve", "hide-input"]
 figures.budget_curve(curves, settings.min_effect,
@@ -347,57 +354,55 @@ figures.budget_curve(curves, settings.min_effect,
 # **{glue:text}`ch2_held_at`**.
 
 # %% tags=["hide-input"]
-# The numbers of the exercises' worked answers: the budget curve's ends, the
-# probes on the digit classifier with its padding switched to circular (this
-# run's models, no training), and exercise 2 run small: a width-2 network,
-# baseline and shuffle before stage 1, both tasks, at the first seed only
-# (four trainings; the chapter's width beside it is a cache hit).
+# Exercise 2's numbers: the budget curve's two ends.
 first, last = min(settings.budget_epochs), max(settings.budget_epochs)
-answers = dict(
-    first=budget_label(first, per_epoch), last=budget_label(last, per_epoch),
-    twenty=budget_label(20, per_epoch),
-    cls_first=curves["class kept"][first].value,
-    cls_last=curves["class kept"][last].value,
-    loc_last=curves["location kept"][last].value,
-    width=settings.width, cell=settings.image_size,
-    stride=2 ** len(settings.blocks))
+glue_values(
+    ch2_ex_first=budget_label(first, per_epoch),
+    ch2_ex_last=budget_label(last, per_epoch),
+    ch2_ex_twenty=budget_label(20, per_epoch),
+    ch2_ex_cls_first=curves["class kept"][first].value,
+    ch2_ex_cls_last=curves["class kept"][last].value,
+    ch2_ex_loc_last=curves["location kept"][last].value)
+
+# %% tags=["hide-input"]
+# Exercise 3 run small: a width-2 network, baseline and shuffle before stage 1,
+# both tasks, first seed only (four trainings; this page's width: cache hits).
 stem = permutenet.narrow_stem(settings, 2)  # {"chapter", "narrow"}: one seed
-narrow, wide = stem["narrow"], stem["chapter"]
-n_acc, n_kept, w_kept = narrow["accuracy"], narrow["kept"], wide["kept"]
+acc, kept, wide = (stem["narrow"]["accuracy"], stem["narrow"]["kept"],
+                   stem["chapter"]["kept"])
+glue_values(
+    ch2_ex_narrow=2, ch2_ex_width=settings.width,
+    ch2_ex_n_loc_base=acc["location"]["baseline"],
+    ch2_ex_n_loc_stage1=acc["location"]["shuffled"],
+    ch2_ex_n_cls_base=acc["class"]["baseline"],
+    ch2_ex_n_cls_stage1=acc["class"]["shuffled"])
 
+# %% tags=["hide-input"]
+# Exercise 3's shares kept (the verdict's scale), narrow and at this width.
+glue_values(
+    ch2_ex_n_loc_kept=f"{kept['location']:.0%}",
+    ch2_ex_n_cls_kept=f"{kept['class']:.0%}",
+    ch2_ex_w_loc_kept=f"{wide['location']:.0%}",
+    ch2_ex_w_cls_kept=f"{wide['class']:.0%}",
+    ch2_ex_n_cls_vs_loc=compared(kept["class"], kept["location"], (
+        "more than", "less than", "as much as"), decimals=2),
+    ch2_ex_cls_narrowed=compared(kept["class"], wide["class"], decimals=2),
+    ch2_ex_loc_narrowed=compared(kept["location"], wide["location"],
+                                 decimals=2))
 
-def pct(share):
-    return f"{share:.0%}"
-
-
-def compared(a, b, words):
-    """words[0] if a shows (as pct) above b, words[1] below, words[2] level."""
-    a, b = round(100 * a), round(100 * b)
-    return words[2] if a == b else words[0] if a > b else words[1]
-
-
-answers.update(
-    narrow=2, n_loc_base=n_acc["location"]["baseline"],
-    n_loc_stage1=n_acc["location"]["shuffled"],
-    n_cls_base=n_acc["class"]["baseline"],
-    n_cls_stage1=n_acc["class"]["shuffled"],
-    n_loc_kept=pct(n_kept["location"]), n_cls_kept=pct(n_kept["class"]),
-    w_loc_kept=pct(w_kept["location"]), w_cls_kept=pct(w_kept["class"]),
-    n_cls_vs_loc=compared(n_kept["class"], n_kept["location"],
-                          ("more than", "less than", "as much as")),
-    cls_narrowed=compared(n_kept["class"], w_kept["class"],
-                          ("rose", "fell", "stayed level")),
-    loc_narrowed=compared(n_kept["location"], w_kept["location"],
-                          ("rose", "fell", "stayed level")))
+# %% tags=["hide-input"]
+# Exercise 4's numbers: the probes on this page's digit classifier with its
+# padding switched to circular (same weights, no training).
 circular = with_padding(baselines["class"].model, "circular")
 circular_probes = probe_table(gap_latents(circular, baselines["class"].task),
                               labels, seed=settings.seed)
-answers.update(circ_cell=circular_probes[("ordered", "cell")],
-               circ_cell_sorted=circular_probes[("sorted", "cell")],
-               circ_class=circular_probes[("ordered", "class")],
-               zero_cell=probes["class"][("ordered", "cell")],
-               chance_cell=chance["location"])
-glue_values("ch2_ex", **answers)
+glue_values(
+    ch2_ex_cell=settings.image_size, ch2_ex_stride=2 ** len(settings.blocks),
+    ch2_ex_circ_cell=circular_probes[("ordered", "cell")],
+    ch2_ex_circ_cell_sorted=circular_probes[("sorted", "cell")],
+    ch2_ex_circ_class=circular_probes[("ordered", "class")],
+    ch2_ex_zero_cell=probes["class"][("ordered", "cell")],
+    ch2_ex_chance_cell=chance["location"])
 
 # %% [markdown]
 # At this scale the shuffle after GAP leaves location at {glue:text}`ch2_loc_shuffled` and
@@ -412,7 +417,46 @@ glue_values("ch2_ex", **answers)
 #
 # Each answer is hidden until you open it; its numbers come from this page's run.
 #
-# 1. Does a longer run let the class survive the shuffle after GAP?
+# 1. **Write a shuffle with one order per image.** The library's shuffle reorders the
+#    channels of the whole batch by one order. Fill in `shuffle_each` below: `features` has
+#    shape $(N, C, H, W)$ (or $(N, C)$ after GAP) and `orders` shape $(N, C)$, row $n$ a
+#    permutation of the channels; channel $c$ of image $n$'s output is channel
+#    `orders[n, c]` of its input. The cell after it compares your function with the
+#    library's `permute_channels` on known inputs and prints `matches` or `not yet`.
+
+# %% tags=["exercise-stub"]
+def shuffle_each(features, orders):
+    """Image n's channels in the order orders[n]:
+    out[n, c] = features[n, orders[n, c]]."""
+    raise NotImplementedError("your code here")
+
+
+# %% tags=["exercise-check"]
+draw = torch.Generator().manual_seed(0)
+maps = torch.randn(3, 5, 2, 2, generator=draw)
+orders = torch.stack([torch.randperm(5, generator=draw) for _ in range(3)])
+print(check(shuffle_each, permute_channels,
+            [(maps, orders), (maps.mean(dim=(2, 3)), orders)]))
+
+# %% [markdown]
+#    ````{admonition} Solution
+#    :class: dropdown
+#    ```python
+#    def shuffle_each(features, orders):
+#        """Image n's channels in the order orders[n]:
+#        out[n, c] = features[n, orders[n, c]]."""
+#        return torch.stack([image[order] for image, order in zip(features, orders)])
+#    ```
+#    Indexing an image's $(C, H, W)$ tensor with a permutation of $0..C-1$ reorders its
+#    channels; stacking the images back gives the batch. Without the loop, advanced indexing
+#    pairs each row index with its row of `orders`:
+#    `features[torch.arange(len(features))[:, None], orders]`, which is what the library
+#    does. With one order per image rather than per batch the layers after the shuffle still
+#    see the same values in a random order; what changes is only that the images of one
+#    batch no longer share it.
+#    ````
+#
+# 2. Does a longer run let the class survive the shuffle after GAP?
 #    `python -m posinfo.run channel_order --out runs/long -p epochs 20 -p placements "(5,)"`
 #
 #    ```{admonition} Answer
@@ -427,7 +471,7 @@ glue_values("ch2_ex", **answers)
 #    is flat there, expect class kept to stay near {glue:text}`ch2_ex_cls_last`.
 #    ```
 #
-# 2. Shuffle before the first stage with a very narrow network, where the channels cannot
+# 3. Shuffle before the first stage with a very narrow network, where the channels cannot
 #    all be made redundant: `python -m posinfo.run channel_order --out runs/narrow -p width 2`
 #
 #    ```{admonition} Answer
@@ -451,7 +495,7 @@ glue_values("ch2_ex", **answers)
 #    seeds and the verdict's arms at all `n_seeds`.
 #    ```
 #
-# 3. Circular padding (chapter 1) removes position altogether. What should the probes show?
+# 4. Circular padding (chapter 1) removes position altogether. What should the probes show?
 #    `python -m posinfo.run channel_order --out runs/circular -p padding circular`
 #
 #    ```{admonition} Answer
