@@ -6,7 +6,7 @@ import torch
 
 import posinfo
 from posinfo.augshift import AugShiftLoss, augshift_terms
-from posinfo.canvas import ImageSet
+from posinfo.datasets import ImageSet
 from posinfo.geometry import feature_size
 from posinfo.invariance import accuracy_vs_shift, consistency, latent_distance, position_bins
 from posinfo.models import BlurPool, build_backbone, build_classifier

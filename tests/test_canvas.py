@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from posinfo.canvas import (CanvasTask, ImageSet, check_geometry, load_digits, make_background,
-                            place_on_canvas)
+from posinfo.canvas import CanvasTask, check_geometry, make_background, place_on_canvas
+from posinfo.datasets import ImageSet, load_digits
 
 
 def _images(n=5, c=2, size=4, seed=0):

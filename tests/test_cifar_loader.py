@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from posinfo.canvas import load_cifar10
+from posinfo.datasets import load_cifar10
 
 
 def write_cifar10_fixture(root, n_per_batch=4):
@@ -70,7 +70,7 @@ def write_cifar100_fixture(root, n_train=6, n_test=3):
 
 
 def test_cifar100_fine_labels_load_through_torchvision(tmp_path, no_md5):
-    from posinfo.canvas import load_cifar
+    from posinfo.datasets import load_cifar
 
     write_cifar100_fixture(tmp_path)
     train, test = load_cifar("cifar100", 16, root=tmp_path)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from posinfo.attack import flip_summary, lookalike_pairs, lookalike_share, mirror_some
-from posinfo.canvas import CanvasTask, ImageSet
+from posinfo.canvas import CanvasTask
+from posinfo.datasets import ImageSet
 from posinfo.invariance import cell_spread
 from posinfo.models import build_classifier
 from posinfo.probes import accuracy_with_channels, gap_latents, probe_table, with_padding

@@ -10,8 +10,9 @@ import torch
 
 from posinfo import graphed
 from posinfo.augshift import AugShiftLoss
-from posinfo.canvas import (CanvasTask, ImageSet, draw_background, make_background,
-                            place_on_canvas, whole_batches)
+from posinfo.canvas import (CanvasTask, draw_background, make_background, place_on_canvas,
+                            whole_batches)
+from posinfo.datasets import ImageSet
 from posinfo.models import build_classifier
 from posinfo.permute import add_channel_permutation
 from posinfo.scenes import make_scene_task

@@ -4,8 +4,8 @@ of the training images for CIFAR, never for digits."""
 import pytest
 import torch
 
-from posinfo.canvas import (REFERENCE_STATS, CanvasTask, ImageSet, channel_stats, load_split,
-                            make_background, make_task)
+from posinfo.canvas import CanvasTask, make_background, make_task
+from posinfo.datasets import REFERENCE_STATS, ImageSet, channel_stats, load_split
 from posinfo.settings import Settings, chapter_settings
 from posinfo.shifts import ShiftTask
 from test_cifar_loader import no_md5, write_cifar10_fixture  # noqa: F401 (fixture)
@@ -72,7 +72,7 @@ def test_digits_statistics_come_from_the_training_split():
 
 
 def test_cifar10_uses_the_reference_codes_constants(tmp_path, no_md5):  # noqa: F811
-    from posinfo.canvas import load_cifar10
+    from posinfo.datasets import load_cifar10
 
     write_cifar10_fixture(tmp_path)
     train, _ = load_cifar10(32, root=tmp_path)

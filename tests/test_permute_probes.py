@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from posinfo.canvas import CanvasTask, ImageSet
+from posinfo.canvas import CanvasTask
+from posinfo.datasets import ImageSet
 from posinfo.models import build_classifier
 from posinfo.permute import (ChannelPermutation, add_channel_permutation, check_placement,
                              permute_channels, reseed_permutations)

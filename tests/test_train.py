@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from posinfo import cache
-from posinfo.canvas import CanvasTask, ImageSet, make_task
+from posinfo.canvas import CanvasTask, make_task
+from posinfo.datasets import ImageSet
 from posinfo.permute import reseed_permutations
 from posinfo.settings import chapter_settings
 from posinfo.train import (COMPILE_ENV, build_model, compile_backend, epochs_for_grid, evaluate,

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .models import build_backbone
 from .checks import PAPER_SEGMENTER_CHANNELS
-from .canvas import data_dir
+from .datasets import data_dir
 from .scenes import (CITYSCAPES_CLASSES, CLASSES, IGNORE, SceneTask, cityscapes_missing,
                      load_cityscapes, make_scene_task)
 from .train import (cached_fit, pick_device, plannable, prepare_model, seed_everything,

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .canvas import (ImageSet, device_flips, draw_background, draw_flips, flip_some,
-                     load_split, make_background, paste, whole_batches)
+from .canvas import (device_flips, draw_background, draw_flips, flip_some, make_background,
+                     paste, whole_batches)
+from .datasets import ImageSet, load_split
 from .checks import check_protocol, check_shift
 
 
