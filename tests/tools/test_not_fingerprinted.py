@@ -21,8 +21,8 @@ def test_editing_a_tool_leaves_the_cache_key_and_editing_training_code_does_not(
     try:
         before = fingerprint()
         assert not any("tools" in p.parts for p in cache.fingerprinted_modules())
-        for tool in ("report.py", "distributed.py", "gpu_book.py", "bench/gpu.py",
-                     "bench/common.py", "bench/cpu.py"):
+        for tool in ("report.py", "distributed.py", "gpu_book.py", "prefetch.py",
+                     "bench/gpu.py", "bench/gpu_check.py", "bench/cpu.py"):
             path = copy / "tools" / tool
             path.write_text(path.read_text() + "\nX = 1\n")
         assert fingerprint() == before

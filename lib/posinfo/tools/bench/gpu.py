@@ -1,51 +1,56 @@
-"""The GPU bench: the training step of the paper's CIFAR-10 location run (ResNet-18, batch
-48, 96 px canvases), timed in every arm of ``arms(cfg)`` in one run: eager, fused Adam, the
-library's own ``fit``, the whole step captured as a CUDA graph by hand, K copies of the
-library's graphed training at once, in K processes and on K CUDA streams (how much of the
-GPU one run leaves idle: ``gpu_concurrent``), and torch.compile in two modes. Every arm
-starts from the same weights on the same batches, and its first losses are checked against
-eager's, so a faster arm that computes something else is caught.
-(``python -m posinfo.tools.bench --gpu``; ``--quick`` runs the same code on a tiny net, on
-any device.)
+"""The GPU bench: how fast ``train.fit`` trains the paper's CIFAR-10 location run on one GPU
+(ResNet-18, batch 48, 96 px canvases with flips, bf16), and how many such runs to train at
+once. Every arm runs fit's own loop (``posinfo.graphed.Loop``) from the same weights on the
+same batches, drawn on the device:
+
+- **eager**: the loop uncaptured, step by step (plain Adam): the baseline;
+- **graphed**: the loop as fit runs it on CUDA, the step captured once as a CUDA graph and
+  replayed; its first losses are checked against eager's, so a faster arm that computes
+  something else is caught. The target is 3.5x eager (a step captured by hand measured
+  3.5-3.8x on an H200, book/gpu/bench_gpu_full.json);
+- **K at once**, for each K of ``--concurrency``: K graphed runs, each in a process of its
+  own, released together after their capture and timed over the same window; their
+  canvases/s summed and set against one graphed run. Run once plain and once under CUDA's
+  MPS (the Reproduce page's commands): this decides ``gpu_book --prefetch K`` and whether
+  MPS is used.
+
+The JSON is rewritten after every arm, so a run cut short keeps what it measured.
+``--quick``: a tiny net, a fraction of a second per arm, on any device (the tests).
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
+import multiprocessing
 import os
 import platform
+import queue
 import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 
 import torch
 
-from ...graphed import restore_start
+from ...canvas import CanvasTask
+from ...datasets import ImageSet
+from ...graphed import Loop
 from ...models import build_classifier
-from ...train import autocast, pick_device, prepare_model
-from . import GPU_BUDGET_S, HARD_STOP_AFTER_BUDGET_S
-from .common import train_step
-from .gpu_concurrent import (READY_TIMEOUT_S, arm_name, arm_what, concurrent_arm, kill_workers,
-                             streams_arm, streams_arm_name, streams_arm_what)
-from .gpu_report import PAPER_CANVASES, PAPER_EPOCHS, TARGET_MINUTES, gpu_report, summarize
-from .gpu_stream import CanvasStream
+from ...tables import format_table
+from ...train import cross_entropy_loss, pick_device
+
+# The paper's own run, 20 epochs of 50,000 CIFAR-10 canvases, and its target in minutes.
+PAPER_EPOCHS, PAPER_CANVASES, TARGET_MINUTES = 20, 50_000, 1.0
+READY_TIMEOUT_S = 120.0  # a run's start-up and capture (about 10 s on an H200), then hung
+CHUNK_S = 0.02  # steps between two reads of the clock in a timed window
 
 
 @dataclass(frozen=True)
 class GpuBenchConfig:
-    """The training step the GPU section times; the default is the paper's CIFAR-10 run
-    (ResNet-18 width, GAPNet head, 32 px images on a 3x3 grid, batch 48, Adam 1e-3 (0.5,
-    0.999)). ``seconds``: timed steps per arm after warm-up; ``check_steps``: the first steps
-    of every arm, whose losses are compared with eager's on the same batches from the same
-    initial weights; ``budget_s``: an arm that would start too late to fit is skipped;
-    ``deadline_s`` (default: budget_s + HARD_STOP_AFTER_BUDGET_S): a hard stop, should an
-    arm (a compilation) run long: the results so far are written and the process exits
-    with status 3. ``concurrency``: an arm for each number of graphed runs trained at once,
-    each in a process of its own (``gpu_concurrent``); 1 is the single run they are set
-    against, measured the same way; and for each K > 1, an arm of K runs on K CUDA streams
-    of the bench's process."""
+    """The step timed; the default is the paper's CIFAR-10 run: ResNet-18 width, GAPNet head,
+    32 px images on a 3x3 grid, batch 48, Adam 1e-3 (0.5, 0.999), flips. ``seconds``: the
+    timed window of each arm; ``check_steps``: the first steps, whose losses are compared
+    with eager's; ``concurrency``: an arm for each number of runs trained at once."""
     width: int = 64
     blocks: tuple = (2, 2, 2, 2)
     image_size: int = 32
@@ -53,501 +58,232 @@ class GpuBenchConfig:
     batch_size: int = 48
     lr: float = 1e-3
     betas: tuple = (0.5, 0.999)
-    hflip: bool = True  # the paper profile's random horizontal flips (drawn per image, epoch)
+    hflip: bool = True
     pool: int = 50_000
     seconds: float = 2.0
     check_steps: int = 6
     loss_tolerance: float = 0.05
-    budget_s: float = GPU_BUDGET_S
-    deadline_s: float | None = None
-    cpu_compile_backend: str = "aot_eager"  # on CPU: traces, no code generation
-    # An H200 with 16 CPU cores: 8 runs leave each two cores and about 1/8 of the GPU's
-    # 139 GiB (a run needs about 2 GB with its context).
-    concurrency: tuple = (1, 4, 8)
+    concurrency: tuple = (4, 8)
 
     def __post_init__(self):
-        if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1
+        if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 2
                    for k in self.concurrency):
-            raise ValueError(f"concurrency must be a tuple of whole numbers of processes >= 1, "
-                             f"e.g. (1, 4, 8), or () for none; got {self.concurrency!r}")
-
-    def hard_stop_s(self) -> float:
-        """Seconds after the start at which the bench stops itself, whatever still runs."""
-        return self.budget_s + HARD_STOP_AFTER_BUDGET_S if self.deadline_s is None \
-            else self.deadline_s
+            raise ValueError(f"concurrency must be a tuple of whole numbers of runs >= 2, "
+                             f"e.g. (4, 8), or () for none; got {self.concurrency!r}")
 
 
-# --quick: a tiny net on a tiny canvas, a fraction of a second per arm (tests, dry runs).
-# Two processes at once: the concurrent arms' code path, at the cost of two Python starts.
 QUICK = GpuBenchConfig(width=4, blocks=(1, 1, 1, 1), image_size=8, batch_size=8, pool=40,
                        seconds=0.05, check_steps=3, concurrency=(2,))
 
-# The arms of one model each, in the order they run; the concurrent arms run after the
-# manual CUDA graph (see ``arms``).
-ARMS = {
-    "eager": "fit's step (zero_grad, forward + cross-entropy under bf16 autocast, backward, "
-             "Adam (foreach) step, loss summed on the device), channels_last, canvases built "
-             "on the device from a device pool: no host sync per step",
-    "eager, fused Adam": "the same step with Adam(fused=True)",
-    "library fit": "posinfo.train.fit's loop on CUDA (posinfo.graphed): the epoch's order, "
-                   "cells and flips drawn on the device, the step (batch, bf16 forward, loss, "
-                   "backward, fused capturable Adam) captured as a CUDA graph and replayed; "
-                   "plus one epoch of fit itself timed end to end",
-    "CUDA graph (manual)": "the whole step (canvases, forward, loss, backward, fused Adam with "
-                           "capturable=True) captured once with torch.cuda.graph, then replayed",
-    "compile": "model.compile() (inductor, default mode), fused Adam",
-    "compile, reduce-overhead": "model.compile(mode='reduce-overhead'): inductor + CUDA graphs "
-                                "of forward and backward, fused Adam",
-}
-# Seconds an arm needs at least (compilation dominates); an arm that would start later than
-# budget_s minus this is skipped, so the section ends inside its budget.
-_ARM_NEEDS_S = {"compile": 45.0, "compile, reduce-overhead": 30.0}
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def _concurrent_needs_s(runs: int, streams: bool = False) -> float:
-    """Seconds an arm of ``runs`` runs at once needs at least. In processes: each starts
-    Python, imports torch, starts a CUDA context and captures its graph (about 10 s on an
-    H200, the K processes side by side), then a window of cfg.seconds. On streams: K
-    captures one after another (under a second each), then the window."""
-    return 4.0 + runs / 2 if streams else 12.0 + runs
-
-
-def arms(cfg: GpuBenchConfig) -> dict:
-    """{arm: what it times} in the order the arms run: ARMS with, after the manual CUDA
-    graph, an arm of processes for each entry of cfg.concurrency, then one of streams for
-    each entry above 1."""
-    names = list(ARMS)
-    at = names.index("CUDA graph (manual)") + 1
-    concurrent = {arm_name(k): arm_what(k) for k in cfg.concurrency}
-    concurrent.update({streams_arm_name(k): streams_arm_what(k) for k in cfg.concurrency
-                       if k > 1})
-    return {**{k: ARMS[k] for k in names[:at]}, **concurrent,
-            **{k: ARMS[k] for k in names[at:]}}
-
-
-class _Bench:
-    """What every arm shares: config, device, data, the clock and eager's reference losses."""
-
-    def __init__(self, cfg: GpuBenchConfig, device: torch.device, started: float | None = None):
-        self.cfg, self.device, self.cuda = cfg, device, device.type == "cuda"
-        self.started = time.perf_counter() if started is None else started
-        gen = torch.Generator(device=device).manual_seed(0)
-        self.pool = torch.rand(cfg.pool, 3, cfg.image_size, cfg.image_size, generator=gen,
-                               device=device)
-        self.stream = CanvasStream(self.pool, cfg.grid, cfg.batch_size, hflip=cfg.hflip)
-        self.reference = None  # eager's first losses
-
-    def sync(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-    def fresh(self, **adam):
-        """The paper's classifier with seeded weights (the same in every arm), and Adam."""
-        cfg = self.cfg
-        torch.manual_seed(0)
-        model = build_classifier(3, cfg.grid ** 2, cfg.width, cfg.blocks, "zeros", "gapnet")
-        prepare_model(model, self.device).train()
-        return model, torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas, **adam)
-
-    def check(self, losses) -> dict:
-        losses = [float(v) for v in losses]
-        if self.reference is None:
-            return {"losses": losses, "ok": None, "note": "no eager reference"}
-        diff = max(abs(a - b) for a, b in zip(losses, self.reference))
-        return {"losses": losses, "eager": self.reference, "max_abs_diff": diff,
-                "tolerance": self.cfg.loss_tolerance, "ok": diff <= self.cfg.loss_tolerance}
-
-    def timed(self, step, first_s: float, check: dict, total=None) -> dict:
-        """Steady state: a calibration of 3 steps sizes a window of ``cfg.seconds``;
-        ``total``: the device tensor the step sums its losses into (default the stream's)."""
-        cfg = self.cfg
-        total = self.stream.total if total is None else total
-        self.sync()
-        start = time.perf_counter()
-        for _ in range(3):
-            step()
-        self.sync()
-        per = (time.perf_counter() - start) / 3
-        n = max(3, int(cfg.seconds / per))
-        total.zero_()
-        self.sync()
-        start = time.perf_counter()
-        for _ in range(n):
-            step()
-        self.sync()
-        per = (time.perf_counter() - start) / n
-        return {"status": "ok", "canvases_per_s": cfg.batch_size / per, "ms_per_step": per * 1e3,
-                "steps_timed": n, "setup_s": max(0.0, first_s - cfg.check_steps * per),
-                "loss_window": float(total) / n, "check": check}
-
-    def step_arm(self, model, opt, amp, mark_step=False) -> dict:
-        """Time the training step of ``model`` (eager or compiled): the step fit takes, with
-        the loss summed on the device instead of read back."""
-        stream = self.stream
-
-        def step():
-            if mark_step:
-                torch.compiler.cudagraph_mark_step_begin()
-            # zero_grad first (fit does it after the forward: the same arithmetic): under
-            # reduce-overhead the gradients are graph outputs, dropped before the next replay
-            opt.zero_grad(set_to_none=True)
-            x, y = stream.batch()
-            return train_step(model, opt, x, y, amp, stream.total)
-
-        stream.reset()
-        self.sync()
-        start = time.perf_counter()
-        losses = [step().detach().clone() for _ in range(self.cfg.check_steps)]
-        self.sync()
-        first = time.perf_counter() - start
-        return self.timed(step, first, self.check(losses))
-
-
-def _arm_eager(b: _Bench, **adam) -> dict:
-    model, opt = b.fresh(**adam)
-    result = b.step_arm(model, opt, lambda: autocast(b.device))
-    if not adam:
-        b.reference = result["check"]["losses"]
-        result["check"] = {"losses": b.reference, "ok": None, "note": "the reference"}
-    return result
-
-
-@contextlib.contextmanager
-def library_loop(b: _Bench, model):
-    """train.fit's own loop on CUDA (posinfo.graphed.Loop: the epoch drawn on the device,
-    the step captured as a CUDA graph and replayed; on a CPU, the same loop uncaptured) for
-    ``model``, on the stream's task with a device generator of the stream's seed: eager's
-    batches. Yields (step, loop, losses): ``step()`` trains one step (a new epoch's draws
-    when one ends; the loss sum goes on), ``losses`` the first cfg.check_steps losses."""
-    from ...graphed import Loop
-    from ...train import cross_entropy_loss
-
-    cfg = b.cfg
-    with Loop(model, b.stream.task, batch_size=cfg.batch_size, lr=cfg.lr, betas=cfg.betas,
-              loss_fn=cross_entropy_loss, device=b.device, capture=b.cuda) as loop:
-        generator = b.stream.generator()
-        loop.new_epoch(generator)
+def timed_run(cfg: GpuBenchConfig, device, capture: bool, barrier=None) -> dict:
+    """One run of fit's loop on random pool images (seeded: every run alike): built and
+    (``capture``) captured, its first ``check_steps`` losses, then, after ``barrier`` if
+    given, as many steps as fit in ``cfg.seconds``, timed."""
+    device = torch.device(device)
+    started = time.monotonic()
+    pool = torch.rand(cfg.pool, 3, cfg.image_size, cfg.image_size, device=device,
+                      generator=torch.Generator(device=device).manual_seed(0))
+    images = ImageSet(pool, torch.zeros(cfg.pool, dtype=torch.long, device=device), 10)
+    task = CanvasTask(images, images, cfg.grid, "location", hflip=cfg.hflip)
+    torch.manual_seed(0)
+    model = build_classifier(3, cfg.grid ** 2, cfg.width, cfg.blocks, "zeros", "gapnet")
+    with Loop(model, task, batch_size=cfg.batch_size, lr=cfg.lr, betas=cfg.betas,
+              loss_fn=cross_entropy_loss, device=device, capture=capture) as loop:
+        generator = torch.Generator(device=device).manual_seed(0)
         done = [0]
 
         def step():
-            if done[0] == loop.steps:
-                loop.batches.new_epoch(generator)
-                done[0] = 0
+            if done[0] % loop.steps == 0:
+                loop.new_epoch(generator)
             loop.step(generator)
             done[0] += 1
 
         losses = []
         for _ in range(cfg.check_steps):
             step()
-            losses.append(loop.loss.detach().clone())
-        yield step, loop, losses
+            losses.append(float(loop.loss.detach()))
+        setup_s = time.monotonic() - started
+        alone = time.monotonic()
+        for _ in range(3):
+            step()
+        sync(device)
+        chunk = max(1, round(CHUNK_S / ((time.monotonic() - alone) / 3)))
+        if barrier is not None:
+            barrier.wait(timeout=READY_TIMEOUT_S)
+        steps, start = 0, time.monotonic()
+        while steps == 0 or time.monotonic() - start < cfg.seconds:
+            for _ in range(chunk):
+                step()
+            sync(device)
+            steps += chunk
+    end = time.monotonic()
+    return {"losses": losses, "setup_s": setup_s, "steps": steps, "start": start, "end": end,
+            "canvases_per_s": steps * cfg.batch_size / (end - start),
+            "ms_per_step": (end - start) / steps * 1e3, "captured": capture}
 
 
-def _arm_library_fit(b: _Bench) -> dict:
-    """The library's loop (``library_loop``), its first losses checked against eager's,
-    then timed. Then one epoch of ``fit`` itself, timed end to end (capture included), to
-    show that fit takes this loop."""
-    from ...graphed import use_graph
-
-    cfg = b.cfg
-    model, _ = b.fresh()
-    b.sync()
-    start = time.perf_counter()
-    with library_loop(b, model) as (step, loop, losses):
-        b.sync()
-        first = time.perf_counter() - start
-        check = b.check(losses)
-        check["captured"] = b.cuda
-        result = b.timed(step, first, check, total=loop.total)
-        result["loss_window"] *= 1 / cfg.batch_size  # the loop sums batch_size x loss
-    result["fit"] = _fit_end_to_end(b, result["canvases_per_s"])
-    result["fit"]["graphed"] = use_graph(b.device, b.stream.task)
-    return result
-
-
-def _fit_end_to_end(b: _Bench, rate: float) -> dict:
-    """One epoch of posinfo.train.fit on a pool subset sized to about cfg.seconds at
-    ``rate``, timed from the call to its return (set-up and capture included)."""
-    from ...canvas import CanvasTask, ImageSet
-    from ...train import fit
-
-    cfg = b.cfg
-    n = int(min(len(b.pool), max(3 * cfg.batch_size, rate * cfg.seconds)))
-    images = ImageSet(b.pool[:n], torch.zeros(n, dtype=torch.long, device=b.device), 10)
-    task = CanvasTask(images, images, cfg.grid, hflip=cfg.hflip)
-    model, _ = b.fresh()
-    b.sync()
-    start = time.perf_counter()
-    history = fit(model, task, epochs=1, batch_size=cfg.batch_size, lr=cfg.lr, betas=cfg.betas,
-                  generator=torch.Generator().manual_seed(0), device=b.device)
-    b.sync()
-    seconds = time.perf_counter() - start
-    return {"canvases": n, "seconds": seconds, "canvases_per_s": n / seconds,
-            "loss": history[0]}
-
-
-def _arm_compile(b: _Bench, mode: str | None) -> dict:
-    torch._dynamo.reset()
-    model, opt = b.fresh(fused=True)
-    if b.cuda:
-        model.compile(mode=mode)
-    else:
-        model.compile(backend=b.cfg.cpu_compile_backend)
+def _worker(cfg, device, capture, barrier, results, index) -> None:
+    """A process of an arm of runs at once: its timed run, or its error, onto ``results``."""
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // barrier.parties))
     try:
-        from torch._dynamo.utils import counters
-        skips_before = counters["inductor"]["cudagraph_skips"]
-    except Exception:  # counters moved: the note is lost, not the timing
-        counters, skips_before = None, 0
-    result = b.step_arm(model, opt, lambda: autocast(b.device),
-                        mark_step=mode == "reduce-overhead")
-    result["backend"] = "inductor" if b.cuda else b.cfg.cpu_compile_backend
-    if mode == "reduce-overhead" and counters is not None:
-        skips = counters["inductor"]["cudagraph_skips"] - skips_before
-        result["cudagraph_skips"] = skips
-        if skips:
-            result["note"] = f"inductor skipped CUDA graphs {skips} time(s): not graphed"
-    torch._dynamo.reset()
-    return result
+        results.put((index, timed_run(cfg, device, capture, barrier)))
+    except BaseException as error:  # noqa: BLE001 -- the parent reports it
+        barrier.abort()  # the others stop waiting for this one
+        results.put((index, {"error": f"{type(error).__name__}: {error}"[:2000]}))
 
 
-def _arm_cuda_graph(b: _Bench, capture: bool = True) -> dict:
-    """The whole step captured once: canvases from the device tables (graph_batch), bf16
-    forward, loss, backward and fused capturable Adam; then replayed. The warm-up that
-    capture needs changes the weights, so they, the BN statistics, the Adam state and the
-    data are reset in place before the check, which replays from eager's start and compares
-    the inputs (exactly) and the losses with eager's. ``capture=False`` runs the same body,
-    warm-up and reset eagerly: what a CPU test can check."""
-    cfg, stream = b.cfg, b.stream
-    model, opt = b.fresh(fused=True, capturable=capture)
-    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    # autocast's weight-cast cache must be off under capture (torch.cuda.graph's docs)
-    amp = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False))
-           if b.cuda else (lambda: autocast(b.device)))
-
-    def body():
-        x, y = stream.graph_batch()
-        return x, train_step(model, opt, x, y, amp, stream.total)
-
-    b.sync()
-    start = time.perf_counter()
-    stream.reset()
-    if capture:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side) if capture else contextlib.nullcontext():
-        for _ in range(3):  # warm-up (off the default stream, as capture requires)
-            stream.advance()
-            opt.zero_grad(set_to_none=True)
-            body()
-    if capture:
-        torch.cuda.current_stream().wait_stream(side)
-        opt.zero_grad(set_to_none=True)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static = body()  # replays write new values into these same tensors
-        replay = graph.replay
-    else:
-        static = [None, None]
-
-        def replay():
-            opt.zero_grad(set_to_none=True)
-            static[:] = body()
-    restore_start(model, opt, initial)  # back to the start: weights, BN statistics, Adam
-    stream.reset()  # and the data
-
-    def step():
-        stream.advance()
-        replay()
-
-    inputs, losses = [], []
-    for _ in range(cfg.check_steps):
-        step()
-        inputs.append(static[0].clone())
-        losses.append(static[1].detach().clone())
-    b.sync()
-    first = time.perf_counter() - start
-    check = b.check(losses)
-    stream.reset()
-    same = all(torch.equal(x, stream.batch()[0]) for x in inputs)
-    check["inputs_equal_eager"] = same
-    if not same:
-        check["ok"] = False
-    check["captured"] = capture
-    result = b.timed(step, first, check)
-    replay = static = None  # the graph and its tensors go before the next arm
-    return result
+def runs_at_once(cfg: GpuBenchConfig, device, capture: bool, k: int) -> list[dict]:
+    """``k`` timed runs, each in a spawned process of its own (its own CUDA context),
+    released together by a barrier after their set-up. Raises RuntimeError with the first
+    worker's error, or when one is not done in time; no worker outlives the call."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(k), context.Queue()
+    workers = [context.Process(target=_worker, daemon=True,
+                               args=(cfg, str(device), capture, barrier, results, i))
+               for i in range(k)]
+    for worker in workers:
+        worker.start()
+    done: dict[int, dict] = {}
+    try:
+        while len(done) < k:
+            index, result = results.get(timeout=READY_TIMEOUT_S + cfg.seconds + 60)
+            done[index] = result
+    except queue.Empty:
+        raise RuntimeError(f"{k - len(done)} of {k} runs not done in time: taken as hung")
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.join(timeout=10)
+    errors = [r["error"] for r in done.values() if "error" in r]
+    if errors:
+        raise RuntimeError(errors[0])
+    return [done[i] for i in range(k)]
 
 
-def _single(runs: int, done: dict) -> tuple | None:
-    """(arm, canvases/s) of the one graphed run that an arm of ``runs`` runs at once is set
-    against, from the arms ``done`` in this bench run: the 1-process arm, measured as the
-    process arms are, else (for itself, or when it did not run) the library fit arm."""
-    for name in (arm_name(1), "library fit"):
-        arm = done.get(name, {})
-        if name != arm_name(runs) and arm.get("status") == "ok":
-            return name, arm["canvases_per_s"]
-    return None
+def check(losses: list, reference: list | None, tolerance: float) -> dict:
+    """A run's first losses against eager's: the largest difference and whether it passes."""
+    if reference is None:
+        return {"ok": None, "note": "the reference"}
+    diff = max(abs(a - b) for a, b in zip(losses, reference))
+    return {"ok": diff <= tolerance, "max_abs_diff": diff, "tolerance": tolerance}
 
 
-def _arm_concurrent(b: _Bench, runs: int, done: dict) -> dict:
-    """``runs`` graphed runs at once in processes (gpu_concurrent.concurrent_arm), set
-    against ``_single``. A worker not ready by the time the budget runs out is taken as
-    hung."""
-    left = b.cfg.budget_s - b.elapsed()
-    return concurrent_arm(b, runs, _single(runs, done),
-                          ready_timeout_s=min(READY_TIMEOUT_S, max(left, 30.0)))
+def single_arm(cfg, device, capture: bool, reference: list | None) -> dict:
+    run = timed_run(cfg, device, capture)
+    return {"status": "ok", **{k: run[k] for k in ("canvases_per_s", "ms_per_step", "setup_s",
+                                                   "steps", "captured", "losses")},
+            "check": check(run["losses"], reference, cfg.loss_tolerance)}
 
 
-def _skip_reason(name: str, b: _Bench, need: float | None = None) -> str | None:
-    if not b.cuda and name in ("CUDA graph (manual)", "compile, reduce-overhead"):
-        return "needs CUDA"
-    need = _ARM_NEEDS_S.get(name, 5.0) if need is None else need
-    if b.elapsed() > b.cfg.budget_s - need:
-        return (f"over the time budget: {b.elapsed():.0f} s of {b.cfg.budget_s:.0f} s used, "
-                f"the arm needs about {need:.0f} s")
-    return None
+def several_arm(cfg, device, capture: bool, k: int, reference: list, single: float) -> dict:
+    runs = runs_at_once(cfg, device, capture, k)
+    rates = [r["canvases_per_s"] for r in runs]
+    checks = [check(r["losses"], reference, cfg.loss_tolerance) for r in runs]
+    overlap = (min(r["end"] for r in runs) - max(r["start"] for r in runs)) / \
+        (max(r["end"] for r in runs) - min(r["start"] for r in runs))
+    return {"status": "ok", "runs": k, "per_run_canvases_per_s": rates,
+            "canvases_per_s": sum(rates), "vs_one_graphed_run": sum(rates) / single,
+            "windows_overlap": max(0.0, overlap), "captured": capture,
+            "setup_s": max(r["setup_s"] for r in runs),
+            "check": {"ok": all(c["ok"] for c in checks),
+                      "max_abs_diff": max(c["max_abs_diff"] for c in checks)},
+            "mps_pipe": os.environ.get("CUDA_MPS_PIPE_DIRECTORY")}
 
 
-def gpu_header(device: torch.device) -> dict:
-    from datetime import datetime
+def summarize(arms: dict) -> dict:
+    """Each timed arm's speed against eager and the paper's run projected at its rate (per
+    model, for an arm of several runs); the graphed arm against the target."""
+    eager = arms.get("eager", {}).get("canvases_per_s")
+    for arm in arms.values():
+        if arm.get("status") == "ok":
+            per_model = arm["canvases_per_s"] / arm.get("runs", 1)
+            arm["vs_eager"] = arm["canvases_per_s"] / eager if eager else None
+            arm["projected_min"] = PAPER_EPOCHS * PAPER_CANVASES / per_model / 60
+            arm["projected_min_with_setup"] = arm["projected_min"] + arm["setup_s"] / 60
+    graphed = arms.get("graphed", {})
+    if graphed.get("status") != "ok" or graphed["check"]["ok"] is False:
+        return {"best": "eager" if eager else None, "meets_target": False}
+    return {"best": "graphed", "canvases_per_s": graphed["canvases_per_s"],
+            "vs_eager": graphed["vs_eager"], "projected_min": graphed["projected_min"],
+            "target_minutes": TARGET_MINUTES,
+            "meets_target": graphed["projected_min"] <= TARGET_MINUTES}
 
+
+def header(device: torch.device) -> dict:
     cuda = device.type == "cuda"
-    cpu = f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
-    return {"device": torch.cuda.get_device_name(device) if cuda else cpu,
+    return {"device": torch.cuda.get_device_name(device) if cuda else
+            f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)",
             "torch": torch.__version__, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if cuda else None,
             "python": platform.python_version(),
             "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "commit": os.environ.get("POSINFO_COMMIT")}  # gpu_book passes it in
+            "commit": os.environ.get("POSINFO_COMMIT")}
 
 
 def gpu_bench(cfg: GpuBenchConfig = GpuBenchConfig(), device=None, json_path=None,
               log=print) -> dict:
-    """Canvases/s of the paper's training step in every arm (ARMS), measured in one run;
-    the projected minutes of the paper's run (20 x 50,000 canvases) at each rate; the best
-    arm against TARGET_MINUTES. An arm that fails records its error and the rest go on; the
-    JSON (``json_path``) is rewritten after every arm, so a run cut short keeps what it had."""
-    import threading
-
-    started = time.perf_counter()
+    """Every arm in one run, each recorded (an arm that fails records its error and the rest
+    go on), the JSON rewritten after each."""
     device = pick_device(device)
-    result = {"header": gpu_header(device), "config": asdict(cfg),
-              "paper_run": {"epochs": PAPER_EPOCHS, "canvases_per_epoch": PAPER_CANVASES,
-                            "target_minutes": TARGET_MINUTES},
-              "arms": {}}
-
-    def save():
+    capture = device.type == "cuda"
+    result = {"header": header(device), "config": asdict(cfg), "arms": {}}
+    arms = result["arms"]
+    plan = [("eager", lambda: single_arm(cfg, device, False, None)),
+            ("graphed", lambda: single_arm(cfg, device, capture, arms["eager"]["losses"]))]
+    plan += [(f"{k} graphed runs at once", lambda k=k: several_arm(
+        cfg, device, capture, k, arms["eager"]["losses"], arms["graphed"]["canvases_per_s"]))
+        for k in cfg.concurrency]
+    log(" | ".join(f"{k} {v}" for k, v in result["header"].items()), flush=True)
+    for name, arm in plan:
+        try:
+            arms[name] = arm()
+        except Exception as error:  # noqa: BLE001 -- recorded, the next arm runs
+            arms[name] = {"status": "error", "error": f"{type(error).__name__}: {error}"[:2000],
+                          "traceback": traceback.format_exc()[-4000:]}
+        result["summary"] = summarize(arms)
+        log(f"{name}: " + (f"{arms[name]['canvases_per_s']:.0f} canvases/s"
+                           if arms[name]["status"] == "ok" else arms[name]["error"]), flush=True)
         if json_path:
             with open(json_path, "w") as f:
                 json.dump(result, f, indent=1, default=str)
-
-    deadline = cfg.hard_stop_s()
-    running = {"arm": None}
-
-    def stop():  # on a timer thread: the main thread is stuck in an arm
-        try:
-            kill_workers()  # os._exit below would leave a concurrent arm's processes running
-            name = running["arm"]
-            if name is not None:
-                result["arms"][name] = {
-                    "status": "error", "what": arms(cfg)[name],
-                    "error": f"still running at the {deadline:.0f} s deadline: bench stopped"}
-            result["summary"] = summarize(result["arms"])
-            result["elapsed_s"] = time.perf_counter() - started
-            result["stopped_at_deadline"] = name
-            save()
-            log(f"deadline of {deadline:.0f} s reached during {name!r}: stopped, results so "
-                f"far in {json_path}", flush=True)
-            log(gpu_report(result), flush=True)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(3)
-
-    timer = threading.Timer(deadline, stop)
-    timer.daemon = True
-    timer.start()
-    try:
-        return _gpu_arms(cfg, device, result, save, log, started, running)
-    finally:
-        timer.cancel()
-
-
-def _gpu_arms(cfg, device, result, save, log, started, running) -> dict:
-    log(" | ".join(f"{k} {v}" for k, v in result["header"].items()), flush=True)
-    b = _Bench(cfg, device, started)
-    runs = {"eager": lambda: _arm_eager(b),
-            "eager, fused Adam": lambda: _arm_eager(b, fused=True),
-            "library fit": lambda: _arm_library_fit(b),
-            "CUDA graph (manual)": lambda: _arm_cuda_graph(b),
-            "compile": lambda: _arm_compile(b, None),
-            "compile, reduce-overhead": lambda: _arm_compile(b, "reduce-overhead")}
-    needs = {}
-    for k in cfg.concurrency:
-        needs[arm_name(k)] = _concurrent_needs_s(k)
-        runs[arm_name(k)] = lambda k=k: _arm_concurrent(b, k, result["arms"])
-        if k > 1:
-            needs[streams_arm_name(k)] = _concurrent_needs_s(k, streams=True)
-            runs[streams_arm_name(k)] = lambda k=k: streams_arm(b, k,
-                                                                _single(k, result["arms"]))
-    for name, what in arms(cfg).items():
-        run = runs[name]
-        reason = _skip_reason(name, b, needs.get(name))
-        if reason:
-            arm = {"status": "skipped", "reason": reason}
-        else:
-            log(f"[{b.elapsed():5.0f} s] {name} ...", flush=True)
-            running["arm"] = name
-            if b.cuda:
-                torch.cuda.reset_peak_memory_stats(device)
-            try:
-                arm = run()
-                if b.cuda:  # a concurrent arm's is its processes', not this one's
-                    arm.setdefault("peak_memory_mb",
-                                   torch.cuda.max_memory_allocated(device) / 2 ** 20)
-            except Exception as error:
-                arm = {"status": "error", "error": f"{type(error).__name__}: {error}"[:2000],
-                       "traceback": traceback.format_exc()[-4000:]}
-            running["arm"] = None
-            gc.collect()
-            if b.cuda:
-                torch.cuda.empty_cache()
-        arm["what"] = what
-        result["arms"][name] = arm
-        log(f"[{b.elapsed():5.0f} s] {name}: " + _arm_line(arm), flush=True)
-        save()
-    result["summary"] = summarize(result["arms"])
-    result["elapsed_s"] = b.elapsed()
-    save()
     return result
 
 
-def _arm_line(arm: dict) -> str:
-    if arm["status"] != "ok":
-        return f"{arm['status']}: {arm.get('reason') or arm.get('error')}"
-    ok = arm["check"].get("ok")
-    return (f"{arm['canvases_per_s']:.0f} canvases/s ({arm['ms_per_step']:.2f} ms/step), setup "
-            f"{arm['setup_s']:.1f} s, check {'-' if ok is None else 'ok' if ok else 'FAILED'}"
-            + (f"; {arm['note']}" if arm.get("note") else ""))
+def gpu_report(result: dict) -> str:
+    rows = {name: {"canvases/s": round(arm["canvases_per_s"]), "vs eager": arm["vs_eager"],
+                   "setup s": arm["setup_s"], "20 ep min": arm["projected_min"],
+                   "check": {None: "-", True: "ok", False: "FAILED"}[arm["check"]["ok"]],
+                   "at once": arm.get("runs", 1)}
+            for name, arm in result["arms"].items() if arm["status"] == "ok"}
+    lines = [format_table(rows, index="arm", digits=2)]
+    lines += [f"  {name}: {arm['error']}" for name, arm in result["arms"].items()
+              if arm["status"] != "ok"]
+    lines += [f"  {name}: {arm['vs_one_graphed_run']:.2f}x one graphed run, windows overlap "
+              f"{arm['windows_overlap']:.0%}" for name, arm in result["arms"].items()
+              if arm["status"] == "ok" and "runs" in arm]
+    s = result["summary"]
+    if s.get("best") == "graphed":
+        lines.append(f"graphed: {s['vs_eager']:.2f}x eager -> the paper's run ({PAPER_EPOCHS} x "
+                     f"{PAPER_CANVASES:,} canvases) in {s['projected_min']:.2f} min (target "
+                     f"{TARGET_MINUTES:g} min: {'met' if s['meets_target'] else 'missed'})")
+    return "\n".join(lines)
 
 
-def main(quick: bool = False, json_path=None, budget_s: float | None = None,
-         concurrency: tuple | None = None) -> dict:
-    """``python -m posinfo.tools.bench --gpu``: every arm, then the report; refuses to start
-    without CUDA unless ``quick``. ``concurrency``: see GpuBenchConfig."""
+def main(quick: bool = False, json_path=None, concurrency: tuple | None = None) -> dict:
+    """``python -m posinfo.tools.bench --gpu``: every arm, then the table; refuses to start
+    without CUDA unless ``quick``."""
     if not quick and not torch.cuda.is_available():
         print("posinfo.tools.bench --gpu needs a CUDA GPU (torch.cuda.is_available() is "
               "False); --quick runs its code path on the CPU", file=sys.stderr)
         raise SystemExit(2)
     cfg = QUICK if quick else GpuBenchConfig()
-    if budget_s is not None:
-        cfg = replace(cfg, budget_s=budget_s)
     if concurrency is not None:
         cfg = replace(cfg, concurrency=tuple(concurrency))
     result = gpu_bench(cfg, json_path=json_path)
     print(gpu_report(result), flush=True)
     return result
-

@@ -12,12 +12,8 @@ noise backgrounds with flips, AugShift's two views with BlurPool, PermuteNet, th
    took the graphed path, called on_epoch_end after each epoch, and how much faster it was
    end to end (capture included).
 
-The next GPU session's check, in one device call (about 5 minutes with the bench; the bench
-reports whether the library fit arm, now this loop, reaches 3.5x eager with eager's losses):
-
-    export PYTHONPATH=lib POSINFO_PROGRESS=off
-    python3 -m posinfo.tools.bench.gpu_check --json "$OUT/graph_check.json"
-    python3 -m posinfo.tools.bench --gpu --budget 150 --json "$OUT/bench_gpu.json"
+The next GPU session runs it first, then the bench (``python -m posinfo.tools.bench
+--gpu``, whose graphed arm times this loop against eager): the Reproduce page's commands.
 
 The segmenter's head has dropout: its captured and eager runs draw their masks from the same
 generator state, but if only that case differs, look there before at the graph.
@@ -38,7 +34,8 @@ import traceback
 import torch
 
 from ...augshift import AugShiftLoss
-from ...canvas import CanvasTask, ImageSet
+from ...canvas import CanvasTask
+from ...datasets import ImageSet
 from ...graphed import Loop, use_graph
 from ...models import build_classifier
 from ...permute import add_channel_permutation
@@ -186,9 +183,9 @@ def main(argv=None) -> int:
               "its code path on the CPU", file=sys.stderr)
         return 2
     device = torch.device("cpu" if args.cpu else "cuda")
-    from .gpu import gpu_header
+    from .gpu import header
 
-    result = {"header": gpu_header(device), "steps": args.steps, "cases": {}}
+    result = {"header": header(device), "steps": args.steps, "cases": {}}
     for name, case in cases(TINY if args.cpu else FULL, device).items():
         started = time.perf_counter()
         try:
