@@ -7,8 +7,8 @@ from posinfo.datasets import ImageSet
 from posinfo.models import build_classifier
 from posinfo.permute import (ChannelPermutation, add_channel_permutation, check_placement,
                              permute_channels, reseed_permutations)
-from posinfo.probes import (cell_means, gap_latents, linear_probe, probe_table, selectivity,
-                            sorted_latent)
+from posinfo.probes import (cell_means, gap_latents, linear_probe, probe_rows, probe_table,
+                            selectivity, sorted_latent)
 
 
 def test_permutation_differs_across_calls_and_keeps_the_multiset_of_values():
@@ -162,3 +162,13 @@ def test_placement_k_shuffles_the_input_of_stage_k_and_5_the_pooled_vector(place
     # after GAP the vector has the last stage's 8 * width channels and no spatial dims
     channels = {1: width, 2: width, 3: 2 * width, 4: 4 * width, 5: 8 * width}[placement]
     assert seen[0][1] == channels and len(seen[0]) == (2 if placement == 5 else 4)
+
+
+def test_probe_rows_put_each_networks_probes_beside_each_labels_chance():
+    table = {("ordered", "cell"): 0.9, ("sorted", "cell"): 0.4,
+             ("ordered", "class"): 0.8, ("sorted", "class"): 0.7}
+    rows = probe_rows({"class": table}, {"location": 1 / 9, "class": 0.1})
+    assert rows["class"] == {"cell, ordered": 0.9, "cell, sorted": 0.4,
+                             "class, ordered": 0.8, "class, sorted": 0.7}
+    assert rows["chance"] == {"cell, ordered": 1 / 9, "cell, sorted": 1 / 9,
+                              "class, ordered": 0.1, "class, sorted": 0.1}

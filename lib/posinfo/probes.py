@@ -96,6 +96,18 @@ def probe_table(z: np.ndarray, labels: dict, seed: int = 0) -> dict:
     return table
 
 
+def probe_rows(tables: dict, chance: dict) -> dict:
+    """Rows for ``tables.format_table``: for each network, ``{trained for: probe_table}``,
+    the probes' accuracy for each label from the ordered and the sorted latent; a last row,
+    each label's chance (the cell's is the location task's, ``chance["location"]``)."""
+    task_of = {"cell": "location", "class": "class"}
+    columns = [(label, order) for label in LABELS for order in ("ordered", "sorted")]
+    rows = {name: {f"{label}, {order}": table[(order, label)] for label, order in columns}
+            for name, table in tables.items()}
+    rows["chance"] = {f"{label}, {order}": chance[task_of[label]] for label, order in columns}
+    return rows
+
+
 def selectivity(z: np.ndarray, labels) -> np.ndarray:
     """Per channel, the share of its variance explained by the label (eta squared, 0..1).
 
