@@ -79,8 +79,8 @@ $(MATHJAX_DIR)/tex-chtml.js: | $(VENV)/.installed
 	cp $$src/es5/tex-chtml.js $(MATHJAX_DIR)/ && rm -rf $$tmp
 
 # Wheels the GPU machine's image lacks (lib/posinfo/tools/gpu_wheels.txt), for CPython $(PYVER)
-# on x86-64 Linux, into $(WHEELS): carried to it for `python -m posinfo.tools.gpu_book` (see the
-# Reproduce page).
+# on x86-64 Linux, into $(WHEELS): carried to it and installed there with `pip install
+# --no-index --no-deps --target` before `python -m posinfo.tools.gpu_book` (see Reproduce).
 # `make gpu-wheels PYVER=3.11 WHEELS=.whl311` fetches the same set for a local simulation.
 PYVER     ?= 3.12
 WHEELS    ?= .whl

@@ -44,6 +44,20 @@ def test_every_command_gets_lib_first_and_absolute_paths(monkeypatch):
     assert env["POSINFO_PROGRESS"] == "off"
 
 
+def test_the_wheel_list_pins_one_version_of_each_package_the_gpu_image_lacks():
+    # make gpu-wheels downloads it; pip on the GPU machine installs it without dependencies
+    listed = Path(gpu_book.__file__).with_name("gpu_wheels.txt").read_text().splitlines()
+    pins = {}
+    for line in filter(lambda line: line.strip() and not line.startswith("#"), listed):
+        assert "#" in line, f"say why it is there: {line}"
+        name, version = re.fullmatch(r"([A-Za-z0-9][\w.-]*)==([\w.+!-]+)",
+                                     line.split("#")[0].strip()).groups()
+        assert name not in pins, f"two pins of {name}"
+        pins[name] = version
+    assert {"papermill", "jupytext", "ipykernel", "myst-nb", "kornia"} <= set(pins)
+    assert not {"torch", "numpy", "sphinx", "myst-parser", "jupyter-cache"} & set(pins)
+
+
 # --- chapters stood in for by tiny commands ----------------------------------------------------
 
 FAKE = textwrap.dedent('''\

@@ -4,7 +4,7 @@ notebook stamped with the commit and the machine it ran on.
 The GPU machine has torch but not the Jupyter packages, and fetches nothing: ``make
 gpu-wheels`` downloads them here into .whl/, which travels with the repository. There:
 
-    pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
     export PYTHONPATH=lib:/tmp/site POSINFO_PROGRESS=off
     python3 -m posinfo.tools.gpu_book --out "$OUT" --chapters 1,4 --commit <sha>
 
