@@ -34,12 +34,13 @@ import torch
 
 import posinfo
 from posinfo import figures, machine
-from posinfo.attack import (extra_damage, flip_attack, flip_summary,
-                            lookalike_share, padded_flip_attack)
+from posinfo.attack import (extra_damage, flip_attack, flip_order,
+                            flip_summary, lookalike_share, padded_flip_attack)
+from posinfo.exercises import check
 from posinfo.parameters import settings_from
 from posinfo.scenes import CLASSES, PALETTE, colorize, make_scenes
 from posinfo.segment import segmentation_budgets, segmentation_setup
-from posinfo.tables import format_table, glue_values
+from posinfo.tables import compared, format_table, glue_values
 from posinfo.verdict import (PAPER_STEPS, Rule, budget_label, budget_table,
                              judge, show, t_interval, where_it_holds)
 
@@ -117,15 +118,26 @@ figures.class_legend(CLASSES, PALETTE[:len(CLASSES)]);
 #   bottom-$N$ (least), and `n_random` random sets of $N$ channels of the backbone output,
 #   and score whole-frame mIoU.
 #
-# ````{admonition} The method in code (lib/posinfo/attack.py)
-# :class: dropdown
+# Both steps are the library's own (`lib/posinfo/attack.py`). The ranking starts from $d$,
+# computed from the backbone's output for the validation scenes and for their mirror
+# images; `rank_position_channels` runs the backbone over the scenes in batches, and sorts
+# the channels by the mean of $|d|$, largest first (exercise 1 asks you to write that
+# step):
+#
 # ```{literalinclude} ../lib/posinfo/attack.py
-# :pyobject: rank_position_channels
+# :pyobject: flip_differences
 # ```
+#
+# The attack copies the backbone's output with the chosen channels set to zero, and a
+# forward hook on the backbone hands that copy to the head in place of the original:
+#
 # ```{literalinclude} ../lib/posinfo/attack.py
 # :pyobject: zeroed
 # ```
-# ````
+#
+# ```{literalinclude} ../lib/posinfo/attack.py
+# :pyobject: zero_channels
+# ```
 
 # %%
 # One segmenter per seed, snapshotted at every budget of the budget curve; the
@@ -136,6 +148,8 @@ for s in settings.seeds:
     for k, setup in setups.items():
         at_budget[s, k] = flip_attack(setup, settings, seed=s,
                                       every_n=(k == settings.epochs))
+
+# %%
 runs = {s: at_budget[s, settings.epochs] for s in settings.seeds}
 clean = np.array([run["clean"] for run in runs.values()])
 ns, n_channels = runs[settings.seed]["ns"], setup.model.channels
@@ -143,7 +157,7 @@ print(f"backbone output: {n_channels} channels; {len(setup.images)} "
       f"validation scenes per seed; swept N = {ns}")
 print(format_table({f"seed {s}": {"clean mIoU": run["clean"]}
                     for s, run in runs.items()}))
-glue_values("ch4", clean=clean.mean(), channels=n_channels)
+glue_values(ch4_clean=clean.mean(), ch4_channels=n_channels)
 
 # %% [markdown]
 # The clean segmenters reach mIoU {glue:text}`ch4_clean` on held-out scenes (mean over
@@ -207,7 +221,7 @@ print(format_table({
     "random - top (primary)": {"estimate [CI]": extra,
                                "needs": f"> {settings.min_effect:.3f}"},
     "random - bottom": {"estimate [CI]": bottom_damage}}))
-glue_values("ch4", gap=extra, bottom_gap=bottom_damage)
+glue_values(ch4_gap=extra, ch4_bottom_gap=bottom_damage)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -241,9 +255,9 @@ per_epoch = settings.steps_per_epoch  # ceil(n_train / batch_size)
 print(budget_table(curve, rule, "random - top [CI]",
                    steps_per_epoch=per_epoch))
 held_at = where_it_holds(curve, rule, steps_per_epoch=per_epoch)
-glue_values("ch4", held_at=held_at,
-            longest=budget_label(settings.epochs, per_epoch),
-            paper_steps=f"{PAPER_STEPS:,}")
+glue_values(ch4_held_at=held_at,
+            ch4_longest=budget_label(settings.epochs, per_epoch),
+            ch4_paper_steps=f"{PAPER_STEPS:,}")
 
 # %% tags=["budget-curve", "hide-input"]
 figures.budget_curve({"random-N minus top-N": curve}, settings.min_effect,
@@ -260,43 +274,41 @@ figures.budget_curve({"random-N minus top-N": curve}, settings.min_effect,
 # **{glue:text}`ch4_held_at`**.
 
 # %% tags=["hide-input"]
-# The numbers of the exercises' worked answers: the budget curve's ends, the
-# first segmenter (a cache hit, no training) re-scored and re-ranked, and
-# exercise 3 run small: one segmenter with circular padding, first seed only.
-first, last = min(settings.budget_epochs), max(settings.budget_epochs)
+# Exercises 2 and 3's numbers: the first segmenter (a cache hit, no training)
+# re-scored with its top-N channels zeroed, and re-ranked with half mirrored.
 one = segmentation_setup(settings)  # the segmenter of seed `seed`
 top = runs[settings.seed]["ranking"].top("overall", max(judged), one.model)
 flips = flip_summary(one.model, one.images, settings.seed)
+scored = (one.model, one.images, one.labels, one.class_names)
 glue_values(
-    "ch4_ex", n=max(judged), min_effect=settings.min_effect,
-    share_clean=lookalike_share(one.model, one.images, one.labels,
-                                one.class_names),
-    share_top=lookalike_share(one.model, one.images, one.labels,
-                              one.class_names, channels=top),
-    abs_drawn=flips["as drawn"]["mean |d|"],
-    abs_mirrored=flips["half mirrored"]["mean |d|"],
-    signed_drawn=flips["as drawn"]["|mean d|"],
-    signed_mirrored=flips["half mirrored"]["|mean d|"],
-    first=budget_label(first, per_epoch), last=budget_label(last, per_epoch),
-    stat_first=curve[first].value, stat_last=curve[last].value)
+    ch4_ex_n=max(judged), ch4_ex_min_effect=settings.min_effect,
+    ch4_ex_share_clean=lookalike_share(*scored),
+    ch4_ex_share_top=lookalike_share(*scored, channels=top),
+    ch4_ex_abs_drawn=flips["as drawn"]["mean |d|"],
+    ch4_ex_abs_mirrored=flips["half mirrored"]["mean |d|"],
+    ch4_ex_signed_drawn=flips["as drawn"]["|mean d|"],
+    ch4_ex_signed_mirrored=flips["half mirrored"]["|mean d|"])
 
-
-def moved(new, old):
-    """How new compares with old, as the page prints them (3 decimals)."""
-    new, old = round(new, 3), round(old, 3)
-    return "did not move" if new == old else "rose" if new > old else "fell"
-
-
+# %% tags=["hide-input"]
+# Exercise 4 run small: one segmenter with circular padding, first seed only.
 if settings.data == "scenes":  # a checkpoint has its own padding
     circ = padded_flip_attack(settings, "circular")  # trains one segmenter
     zero_clean = runs[settings.seed]["clean"]
     zero_gap = extra_damage(runs[settings.seed])
     glue_values(
-        "ch4_ex", padding=settings.padding,
-        zero_clean=zero_clean, circ_clean=circ["clean"],
-        clean_moved=moved(circ["clean"], zero_clean),
-        zero_gap=zero_gap, circ_gap=circ["extra damage"],
-        gap_moved=moved(circ["extra damage"], zero_gap))
+        ch4_ex_padding=settings.padding,
+        ch4_ex_zero_clean=zero_clean, ch4_ex_circ_clean=circ["clean"],
+        ch4_ex_clean_moved=compared(circ["clean"], zero_clean),
+        ch4_ex_zero_gap=zero_gap, ch4_ex_circ_gap=circ["extra damage"],
+        ch4_ex_gap_moved=compared(circ["extra damage"], zero_gap))
+
+# %% tags=["hide-input"]
+# Exercise 5's numbers: the budget curve's two ends.
+first, last = min(settings.budget_epochs), max(settings.budget_epochs)
+glue_values(
+    ch4_ex_first=budget_label(first, per_epoch),
+    ch4_ex_last=budget_label(last, per_epoch),
+    ch4_ex_stat_first=curve[first].value, ch4_ex_stat_last=curve[last].value)
 
 # %% [markdown]
 # On this run the top-$N$ attack's extra damage over random-$N$ in the verdict's range was
@@ -319,7 +331,7 @@ if settings.data == "scenes":  # a checkpoint has its own padding
 # top-$N$ curve never fell below the random band: the small network spreads what it needs
 # over many channels, and the channels mirroring moves most are not the ones it leans on
 # hardest. On symmetric scenes the signed mean difference per channel shrinks towards
-# zero, as it must: there E[d] = 0 (exercise 2's answer measures it). The paper's effect on
+# zero, as it must: there E[d] = 0 (exercise 3's answer measures it). The paper's effect on
 # Cityscapes comes from a 2048-channel ResNet-50 trained for a long time on real street
 # scenes; the `paper` profile wires that up, and this chapter does not reproduce it at CPU
 # scale.
@@ -328,8 +340,49 @@ if settings.data == "scenes":  # a checkpoint has its own padding
 #
 # Each answer is hidden until you open it; its numbers come from this page's run.
 #
-# 1. Remove the look-alikes: with every class on its own texture, does anything change?
-#    `python -m posinfo.run position_channels --out runs/ex1 -p scene_mode distinct`
+# 1. **Write the flip ranking.** Fill in `my_flip_order` below. It gets the backbone's
+#    output for $N$ images, `features`, and for their mirror images, `mirrored`, both of
+#    shape $(N, C, H, W)$, and returns the $C$ channel indices sorted by the mean over the
+#    images of $|d|$, with $d = \mathrm{GAP}(\text{features}) - \mathrm{GAP}(\text{mirrored})$,
+#    the most flip-sensitive channel first. The cell after it feeds your function the
+#    output of a small random convolution for some images and their mirrors, compares it
+#    with the library's `flip_order`, and prints `matches` or `not yet`.
+
+# %% tags=["exercise-stub"]
+def my_flip_order(features, mirrored):
+    """Channel indices, by mean |GAP(features) - GAP(mirrored)| over images,
+    largest first."""
+    raise NotImplementedError("your code here")
+
+
+# %% tags=["exercise-check"]
+draw = torch.Generator().manual_seed(0)
+images = torch.rand(6, 3, 8, 16, generator=draw)
+weight = torch.randn(10, 3, 3, 3, generator=draw)  # 10 channels, zero padding
+features = torch.conv2d(images, weight, padding=1)
+mirrored = torch.conv2d(images.flip(-1), weight, padding=1)
+print(check(my_flip_order, flip_order, [(features, mirrored)]))
+
+# %% [markdown]
+#    ````{admonition} Solution
+#    :class: dropdown
+#    ```python
+#    def my_flip_order(features, mirrored):
+#        """Channel indices, by mean |GAP(features) - GAP(mirrored)| over images,
+#        largest first."""
+#        d = features.mean(dim=(2, 3)) - mirrored.mean(dim=(2, 3))  # (N, C)
+#        return d.abs().mean(dim=0).argsort(descending=True)
+#    ```
+#    GAP turns each channel's map into one number per image; $d$ is how much mirroring the
+#    image moves that number. The absolute value comes before the mean over images: a
+#    channel that rises for some images and falls for others under the mirror is flip-
+#    sensitive too, and a signed mean would let the two cancel. The signed mean is what
+#    the paper's region-specific ranking sorts by (`PositionRanking.left` and `.right`,
+#    chapter 5's second exercise).
+#    ````
+#
+# 2. Remove the look-alikes: with every class on its own texture, does anything change?
+#    `python -m posinfo.run position_channels --out runs/ex2 -p scene_mode distinct`
 #
 #    ```{admonition} Answer
 #    :class: dropdown
@@ -345,8 +398,8 @@ if settings.data == "scenes":  # a checkpoint has its own padding
 #    line.
 #    ```
 #
-# 2. Remove the asymmetry and compare Figure 2:
-#    `python -m posinfo.run position_channels --out runs/ex2 -p scene_mode symmetric`
+# 3. Remove the asymmetry and compare Figure 2:
+#    `python -m posinfo.run position_channels --out runs/ex3 -p scene_mode symmetric`
 #
 #    ```{admonition} Answer
 #    :class: dropdown
@@ -362,8 +415,8 @@ if settings.data == "scenes":  # a checkpoint has its own padding
 #    not channels that know the scenes' left from right.
 #    ```
 #
-# 3. Circular padding removes the border the network could read position from:
-#    `python -m posinfo.run position_channels --out runs/ex3 -p padding circular`
+# 4. Circular padding removes the border the network could read position from:
+#    `python -m posinfo.run position_channels --out runs/ex4 -p padding circular`
 #
 #    ```{admonition} Answer
 #    :class: dropdown
@@ -384,7 +437,7 @@ if settings.data == "scenes":  # a checkpoint has its own padding
 #    run trains `n_seeds` of them, with Figure 3 and a verdict line.
 #    ```
 #
-# 4. Train longer: `python -m posinfo.run position_channels --out runs/ex4 -p epochs 20`
+# 5. Train longer: `python -m posinfo.run position_channels --out runs/ex5 -p epochs 20`
 #
 #    ```{admonition} Answer
 #    :class: dropdown
