@@ -37,8 +37,8 @@ from posinfo import figures, machine, permutenet
 from posinfo.exercises import check
 from posinfo.parameters import settings_from
 from posinfo.permute import ChannelPermutation, permute_channels, retention
-from posinfo.probes import (cell_means, gap_latents, probe_table, selectivity,
-                            with_padding)
+from posinfo.probes import (cell_means, gap_latents, probe_rows, probe_table,
+                            selectivity, with_padding)
 from posinfo.tables import compared, format_table, glue_values
 from posinfo.train import model_config, train_classifier
 from posinfo.verdict import (PAPER_STEPS, Rule, budget_label, budget_table,
@@ -175,15 +175,7 @@ for target, run in baselines.items():
     probes[target] = probe_table(latents[target], run.task.test_labels(),
                                  seed=settings.seed)
 labels = baselines["class"].task.test_labels()
-probe_rows = {t: {f"{label}, {order}": table[(order, label)]
-                  for label in ("cell", "class")
-                  for order in ("ordered", "sorted")}
-              for t, table in probes.items()}
-probe_rows["chance"] = {f"{label}, {order}": chance[task]
-                        for label, task in (("cell", "location"),
-                                            ("class", "class"))
-                        for order in ("ordered", "sorted")}
-print(format_table(probe_rows, index="network trained for"))
+print(format_table(probe_rows(probes, chance), index="network trained for"))
 
 # %%
 # Share of above-chance accuracy a probe keeps when the channel order is gone.
