@@ -245,7 +245,7 @@ figures.grouped_bars({name: {"GAPNet": row["accuracy"]}
 # verdict seeds start at 100.
 
 # %%
-# the per-seed values the verdict is computed from, and kept with it in the notebook
+# the verdict, from the per-seed values it keeps in the notebook
 rule = Rule("location accuracy minus chance", settings.min_effect)
 verdict = judge(1, rule, accuracy_above_chance(main_runs),
                 level=settings.confidence)
