@@ -9,11 +9,13 @@
 
 A user's run writes ``OUT/<chapter>.ipynb`` and never touches the committed chapters. Its
 parameters, the environment it reads (POSINFO_PROFILE, POSINFO_COMPILE, a writable
-POSINFO_CACHE) and the data of the paper profile are checked before a kernel starts. An
-OUT that already holds the chapter's run is refused unless --replace is given. The notebook
-is executed in a staging folder and moved into OUT only when every cell ran: a failed (or
-killed) run never replaces a complete one; it is kept beside it as
-``OUT/<chapter>.failed.ipynb``, and the message names the chapter and the cell.
+POSINFO_CACHE) and the data of the paper profile are checked before a kernel starts; a
+relative POSINFO_CACHE or POSINFO_DATA means a folder of the directory the command runs in,
+and a POSINFO_PLAN left in the environment (a plan pass trains nothing) is refused. An OUT
+that already holds the chapter's run is refused unless --replace is given. The notebook is
+executed in a staging folder and moved into OUT only when every cell ran (posinfo.execution):
+a failed, killed or interrupted run never replaces a complete one; it is kept beside it as
+``OUT/<chapter>.failed.ipynb``, and the message names the chapter, the cell and the path.
 
 Used by the book build and every rerun of a chapter.
 """
@@ -23,16 +25,14 @@ import argparse
 import ast
 import io
 import os
-import resource
-import shutil
 import signal
 import sys
 import tempfile
-import time
 import tokenize
 from pathlib import Path
 
 from . import cache
+from .execution import ChapterFailed, execute
 from .checks import PROFILES, allowed
 from .settings import CHAPTERS, FIRST_VERDICT_SEED, PROFILE_ENV, chapter_settings
 from .graphed import graph_mode
@@ -137,6 +137,34 @@ def validate(key: str, parameters: dict):
     return None
 
 
+# Paths the kernel reads from the environment. It runs in book/, so a relative path would
+# name a folder there (POSINFO_CACHE=relcache filled book/relcache/ with models).
+PATH_ENVS = (cache.CACHE_ENV, "POSINFO_DATA")
+# Set, with POSINFO_PLAN's value, by a plan pass (posinfo.tools.prefetch plan) for the command
+# it runs: a POSINFO_PLAN without it is a leftover of the user's environment.
+PLAN_PASS_ENV = "POSINFO_PLAN_PASS"
+
+
+def resolve_environment_paths() -> None:
+    """Make a relative POSINFO_CACHE or POSINFO_DATA absolute, against the directory the
+    command runs in, once, before any check reads it and any kernel inherits it."""
+    for name in PATH_ENVS:
+        value = os.environ.get(name)
+        if value and value != "off" and not Path(value).expanduser().is_absolute():
+            os.environ[name] = str(Path(value).expanduser().resolve())
+
+
+def check_plan_pass() -> None:
+    """A plan pass (POSINFO_PLAN) trains nothing and records what would train; a chapter run
+    with it exits 0 with untrained models and judges them. Only the plan pass may set it."""
+    plan = os.environ.get(PLAN_ENV)
+    if plan and os.environ.get(PLAN_PASS_ENV) != plan:
+        raise ValueError(f"{PLAN_ENV}={plan!r} is set, but this is no plan pass: with it a "
+                         f"chapter trains nothing and judges untrained models; unset it "
+                         f"(a plan pass is python -m posinfo.tools.prefetch plan ... -- "
+                         f"python -m posinfo.run ...)")
+
+
 def check_environment(compile_given: bool = False) -> None:
     """The environment variables a chapter's kernel reads, checked before it starts.
 
@@ -145,6 +173,7 @@ def check_environment(compile_given: bool = False) -> None:
     not cached (so a typo would surface at some later run, or never); POSINFO_CACHE must be
     writable, or the first trained model would be thrown away when the kernel fails to
     store it."""
+    check_plan_pass()
     value = os.environ.get(PROFILE_ENV)
     if value is not None and value not in PROFILES:
         raise ValueError(f"{PROFILE_ENV} must be one of {PROFILES} (or unset), got {value!r}")
@@ -152,6 +181,39 @@ def check_environment(compile_given: bool = False) -> None:
         compile_backend()  # raises "POSINFO_COMPILE must be one of ..., got ..."
     graph_mode()  # POSINFO_GRAPH, read by the training loop on CUDA only
     cache.check_writable()
+
+
+def _training_work(s) -> float:
+    """A chapter's training, in proportion: optimiser steps x batch x width^2 x input pixels
+    (two views in AugShift) x seeds of the verdict's arms. Only ratios of it mean anything."""
+    if "scene_height" in s:
+        pixels = s.scene_height * s.scene_width
+    elif "margin" in s:
+        pixels = 2 * (s.image_size + 2 * s.margin) ** 2
+    else:
+        pixels = (s.image_size * s.grid) ** 2
+    return s.steps(s.epochs) * s.batch_size * s.width ** 2 * pixels * s.n_seeds
+
+
+# The default book's chapters each took about 3 minutes on the 2-core CPU (book/reproduce.md).
+DEFAULT_CHAPTER_MINUTES = 3
+
+
+def warn_gpu_profile_on_cpu(key: str, settings) -> None:
+    """A profile sized for a GPU, started where torch sees none, would run for hours or
+    days without a word: say so, with a rough length, before the kernel starts."""
+    import torch
+
+    if settings is None or settings.profile not in ("gpu", "paper") \
+            or torch.cuda.is_available():
+        return
+    ratio = _training_work(settings) / _training_work(chapter_settings(key, "default"))
+    hours = ratio * DEFAULT_CHAPTER_MINUTES / 60
+    print(f"warning: the {settings.profile} profile is sized for a GPU and torch sees none: "
+          f"its verdict's training is about {ratio:.0f}x the default profile's, so roughly "
+          f"{hours:.0f} hours here (the default chapter takes about {DEFAULT_CHAPTER_MINUTES} "
+          f"min on a 2-core CPU); Ctrl-C stops it and keeps what ran", file=sys.stderr,
+          flush=True)
 
 
 def missing_data(settings) -> list[str]:
@@ -188,11 +250,6 @@ def check_data(settings) -> None:
                                 "POSINFO_DATA); nothing is downloaded at run time.")
 
 
-def failed_path(output: Path) -> Path:
-    """Where a failed or killed run's notebook is kept: beside the complete one, never on it."""
-    return output.with_name(f"{output.stem}.failed.ipynb")
-
-
 def check_no_previous_run(output: Path, replace: bool) -> None:
     """Refuse an OUT that already holds this chapter's complete run, unless --replace."""
     if output.exists() and not replace:
@@ -223,88 +280,23 @@ def check_out(out: Path) -> Path:
             raise ValueError(f"--out must not be {out}: it lies inside {folder}, which holds the "
                              f"repository's {'chapters' if folder == BOOK.resolve() else 'data'}; "
                              f"choose a folder of your own (e.g. runs/)")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out must be a folder, and {out} is a file")
+    created = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
+    try:  # a probe file, as the cache's: root passes every permission test but not /proc
+        out.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=out, prefix=".writable-")
+        os.close(handle)
+        os.remove(probe)
+    except OSError as err:
+        raise ValueError(f"--out {out} cannot be written ({type(err).__name__}: "
+                         f"{err.strerror or err}); choose a folder of your own (e.g. runs/)"
+                         ) from None
+    finally:  # the run creates it when it starts; a refused run leaves nothing behind
+        for folder in created:
+            if folder.is_dir():
+                folder.rmdir()
     return out
-
-
-def _hide_injected_parameters(path: Path) -> None:
-    """Tag papermill's injected cell 'remove-cell' so the rendered page stays clean."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        tags = cell.metadata.setdefault("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
-            tags.append("remove-cell")
-    nbformat.write(nb, path)
-
-
-def execute(key: str, source: Path, output: Path, parameters: dict, env: dict | None = None):
-    """Execute one chapter's jupytext source into ``output`` with papermill; ``env`` holds
-    environment variables for its kernel (profile, torch.compile backend)."""
-    import jupytext
-    import papermill
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    notebook = jupytext.read(source)
-    notebook.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3",
-                                                "language": "python"})
-    # Everything is written in a staging folder: the executed notebook reaches ``output``
-    # only when every cell ran, so a failed or killed run never replaces a complete one.
-    staging = tempfile.TemporaryDirectory(prefix="posinfo-run-")
-    staged = Path(staging.name) / f"{source.stem}.ipynb"
-    executed = Path(staging.name) / "executed" / f"{source.stem}.ipynb"
-    executed.parent.mkdir()
-    jupytext.write(notebook, staged)
-    kept = failed_path(output)
-    done = False
-    env = {"POSINFO_PROGRESS": "off", **(env or {})}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    started = time.time()
-    # papermill writes a tuple into the notebook as its string "(1, 2)", which the chapter's
-    # checks then refuse; a list is written as a list literal.
-    parameters = {k: list(v) if isinstance(v, tuple) else v for k, v in parameters.items()}
-    try:
-        papermill.execute_notebook(str(staged), str(executed), parameters=parameters,
-                                   kernel_name="python3", cwd=str(source.parent),
-                                   progress_bar=False)
-        _hide_injected_parameters(executed)
-        shutil.move(str(executed), str(output))
-        done = True
-        kept.unlink(missing_ok=True)  # an earlier attempt's failure, now superseded
-    except papermill.PapermillExecutionError as err:
-        raise ChapterFailed(f"chapter {source.stem!r} failed in cell {err.cell_index} "
-                            f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
-                            f"the failed notebook is kept at {kept}"
-                            + (f" ({output} is untouched)" if output.exists() else "")) from None
-    except Exception as err:  # kernel died, notebook unreadable, ...
-        raise ChapterFailed(f"chapter {source.stem!r} failed: {type(err).__name__}: {err}\n"
-                            f"whatever was executed is kept at {kept}") from None
-    finally:
-        # also on SIGTERM (main turns it into SystemExit) and Ctrl-C: keep what ran, then
-        # remove the staging folder
-        if not done and executed.exists():
-            shutil.move(str(executed), str(kept))
-        staging.cleanup()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    print(f"{source.stem}: executed in {time.time() - started:.0f}s "
-          f"(largest kernel so far {largest_kernel_mb():.0f} MB) -> {output}", flush=True)
-
-
-def largest_kernel_mb() -> float:
-    """Peak resident memory of the largest kernel this process has run and reaped, in MB.
-
-    Kernels are our children, so RUSAGE_CHILDREN holds their peak (Linux reports KiB).
-    """
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
-class ChapterFailed(RuntimeError):
-    pass
 
 
 def build_book(chapters=(), profile: str = "default", env: dict | None = None) -> None:
@@ -312,7 +304,7 @@ def build_book(chapters=(), profile: str = "default", env: dict | None = None) -
 
     With no names, every chapter; otherwise only the named ones (name or number).
     """
-    if os.environ.get(PLAN_ENV):
+    if os.environ.get(PLAN_ENV):  # even from a plan pass: it would write over the book
         raise ValueError(f"{PLAN_ENV} is set: a plan pass trains nothing, and --book would "
                          "write its notebooks over the book's; unset it, or plan a chapter "
                          "into a folder of its own (python -m posinfo.tools.prefetch plan)")
@@ -335,6 +327,8 @@ def main(argv=None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C: the run said where its notebook is kept
+        return 128 + signal.SIGINT
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -369,7 +363,12 @@ def _main(argv=None) -> int:
             print("\n\n".join(describe(key, path) for key, path in chosen))
             return 0
         env = {COMPILE_ENV: args.compile} if args.compile else {}
+        resolve_environment_paths()
         if args.book:
+            if args.parameter or args.out:
+                parser.error("--book executes the book's chapters in place at the default "
+                             "profile: it takes no -p or --out (run a chapter with --out DIR "
+                             "-p NAME VALUE instead)")
             build_book(args.chapter, env=env)
             return 0
         if len(args.chapter) != 1:
@@ -382,8 +381,10 @@ def _main(argv=None) -> int:
         parameters = {name: parse_value(value) for name, value in args.parameter}
         check_parameter_names(source, parameters)
         check_environment(compile_given=bool(args.compile))
-        check_data(validate(key, parameters))
+        settings = validate(key, parameters)
+        check_data(settings)
         check_no_previous_run(output, args.replace)
+        warn_gpu_profile_on_cpu(key, settings)
         execute(key, source, output, parameters, env)
         return 0
     except (ValueError, FileNotFoundError, ChapterFailed) as err:

@@ -202,7 +202,9 @@ def plan(plan_path: Path, command: list[str]) -> int:
     plan_path.parent.mkdir(parents=True, exist_ok=True)
     plan_path.unlink(missing_ok=True)
     plan_path.touch()  # a command that trains nothing leaves an empty plan, not none
-    status = subprocess.call(command, env={**os.environ, PLAN_ENV: str(plan_path)})
+    # POSINFO_PLAN_PASS tells the runner this POSINFO_PLAN is a plan pass's (run.PLAN_PASS_ENV)
+    status = subprocess.call(command, env={**os.environ, PLAN_ENV: str(plan_path),
+                                           "POSINFO_PLAN_PASS": str(plan_path)})
     runs = read_plan(plan_path)
     print(f"plan: {len(runs)} runs recorded, {len(schedule(runs))} to train "
           f"({sum(map(steps, schedule(runs)))} steps) -> {plan_path}", flush=True)

@@ -1,0 +1,164 @@
+"""One chapter executed in a Jupyter kernel, with nothing computed lost.
+
+The notebook is executed in a staging folder and moved to its place only when every cell
+ran: a failed, killed or interrupted run never replaces a complete one; what it executed is
+kept beside it as ``<chapter>.failed.ipynb``, and the message names the chapter, the cell
+and where it was kept (also on SIGTERM and Ctrl-C). A staging folder left by a runner that
+was killed outright (SIGKILL) is removed by the next run. The user sees the run's progress
+(chapter, cell n of m) on the terminal it started from; the kernel talks to the runner over
+local sockets (no "running over TCP without encryption"). Each executed notebook records,
+in its metadata, the lock of the environment that ran it (``lockfile.recorded``).
+
+Used by the runner (posinfo.run).
+"""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import lockfile
+
+STAGING_PREFIX = "posinfo-run-"
+
+
+class ChapterFailed(RuntimeError):
+    pass
+
+
+def failed_path(output: Path) -> Path:
+    """Where a failed or killed run's notebook is kept: beside the complete one, never on it."""
+    return output.with_name(f"{output.stem}.failed.ipynb")
+
+
+def largest_kernel_mb() -> float:
+    """Peak resident memory of the largest kernel this process has run and reaped, in MB.
+
+    Kernels are our children, so RUSAGE_CHILDREN holds their peak (Linux reports KiB).
+    """
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_stale_staging() -> list[Path]:
+    """Remove the staging folders of runners that no longer run (killed with SIGKILL, which
+    no cleanup survives): each folder's name carries its runner's process id."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{STAGING_PREFIX}*-*"):
+        pid = folder.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _cell_reached(path: Path) -> str:
+    """'cell i of n' for the cell a partly executed notebook stopped in (papermill marks it
+    'running'), else the last one that completed; '' when nothing is readable."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(path, as_version=4).cells
+    except Exception:  # noqa: BLE001 - a notebook cut mid-write names no cell
+        return ""
+    states = [c.metadata.get("papermill", {}).get("status") for c in cells]
+    for wanted in ("running", "completed"):
+        found = [i for i, state in enumerate(states) if state == wanted]
+        if found:
+            index = found[0] if wanted == "running" else found[-1]
+            return f"cell {index} of {len(cells)}" + ("" if wanted == "running" else
+                                                       " (the last that completed)")
+    return ""
+
+
+def _finish(path: Path) -> None:
+    """Tag papermill's injected cell 'remove-cell' so the rendered page stays clean, and
+    record the environment's lock in the notebook's metadata."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nb.metadata["posinfo"] = {"environment": lockfile.recorded()}
+    nbformat.write(nb, path)
+
+
+def execute(key: str, source: Path, output: Path, parameters: dict, env: dict | None = None):
+    """Execute one chapter's jupytext source into ``output`` with papermill; ``env`` holds
+    environment variables for its kernel (profile, torch.compile backend)."""
+    import jupytext
+    import papermill
+    from traitlets.config import Config
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging()
+    notebook = jupytext.read(source)
+    notebook.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3",
+                                                "language": "python"})
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-"))
+    staged = staging / f"{source.stem}.ipynb"
+    executed = staging / "executed" / f"{source.stem}.ipynb"
+    executed.parent.mkdir()
+    jupytext.write(notebook, staged)
+    kept = failed_path(output)
+    done = False
+    # The training bars stay out of the notebook; the runner shows the cells' progress.
+    env = {"POSINFO_PROGRESS": "off", **(env or {})}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    started = time.time()
+    # papermill writes a tuple into the notebook as its string "(1, 2)", which the chapter's
+    # checks then refuse; a list is written as a list literal.
+    parameters = {k: list(v) if isinstance(v, tuple) else v for k, v in parameters.items()}
+    try:
+        papermill.execute_notebook(
+            str(staged), str(executed), parameters=parameters, kernel_name="python3",
+            cwd=str(source.parent), progress_bar={"desc": source.stem, "file": sys.stderr},
+            # local sockets: no eavesdropping, and no warning about it on every run
+            config=Config({"KernelManager": {"transport": "ipc"}}))
+        _finish(executed)
+        shutil.move(str(executed), str(output))
+        done = True
+        kept.unlink(missing_ok=True)  # an earlier attempt's failure, now superseded
+    except papermill.PapermillExecutionError as err:
+        raise ChapterFailed(f"chapter {source.stem!r} failed in cell {err.cell_index} "
+                            f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
+                            f"the failed notebook is kept at {kept}"
+                            + (f" ({output} is untouched)" if output.exists() else "")) from None
+    except Exception as err:  # kernel died, notebook unreadable, ...
+        where = _cell_reached(executed)
+        raise ChapterFailed(f"chapter {source.stem!r} failed{' in ' + where if where else ''}: "
+                            f"{type(err).__name__}: {err}\n"
+                            f"whatever was executed is kept at {kept}") from None
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (see run._terminate)
+        where = _cell_reached(executed)
+        print(f"\n{source.stem}: stopped{' in ' + where if where else ''}; what ran is kept at "
+              f"{kept}" + (f" ({output} is untouched)" if output.exists() else ""),
+              file=sys.stderr, flush=True)
+        raise
+    finally:
+        if not done and executed.exists():
+            shutil.move(str(executed), str(kept))
+        shutil.rmtree(staging, ignore_errors=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    print(f"{source.stem}: executed in {time.time() - started:.0f}s "
+          f"(largest kernel so far {largest_kernel_mb():.0f} MB) -> {output}", flush=True)
