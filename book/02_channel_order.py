@@ -94,6 +94,13 @@ after_gap = len(settings.blocks) + 1
 # the same; the `gpu` profile stops the ablations early so that the verdict's arms can
 # reach the paper's 20,833 steps.
 #
+# The head is GAP and a linear layer (`lib/posinfo/models.py`); the pooled vector it
+# computes is where the reference placement shuffles:
+#
+# ```{literalinclude} ../lib/posinfo/models.py
+# :pyobject: GAPLinear
+# ```
+#
 # The shuffle is the library's own (`lib/posinfo/permute.py`): a module that draws a new
 # random order of the channels at every call, in training and evaluation alike, one order
 # for the whole batch as in the reference code, and reorders its input by it.
