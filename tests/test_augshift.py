@@ -130,7 +130,7 @@ def test_position_regions_cover_the_shift_range():
     ("augshift_lambda", -0.5, r"augshift_lambda must be a positive number, got -0.5"),
     ("lambdas", (0.1, -1), r"lambdas\[1\] must be a number >= 0, got -1"),
     ("max_shift", 9, r"max_shift must be an integer in \[0, 8\] \(margin \+ image_size // 2 "
-                     r"with margin=2, image_size=12: at most half the image may leave the "
+                     r"with margin=4, image_size=8: at most half the image may leave the "
                      r"view\), got 9"),
     ("blur_size", 9, r"blur_size must be one of \(1, 2, 3, 4, 5, 6, 7\), got 9"),
     ("shift_protocol", "wrap", r"shift_protocol must be one of \('crop', 'roll'\), got 'wrap'"),
@@ -245,7 +245,9 @@ def test_per_seed_lines_arms_up_by_seed_for_pairing():
     from posinfo.augshift import RunResult, per_seed
 
     def result(arm, seed, consistency):
-        return RunResult(arm, 0.0, False, seed, 0.5, consistency, 0.1, 0.2, [], False)
+        return RunResult(arm, 0.0, False, seed, clean_accuracy=0.5, consistency=consistency,
+                         shifted_accuracy=0.5, cut_consistency=0.7, latent_distance=0.1,
+                         position_probe=0.2, shift_curve=[], from_cache=False)
 
     # stored out of order: pairing must follow the seed, not the list position
     results = [result("baseline", 101, 0.8), result("AugShift", 100, 0.95),
@@ -325,3 +327,93 @@ def test_variant_runs_train_the_named_arms_with_the_changed_settings(monkeypatch
     with pytest.raises(ValueError, match="padding must be one of"):
         augshift.variant_runs(s, [7], padding="bogus")
     assert seen == [("BlurPool", "zeros", 0.0, 5, 7)]  # nothing trained for the bad one
+
+
+# ---- third edition: whole-digit views, cut pairs, the per-seed statistic ----------------------
+class _SeesACut(torch.nn.Module):
+    """Predicts 1 when part of the (all-ones) image left the view, else 0: it answers
+    alike for two views exactly when both are whole or both are cut."""
+
+    def __init__(self, pixels):
+        super().__init__()
+        self.pixels = pixels
+
+    def forward(self, x):
+        cut = (x.sum(dim=(1, 2, 3)) < self.pixels - 0.5).float()
+        return torch.stack([1 - cut, cut], 1)
+
+
+def test_every_metric_view_holds_the_whole_digit_even_when_training_views_cut():
+    from posinfo.invariance import EVAL_SEED, _pairs, whole_digit_reach
+    images = ImageSet(torch.ones(30, 1, 6, 6), torch.zeros(30, dtype=torch.long), 2)
+    task = ShiftTask(images, images, margin=2, max_shift=5)  # training views may cut 3 px
+    assert whole_digit_reach(task) == 2
+    view1, view2, offsets = _pairs(task, task.test.images, 3, EVAL_SEED)
+    assert torch.stack(offsets).abs().max() <= 2
+    assert (view1.sum(dim=(1, 2, 3)) == 36).all() and (view2.sum(dim=(1, 2, 3)) == 36).all()
+    assert consistency(_SeesACut(36), task, n_pairs=3) == 1.0  # no whole-digit pair differs
+
+
+def test_cut_consistency_counts_only_pairs_where_a_view_cuts():
+    from posinfo.invariance import EVAL_SEED, _pairs, cut_consistency, cut_reach
+    images = ImageSet(torch.ones(40, 1, 8, 8), torch.zeros(40, dtype=torch.long), 2)
+    task = ShiftTask(images, images, margin=2, max_shift=2)
+    assert cut_reach(task) == 4  # a quarter of the 8 px image beyond the margin
+    _, _, offsets = _pairs(task, task.test.images, 2, EVAL_SEED, cut_reach(task))
+    cut1 = torch.stack(offsets[:2]).abs().amax(0) > 2
+    cut2 = torch.stack(offsets[2:]).abs().amax(0) > 2
+    kept = cut1 | cut2
+    # the model agrees on a kept pair only when both views cut
+    expected = float((cut1 & cut2)[kept].float().mean())
+    got = cut_consistency(_SeesACut(64), task, n_pairs=2)
+    assert got == pytest.approx(expected) and 0.2 < got < 0.9
+
+
+def test_shifted_accuracy_is_over_both_views_of_every_pair():
+    from posinfo.invariance import consistency_and_accuracy
+    images = ImageSet(torch.ones(10, 1, 4, 4), torch.tensor([0, 1] * 5), 2)
+    task = ShiftTask(images, images, margin=2, max_shift=2)
+    always_zero = _SeesACut(10 ** 6)  # every view "cut": always class 1
+    agree, accuracy = consistency_and_accuracy(always_zero, task, n_pairs=2)
+    assert agree == 1.0 and accuracy == pytest.approx(0.5)
+
+
+def test_the_penalty_is_the_mse_of_the_two_views_gap_latents_by_hand():
+    from posinfo.augshift import augshift_penalty
+    f1 = torch.zeros(2, 2, 2, 2)
+    f2 = torch.zeros(2, 2, 2, 2)
+    f2[0, 0] = torch.tensor([[4.0, 0.0], [0.0, 0.0]])  # channel mean 1, elsewhere 0
+    f2[1, 1, 1, 1] = -8.0  # channel mean -2
+    # latents differ by 1 and -2 in two of four (image, channel) entries: (1 + 4) / 4
+    assert augshift_penalty(f1, f2).item() == pytest.approx(1.25)
+    # where in the map a feature fires is not seen: moving it changes nothing
+    assert augshift_penalty(f2, torch.roll(f2, 1, dims=-1)).item() == 0.0
+
+
+def _result(arm, seed, consistency, by_budget=None):
+    from posinfo.augshift import RunResult
+    return RunResult(arm, 0.0, False, seed, clean_accuracy=0.5, consistency=consistency,
+                     shifted_accuracy=0.5, cut_consistency=0.7, latent_distance=0.1,
+                     position_probe=0.2, shift_curve=[0.5], from_cache=False,
+                     by_budget=by_budget or {}, epochs=4)
+
+
+def test_consistency_gain_is_augshift_minus_baseline_seed_by_seed():
+    from posinfo.augshift import consistency_gain, verdict_arms
+    s = posinfo.chapter_settings("augshift", "smoke")
+    base, aug = verdict_arms(s)
+    results = [_result(aug, 301, 0.95, {1: 0.6}), _result(base, 300, 0.90, {1: 0.5}),
+               _result(base, 301, 0.80, {1: 0.7}), _result(aug, 300, 0.91, {1: 0.4})]
+    assert consistency_gain(results, s) == pytest.approx({300: 0.01, 301: 0.15})
+    assert consistency_gain(results, s, budget=1) == pytest.approx({300: -0.1, 301: -0.1})
+    with pytest.raises(ValueError, match="share their seeds"):
+        consistency_gain(results + [_result(aug, 302, 0.9)], s)
+
+
+def test_table_2_compares_arms_at_the_seeds_they_share():
+    from posinfo.augshift import at_shared_seeds, summarise
+    results = [_result("baseline", seed, 0.9 + 0.01 * seed) for seed in range(5)]
+    results += [_result("BlurPool", seed, 0.8) for seed in (0, 1)]
+    shared = at_shared_seeds(results)
+    assert {r.seed for r in shared} == {0, 1} and len(shared) == 4
+    assert summarise(shared)["baseline"]["consistency"][0] == pytest.approx(0.905)

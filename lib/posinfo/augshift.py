@@ -23,7 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checks import check_lambda
-from .invariance import accuracy_vs_shift, consistency, latent_distance, position_probe_accuracy
+from .invariance import (accuracy_vs_shift, consistency, consistency_and_accuracy,
+                         cut_consistency, latent_distance, position_probe_accuracy)
 from .models import build_classifier, global_average_pool
 from .settings import Settings
 from .shifts import make_shift_task
@@ -32,16 +33,21 @@ from .train import (TrainedModel, cached_fit, evaluate, pick_device, plannable,
 
 
 # ---- the loss ------------------------------------------------------------------------------
+def augshift_penalty(features1: torch.Tensor, features2: torch.Tensor) -> torch.Tensor:
+    """The consistency term: the mean squared difference between the two views' GAP
+    latents, each the global average of a (B, C, H, W) feature map over H and W."""
+    return F.mse_loss(global_average_pool(features1), global_average_pool(features2))
+
+
 def augshift_terms(model: nn.Module, view1: torch.Tensor, view2: torch.Tensor, y: torch.Tensor):
-    """(CE of view 1, CE of view 2, MSE between the two views' GAP latents), one forward pass.
+    """(CE of view 1, CE of view 2, the penalty), one forward pass.
 
     Both views go through the backbone as one batch, so BatchNorm sees them together.
     """
     features = model.backbone(torch.cat([view1, view2]))
     logits1, logits2 = model.head(features).chunk(2)
-    latent1, latent2 = global_average_pool(features).chunk(2)
     return (F.cross_entropy(logits1, y), F.cross_entropy(logits2, y),
-            F.mse_loss(latent1, latent2))
+            augshift_penalty(*features.chunk(2)))
 
 
 class AugShiftLoss:
@@ -98,13 +104,17 @@ def train_augshift(config: dict, device=None, use_cache: bool = True,
 # ---- the chapter's experiment ----------------------------------------------------------------
 @dataclass
 class RunResult:
-    """One trained arm at one seed, with every metric of the chapter."""
+    """One trained arm at one seed, with every metric of the chapter. ``consistency``,
+    ``shifted_accuracy``, ``latent_distance`` and ``position_probe`` are measured on views
+    that hold the whole digit; ``cut_consistency`` on pairs in which a view cuts it."""
     arm: str
     lam: float
     blurpool: bool
     seed: int
     clean_accuracy: float
     consistency: float
+    shifted_accuracy: float
+    cut_consistency: float
     latent_distance: float
     position_probe: float
     shift_curve: list
@@ -121,10 +131,13 @@ def measure(arm: str, config: dict, n_pairs: int, budgets=()) -> RunResult:
     run = runs[config["epochs"]]
     model, task = run.model, run.task
     # consistency draws its shifts from a fixed seed: computed once per budget, the final
-    # budget's included
-    by_budget = {k: consistency(r.model, r.task, n_pairs) for k, r in runs.items()}
+    # budget's with the accuracy on the same views
+    whole, shifted = consistency_and_accuracy(model, task, n_pairs)
+    by_budget = {k: whole if k == config["epochs"] else consistency(r.model, r.task, n_pairs)
+                 for k, r in runs.items()}
+    cut = cut_consistency(model, task, n_pairs)
     return RunResult(arm, config["lam"], config["blurpool"] is not None, config["seed"],
-                     run.evaluation.accuracy, by_budget[config["epochs"]],
+                     run.evaluation.accuracy, whole, shifted, cut,
                      latent_distance(model, task, n_pairs), position_probe_accuracy(model, task),
                      accuracy_vs_shift(model, task)[1], run.from_cache, by_budget,
                      config["epochs"])
@@ -175,7 +188,8 @@ def at_budget(results: list[RunResult], epochs: int) -> list[RunResult]:
     return [r for r in results if r.epochs == epochs]
 
 
-METRICS = ("clean_accuracy", "consistency", "latent_distance", "position_probe")
+METRICS = ("clean_accuracy", "consistency", "cut_consistency", "latent_distance",
+           "position_probe")
 
 
 def summarise(results: list[RunResult]) -> dict:
@@ -202,6 +216,30 @@ def per_seed(results: list[RunResult], arm: str, metric: str, budget=None) -> di
     if not found:
         raise ValueError(f"arm must be one of {sorted({r.arm for r in results})}, got {arm!r}")
     return dict(sorted(found.items()))
+
+
+def consistency_gain(results: list[RunResult], settings, budget=None) -> dict:
+    """Claim 3's per-seed statistic, {seed: gain}: AugShift's whole-digit consistency (at
+    ``augshift_lambda``, no BlurPool) minus the baseline's at the same seed; with
+    ``budget``, both after that many epochs of training. Arms whose seeds differ are
+    refused."""
+    from .verdict import paired_by_seed
+
+    baseline, aug = verdict_arms(settings)
+    seeds, treated, control = paired_by_seed(
+        per_seed(results, aug, "consistency", budget),
+        per_seed(results, baseline, "consistency", budget), names=(aug, baseline))
+    return {seed: t - c for seed, t, c in zip(seeds, treated, control)}
+
+
+def at_shared_seeds(results: list[RunResult]) -> list[RunResult]:
+    """The runs at the seeds every arm ran: Table 2 compares arms on the same seeds, never
+    a 12-seed mean against a 2-seed one."""
+    by_arm = {}
+    for r in results:
+        by_arm.setdefault(r.arm, set()).add(r.seed)
+    shared = set.intersection(*by_arm.values()) if by_arm else set()
+    return [r for r in results if r.seed in shared]
 
 
 def inconsistency_removed(gain: float, baseline_consistency: float) -> float:
@@ -240,10 +278,80 @@ def running_bn_accuracy(settings, seeds, lam: float = 0.0) -> dict:
     return out
 
 
+def reading_values(settings, summary: dict, two_arms: dict, verdict, changes: dict) -> dict:
+    """The numbers the chapter's "Reading the results" quotes, {glue key: value}: the
+    verdict's two arms at every verdict seed (``two_arms``, ``summarise`` of them) with
+    their paired changes (``changes``, {metric: Estimate}); every arm at the seeds all
+    share (``summary``, Table 2's) for the comparisons with the other arms."""
+    baseline, aug = verdict_arms(settings)
+    both_arms = {"base": two_arms[baseline], "aug": two_arms[aug]}
+    values = {f"ch3_{key}_{m}": row[m][0] for key, row in both_arms.items() for m in METRICS}
+    shared = {"base": baseline, "aug": aug, "blur": "BlurPool", "both": f"{aug} + BlurPool"}
+    values.update({f"ch3_shared_{key}_consistency": summary[arm]["consistency"][0]
+                   for key, arm in shared.items()})
+    sweep = {lam: name for name, (lam, blur) in arms(settings).items() if not blur}
+    best = {m: max(sweep, key=lambda lam: summary[sweep[lam]][m][0])
+            for m in ("consistency", "clean_accuracy")}
+    removed = inconsistency_removed(verdict.estimate.value, values["ch3_base_consistency"])
+    return {**values, "ch3_n": verdict.estimate.n, "ch3_lambda": f"{settings.augshift_lambda:g}",
+            "ch3_gain": verdict.estimate.text(), "ch3_gain_sd": verdict.estimate.sd,
+            "ch3_removed": f"{removed:.0%}", "ch3_cut_change": changes["cut_consistency"].text(),
+            "ch3_distance_change": changes["latent_distance"].text(),
+            "ch3_probe_change": changes["position_probe"].text(),
+            "ch3_shared_blur_position_probe": summary["BlurPool"]["position_probe"][0],
+            "ch3_most_consistent": f"{best['consistency']:g}",
+            "ch3_most_accurate": f"{best['clean_accuracy']:g}"}
+
+
+def exercise_answers(settings, results: list[RunResult], record: dict | None) -> dict:
+    """The chapter's exercise answers, {glue key: value}, from this run (``results``, every
+    arm) and a few short runs at the first ``ablation_seeds`` seeds (``variant_runs``: a
+    hint of what each exercise's full run shows, not a verdict). Also "ch3_ex_table3":
+    the baseline's clean accuracy per seed with running and recomputed BatchNorm
+    statistics (the same weights)."""
+    seeds = settings.ablations
+    summary = summarise(at_budget(at_shared_seeds(results), settings.ablation_epochs))
+    baseline, aug = verdict_arms(settings)
+    running = running_bn_accuracy(settings, seeds)
+    precise = per_seed(at_budget(results, settings.epochs), baseline, "clean_accuracy")
+    precise = {s: precise[s] for s in seeds}
+    strongest = summary[f"AugShift λ={max(settings.lambdas):g}"]
+    answers = {"ch3_ex_running_range": f"{min(running.values()):.3f}-{max(running.values()):.3f}",
+               "ch3_ex_precise_range": f"{min(precise.values()):.3f}-{max(precise.values()):.3f}",
+               "ch3_ex_lam_max": f"{max(settings.lambdas):g}",
+               "ch3_ex_lam_max_consistency": strongest["consistency"][0],
+               "ch3_ex_lam_max_accuracy": strongest["clean_accuracy"][0],
+               "ch3_ex_lam_max_probe": strongest["position_probe"][0],
+               "ch3_ex_n_hint": len(seeds)}
+    if record is not None:
+        blank = float(np.mean(record["candidates"][0]["consistency"]))
+        answers.update(ch3_ex_blank=blank, ch3_ex_blank_room=1 - blank)
+    variants = {"roll": dict(background="texture", shift_protocol="roll"),
+                "circ": dict(padding="circular"), "noise": dict(background="noise")}
+    for key, changes in variants.items():
+        got = variant_runs(settings, seeds, **changes)
+        means = {(arm, m): float(np.mean([getattr(r, m) for r in got[arm]]))
+                 for arm in (baseline, aug) for m in ("consistency", "position_probe")}
+        gain = means[aug, "consistency"] - means[baseline, "consistency"]
+        answers.update({f"ch3_ex_{key}_base_consistency": means[baseline, "consistency"],
+                        f"ch3_ex_{key}_aug_consistency": means[aug, "consistency"],
+                        f"ch3_ex_{key}_base_position_probe": means[baseline, "position_probe"],
+                        f"ch3_ex_{key}_gain": f"{gain:+.3f}"})
+    blur5 = variant_runs(settings, seeds, ["BlurPool"], blur_size=5)["BlurPool"]
+    blur3 = [r for r in results if r.arm == "BlurPool" and r.seed in seeds
+             and r.epochs == settings.ablation_epochs]
+    for metric in ("consistency", "clean_accuracy"):
+        answers[f"ch3_ex_blur5_{metric}"] = float(np.mean([getattr(r, metric) for r in blur5]))
+        answers[f"ch3_ex_blur3_{metric}"] = float(np.mean([getattr(r, metric) for r in blur3]))
+    answers["ch3_ex_table3"] = {"running statistics": running,
+                                "recomputed (precise BN)": precise}
+    return answers
+
+
 def markdown_table(summary: dict) -> str:
     """The chapter's table: mean ± std over seeds of every metric, one row per arm."""
-    header = ("| arm | clean accuracy ↑ | consistency ↑ | latent distance ↓ | position probe ↓ |\n"
-              "|---|---|---|---|---|")
+    header = ("| arm | clean accuracy ↑ | consistency, whole digit ↑ | consistency, cut pairs ↑ "
+              "| latent distance ↓ | position probe ↓ |\n|---|---|---|---|---|---|")
     rows = [f"| {arm} | " + " | ".join(f"{row[m][0]:.3f} ± {row[m][1]:.3f}" for m in METRICS)
             + " |" for arm, row in summary.items()]
     return "\n".join([header, *rows])
