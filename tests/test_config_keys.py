@@ -1,0 +1,140 @@
+"""Every knob that reaches training is in the model cache's key.
+
+A model is cached under the key of its configuration (``train.model_config``,
+``augshift.augshift_config``, ``segment.segmenter_config``), built from the chapter's
+settings. A knob that changes the weights but is left out of the configuration makes a run
+load another run's model: the paper profile's flipped CIFAR run would load the unflipped
+one. So, for every chapter at every profile, every knob of its settings is changed through
+the settings (``chapter_settings(chapter, profile, knob=other)``, never by hand in the
+configuration), and the key of the chapter's configuration must change, unless the knob is
+declared below as one that does not reach the configuration, with the reason.
+"""
+import pytest
+
+from posinfo import cache, checks
+from posinfo.augshift import augshift_config
+from posinfo.segment import segmenter_config
+from posinfo.settings import CHAPTERS, chapter_settings
+from posinfo.train import model_config
+
+# Each chapter's configurations, as its runs build them from the settings alone.
+CONFIGS = {
+    "gap_keeps_position": [lambda s: model_config(s)],
+    "channel_order": [lambda s: model_config(s), lambda s: model_config(s, "class")],
+    # both arms: the baseline, and AugShift with BlurPool (the ablation's, which reads blur_size)
+    "augshift": [lambda s: augshift_config(s, 0.0, False, s.seed),
+                 lambda s: augshift_config(s, s.augshift_lambda, True, s.seed)],
+    "position_channels": [lambda s: segmenter_config(s, seed=s.seed)],
+    "region_attack": [lambda s: segmenter_config(s, seed=s.seed)],
+}
+# Knobs of the verdict and of the analysis after training: in no key at any profile.
+JUDGING = {"n_seeds": "how many runs, each keyed by its own seed",
+           "confidence": "the verdict's interval", "min_effect": "the verdict's rule"}
+NOT_IN_KEY = {
+    "gap_keeps_position": {
+        "paddings": "the ablation's list: each entry reaches its run as padding=",
+        "backgrounds": "the ablation's list: each entry reaches its run as background=",
+        "grids": "the grid sweep's list: each reaches its run as grid= (and epochs=)"},
+    "channel_order": {
+        "placements": "the sweep's list: each reaches its run as permute_at=",
+        "class_fraction": "the paper's rule", "chance_tolerance": "the paper's rule",
+        "budgets": "snapshots of the same runs",
+        "ablation_seeds": "how many ablation runs, each keyed by its seed",
+        "ablation_epochs": "reaches the ablation runs as epochs="},
+    "augshift": {
+        "augshift_lambda": "reaches each run as lam=", "lambdas": "the sweep's list of lam=",
+        "n_pairs": "views measured after training", "accuracy_margin": "the verdict's margin",
+        "budgets": "snapshots of the same runs",
+        "ablation_seeds": "how many ablation runs, each keyed by its seed",
+        "ablation_epochs": "reaches the ablation runs as epochs=",
+        "blur_size": "in the key of the BlurPool arm only, as blurpool="},
+    "position_channels": {
+        "channel_fractions": "the attack, after training", "verdict_fractions": "the verdict",
+        "n_random": "the attack's random draws", "region_channels": "the attack",
+        "budgets": "snapshots of the same runs",
+        "data": "the paper profile's one real dataset (no alternative trains there)"},
+    "region_attack": {
+        "channel_fractions": "the attack, after training", "verdict_fractions": "the verdict",
+        "n_random": "the attack's random draws", "region_channels": "the attack",
+        "region_ranking": "the ranking, after training", "half_score": "the score",
+        "control_mode": "reaches the control's runs as scene mode=",
+        "budgets": "snapshots of the same runs",
+        "data": "the paper profile's one real dataset (no alternative trains there)"},
+}
+CHOICES = [v for v in vars(checks).values()
+           if isinstance(v, tuple) and v and all(isinstance(x, str) for x in v)]
+
+
+def alternatives(value) -> list:
+    """Values to try in place of ``value``; the first the settings accept is used."""
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, str):
+        return [o for options in CHOICES if value in options for o in options if o != value]
+    if isinstance(value, int):
+        return [value + 1, value - 1, 2 * value, value + 2]
+    if isinstance(value, float):
+        return [2 * value, value / 2, value + 0.1]
+    if isinstance(value, (tuple, list)):
+        changed = [type(value)([*value[:i], a, *value[i + 1:]])
+                   for i, x in enumerate(value) for a in alternatives(x)[:2]]
+        return changed + ([type(value)(value[:-1])] if len(value) > 1 else [])
+    return []
+
+
+def changed_settings(chapter: str, profile: str, knob: str):
+    """The chapter's settings with ``knob`` changed to the first other value they accept;
+    None where no candidate passes the checks (a knob fixed at that profile)."""
+    value = chapter_settings(chapter, profile)[knob]
+    for other in alternatives(value):
+        try:
+            return chapter_settings(chapter, profile, **{knob: other})
+        except ValueError:
+            continue
+    return None
+
+
+def keys(chapter: str, settings) -> list[str]:
+    return [cache.key(config(settings)) for config in CONFIGS[chapter]]
+
+
+def knobs_left_out(chapter: str, profile: str) -> tuple[list, list]:
+    """(knobs whose change leaves every key of the chapter's configurations unchanged,
+    knobs that were changed)."""
+    base = chapter_settings(chapter, profile)
+    before, left_out, changed = keys(chapter, base), [], []
+    for knob in (k for k in base.keys() if k != "profile"):  # profile: each table in turn
+        varied = changed_settings(chapter, profile, knob)
+        if varied is None:
+            continue
+        changed.append(knob)
+        after = keys(chapter, varied)
+        if all(a == b for a, b in zip(before, after)):
+            left_out.append(knob)
+    return left_out, changed
+
+
+@pytest.mark.parametrize("profile", checks.PROFILES)
+@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_every_knob_that_reaches_training_changes_the_cache_key(chapter, profile):
+    left_out, changed = knobs_left_out(chapter, profile)
+    declared = {**JUDGING, **NOT_IN_KEY[chapter]}
+    assert [k for k in left_out if k not in declared] == []
+    # the test changed the knobs that matter: at least the padding and the seed
+    assert {"padding", "seed"} <= set(changed), changed
+
+
+def test_a_knob_left_out_of_model_config_is_caught(monkeypatch):
+    """The issue's bug: hflip dropped from model_config's key. The paper profile flips
+    CIFAR; a changed hflip must then change the key."""
+    from posinfo import train
+
+    def without_hflip(settings, target="location", **changes):
+        config = {k: v for k, v in train_model_config(settings, target, **changes).items()
+                  if k != "hflip"}
+        return config
+
+    train_model_config = train.model_config
+    monkeypatch.setitem(CONFIGS, "gap_keeps_position", [without_hflip])
+    left_out, changed = knobs_left_out("gap_keeps_position", "paper")
+    assert "hflip" in changed and "hflip" in left_out
