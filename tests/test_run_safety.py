@@ -144,7 +144,9 @@ def _staging_folders(tmp):
     return sorted(p.name for p in tmp.iterdir() if p.name.startswith("posinfo-run-"))
 
 
-def test_a_run_stopped_by_sigterm_removes_its_staging_folder_and_keeps_what_ran(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_run_stopped_by_sigterm_removes_its_staging_folder_and_keeps_what_ran(stop, tmp_path):
+    # SIGINT: Ctrl-C, which printed "Task exception was never retrieved" and no path
     book, tmp, out = tmp_path / "book", tmp_path / "tmp", tmp_path / "out"
     book.mkdir()
     tmp.mkdir()
@@ -173,12 +175,16 @@ def test_a_run_stopped_by_sigterm_removes_its_staging_folder_and_keeps_what_ran(
             assert proc.poll() is None and time.time() < deadline, proc.communicate()
             time.sleep(0.2)
         assert _staging_folders(tmp), "the run should be staging while its kernel runs"
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert proc.returncode == 128 + stop, err
+    # one line says where the run stopped and what it kept; no traceback
+    assert f"01_slow: stopped in cell 2 of 3; what ran is kept at {out / '01_slow.failed.ipynb'}" \
+        in err, err
+    assert "Traceback" not in err and "Task exception" not in err, err
     assert _staging_folders(tmp) == []
     assert not (out / "01_slow.ipynb").exists()
     kept = json.loads((out / "01_slow.failed.ipynb").read_text())

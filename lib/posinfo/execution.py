@@ -66,22 +66,39 @@ def remove_stale_staging() -> list[Path]:
 
 
 def _cell_reached(path: Path) -> str:
-    """'cell i of n' for the cell a partly executed notebook stopped in (papermill marks it
-    'running'), else the last one that completed; '' when nothing is readable."""
+    """'cell i of n' for the last cell a partly executed notebook started (papermill stamps
+    each cell's start), where a run stopped or its kernel died; '' when none is readable."""
     import nbformat
 
     try:
         cells = nbformat.read(path, as_version=4).cells
     except Exception:  # noqa: BLE001 - a notebook cut mid-write names no cell
         return ""
-    states = [c.metadata.get("papermill", {}).get("status") for c in cells]
-    for wanted in ("running", "completed"):
-        found = [i for i, state in enumerate(states) if state == wanted]
-        if found:
-            index = found[0] if wanted == "running" else found[-1]
-            return f"cell {index} of {len(cells)}" + ("" if wanted == "running" else
-                                                       " (the last that completed)")
-    return ""
+    started = [i for i, c in enumerate(cells) if c.metadata.get("papermill", {}).get("start_time")]
+    return f"cell {started[-1]} of {len(cells)}" if started else ""
+
+
+def _kernel_manager(log: Path):
+    """A kernel manager whose kernel writes its own stderr (not the cells': its startup and
+    shutdown chatter, the traceback of a kernel whose runner stopped, a crash's last words)
+    to ``log``: the user's terminal shows the run's progress and one line of outcome."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            with open(log, "ab") as stderr:  # the kernel holds its own copy of the handle
+                return await super()._async_launch_kernel(kernel_cmd, stderr=stderr, **kw)
+
+    return LoggedKernelManager
+
+
+def _last_words(log: Path, lines: int = 5) -> str:
+    """The end of a dead kernel's log, indented, for the error message ('' when empty)."""
+    try:
+        tail = log.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "".join(f"\n  kernel: {line}" for line in tail)
 
 
 def _finish(path: Path) -> None:
@@ -115,6 +132,7 @@ def execute(key: str, source: Path, output: Path, parameters: dict, env: dict | 
     executed = staging / "executed" / f"{source.stem}.ipynb"
     executed.parent.mkdir()
     jupytext.write(notebook, staged)
+    kernel_log = staging / "kernel.log"
     kept = failed_path(output)
     done = False
     # The training bars stay out of the notebook; the runner shows the cells' progress.
@@ -129,6 +147,7 @@ def execute(key: str, source: Path, output: Path, parameters: dict, env: dict | 
         papermill.execute_notebook(
             str(staged), str(executed), parameters=parameters, kernel_name="python3",
             cwd=str(source.parent), progress_bar={"desc": source.stem, "file": sys.stderr},
+            kernel_manager_class=_kernel_manager(kernel_log),
             # local sockets: no eavesdropping, and no warning about it on every run
             config=Config({"KernelManager": {"transport": "ipc"}}))
         _finish(executed)
@@ -143,7 +162,7 @@ def execute(key: str, source: Path, output: Path, parameters: dict, env: dict | 
     except Exception as err:  # kernel died, notebook unreadable, ...
         where = _cell_reached(executed)
         raise ChapterFailed(f"chapter {source.stem!r} failed{' in ' + where if where else ''}: "
-                            f"{type(err).__name__}: {err}\n"
+                            f"{type(err).__name__}: {err}{_last_words(kernel_log)}\n"
                             f"whatever was executed is kept at {kept}") from None
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (see run._terminate)
         where = _cell_reached(executed)
