@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from posinfo.canvas import make_task
@@ -99,3 +100,39 @@ def test_torchrun_with_two_processes_trains_the_model_the_chapter_then_loads(tmp
     assert update.norm() > 0
     relative = float(gap.norm() / update.norm())
     assert relative < 1e-2, f"DDP's update differs from one process's by {relative:.1%}"
+
+
+# ---- nothing trains that the cache would lose ----------------------------------------------
+def _refusal(argv, capsys) -> str:
+    from posinfo.tools import distributed
+
+    with pytest.raises(SystemExit) as stop:
+        distributed.main(argv)
+    assert stop.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_an_unwritable_or_off_cache_is_refused_before_any_process_trains(tmp_path,
+                                                                         monkeypatch, capsys):
+    # it trained, then failed in store_trained, or printed "cached at None" and lost the model
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("POSINFO_CACHE", str(blocker / "cache"))
+    assert "cannot be written" in _refusal(["gap_keeps_position", *TINY], capsys)
+    monkeypatch.setenv("POSINFO_CACHE", "off")
+    assert "POSINFO_CACHE=off" in _refusal(["gap_keeps_position", *TINY], capsys)
+
+
+def test_the_documented_seed_option_names_the_model_and_a_cached_one_is_not_retrained(
+        tmp_path, monkeypatch, capsys):
+    from posinfo import cache
+    from posinfo.tools import distributed
+
+    # the Reproduce page's command ends in --seed 1, which the parser refused
+    monkeypatch.setenv("POSINFO_CACHE", str(tmp_path))
+    settings = chapter_settings("channel_order", "smoke", **SMALL, seed=1)
+    cache.store(model_config(settings, "class", permute_at=5), {"history": []})
+    argv = ["channel_order", *TINY, "--target", "class", "--permute-at", "5"]
+    assert distributed.main(argv + ["--seed", "1"]) == 0  # no process group: nothing trains
+    assert "already cached" in capsys.readouterr().out
+    assert "--seed 1" in distributed.__doc__

@@ -6,7 +6,9 @@
 
 The model is written into the model cache under exactly the key the chapter computes for
 the same configuration, so running the chapter afterwards (`python -m posinfo.run ...` with
-the same parameters) loads it instead of training.
+the same parameters) loads it instead of training. The cache is checked before any process
+trains: an unwritable POSINFO_CACHE, or POSINFO_CACHE=off (the model would be thrown away),
+is refused, and a model already cached is not trained again; so is the paper profile's data.
 
 What DDP changes: every rank draws the same global batch from the same seeded generator
 and trains on its own slice of it (batch_size / world_size rows), and gradients are
@@ -26,9 +28,10 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from .. import cache
 from ..canvas import make_task
 from ..permute import reseed_permutations
-from ..run import parse_value
+from ..run import check_data, parse_value
 from ..settings import Settings, chapter_settings
 from ..train import (COMPILE_BACKENDS, build_model, data_generator, evaluate, fit, model_config,
                     prepare_model, seed_everything, store_trained)
@@ -97,17 +100,33 @@ def main(argv=None) -> int:
                         help="channel shuffle placement (channel_order chapter), 0 for none")
     parser.add_argument("--compile", nargs="?", const="inductor", choices=COMPILE_BACKENDS,
                         help="train with torch.compile (default backend: inductor)")
+    parser.add_argument("--seed", type=int, help="the model's seed (-p seed N alike)")
     args = parser.parse_args(argv)
     params = {name: parse_value(value) for name, value in args.parameter}
+    if args.seed is not None:
+        params["seed"] = args.seed
     profile = params.pop("profile", "paper")
     # Validate before joining the process group: a typo fails fast on every rank.
     settings = chapter_settings(args.chapter, profile, **params)
+    if os.environ.get(cache.CACHE_ENV) == "off":
+        parser.error(f"{cache.CACHE_ENV}=off: the trained model would be thrown away; this "
+                     f"tool exists to leave it in the cache (unset {cache.CACHE_ENV} or name "
+                     f"a writable folder)")
+    try:
+        cache.check_writable()
+        check_data(settings)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
     # The same config dict the chapter builds, so the cache key matches: channel_order always
     # names its placement (0 for the baseline), chapter 1 never does.
     changes = {"permute_at": args.permute_at} if args.chapter == "channel_order" else {}
     if args.permute_at and args.chapter != "channel_order":
         parser.error("--permute-at belongs to the channel_order chapter")
     config = model_config(settings, args.target, **changes)
+    if cache.load(config) is not None:
+        print(f"{args.chapter} ({args.target}) is already cached at {cache.path_for(config)}: "
+              f"nothing to train", flush=True)
+        return 0
 
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
