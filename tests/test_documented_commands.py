@@ -100,3 +100,49 @@ def test_a_refused_command_fails_the_check(tmp_path, no_kernel, capsys):
                   "-p", "image_size", "20"]):
         assert run.main(_with_own_out(argv, tmp_path)) == 1
     assert no_kernel == []
+
+
+def documented_distributed_commands():
+    """[(where, argv)] of every ``-m posinfo.tools.distributed`` command in the Reproduce page
+    and the module's docstring (its --help), continuation lines joined; prose that elides
+    the arguments (``...``) is no command."""
+    from posinfo.tools import distributed
+
+    found = []
+    for where, text in (("book/reproduce.md", (run.BOOK / "reproduce.md").read_text()),
+                        ("posinfo.tools.distributed", distributed.__doc__)):
+        joined = re.sub(r"\\\n\s*", " ", text)
+        for line in joined.splitlines():
+            match = re.search(r"-m posinfo\.tools\.distributed\b(?P<rest>[^`]*)", line)
+            argv = shlex.split(match["rest"]) if match else []
+            if argv and "..." not in argv:  # "torchrun ... -m ... --compile": prose
+                found.append((where, argv))
+    return found
+
+
+DISTRIBUTED = documented_distributed_commands()
+
+
+class _WouldTrain(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where,argv", DISTRIBUTED, ids=[w for w, _ in DISTRIBUTED])
+def test_a_documented_distributed_command_reaches_the_process_group(where, argv, tmp_path,
+                                                                    monkeypatch):
+    # its documented --seed 1 was refused by its own parser
+    from posinfo.tools import distributed
+
+    def join(*args, **kwargs):
+        raise _WouldTrain
+
+    monkeypatch.setattr(distributed.dist, "init_process_group", join)
+    monkeypatch.setattr(distributed, "check_data", lambda settings: None)  # the machine's
+    monkeypatch.setenv("POSINFO_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(_WouldTrain):
+        distributed.main(argv)
+
+
+def test_the_distributed_extraction_finds_the_seed_command():
+    assert len(DISTRIBUTED) >= 3
+    assert any(argv[-2:] == ["--seed", "1"] for _, argv in DISTRIBUTED)
