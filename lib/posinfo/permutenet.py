@@ -25,7 +25,7 @@ import numpy as np
 from .datasets import NUM_CLASSES
 from .permute import retention
 from .train import model_config, train_budgets, train_classifier
-from .verdict import paired_by_seed
+from .verdict import paired_by_seed, t_interval
 
 TASKS = ("location", "class")
 JUDGED = ("baseline", "after GAP")  # the verdict's two arms
@@ -109,6 +109,33 @@ def asymmetry(runs: PlacementRuns, epochs: int) -> dict:
     return {"location kept": shares["location"], "class kept": shares["class"],
             "class kept - location kept": {s: shares["class"][s] - shares["location"][s]
                                            for s in shares["class"]}}
+
+
+def verdict_rows(runs: PlacementRuns, settings, primary) -> dict:
+    """Rows for ``tables.format_table`` of claim 2's verdict, all at the verdict's budget
+    (``settings.epochs``): the primary statistic (``primary``, the verdict's estimate)
+    against ``min_effect``; each task's share kept; and the paper's own two-part rule,
+    location minus chance against ``chance_tolerance`` and class over the baseline's class
+    accuracy against ``class_fraction``, each a Student-t interval over the seeds."""
+    level, epochs = settings.confidence, settings.epochs
+    shares = asymmetry(runs, epochs)
+    acc = {(t, arm): judged_accuracy(runs, t, arm, epochs) for t in TASKS for arm in JUDGED}
+
+    def interval(values, needs=None):
+        row = {"estimate [CI]": t_interval(list(values), level)}
+        return row if needs is None else dict(row, needs=needs)
+
+    return {
+        "class kept - location kept (primary)": {
+            "estimate [CI]": primary, "needs": f"> {settings.min_effect:.3f}"},
+        "location kept": interval(shares["location kept"].values()),
+        "class kept": interval(shares["class kept"].values()),
+        "paper: location - chance": interval(
+            acc["location", "after GAP"] - runs.chance["location"],
+            f"< {settings.chance_tolerance:.3f}"),
+        "paper: class / baseline class": interval(
+            acc["class", "after GAP"] / acc["class", "baseline"],
+            f"> {settings.class_fraction:.3f}")}
 
 
 # ---- chapter 2's exercises: the computation behind a worked answer -------------------------
