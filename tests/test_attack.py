@@ -43,6 +43,27 @@ def test_flip_ranking_finds_the_position_channel_first():
     assert rank_position_channels(_known_model(), mirrored, device="cpu").left[0] == 2
 
 
+class _TwoSidedBackbone(nn.Module):
+    """Three channels: 0 flip-invariant; 1 a weak right-coding ramp (d = z(x) - z(flip x)
+    > 0 on right-heavy images); 2 a strong left-coding ramp (d < 0, three times larger)."""
+
+    def forward(self, x):
+        bright = x.mean(1, keepdim=True)
+        ramp = torch.linspace(0, 1, x.shape[-1])
+        return torch.cat([bright, bright * ramp, 3 * bright * (1 - ramp)], 1)
+
+
+def test_overall_ranks_by_the_size_of_the_flip_change_whatever_its_sign():
+    """The strong left-coding channel leads "overall" although its mean change is negative
+    (a ranking by the signed mean would put it last), and leads "left"; the weak
+    right-coding one leads "right"."""
+    model = Segmenter(_TwoSidedBackbone(), nn.Conv2d(3, 3, 1), channels=3)
+    ranking = rank_position_channels(model, _right_heavy_images(), device="cpu")
+    assert ranking.signed_diff[2] < 0 < ranking.signed_diff[1]
+    assert ranking.overall.tolist() == [2, 1, 0] and ranking.bottom.tolist() == [0, 1, 2]
+    assert ranking.right[0] == 1 and ranking.left[0] == 2
+
+
 def test_the_flip_order_of_features_in_memory_is_the_overall_ranking():
     model, x = _known_model(), _right_heavy_images()
     order = flip_order(model.features(x), model.features(x.flip(-1)))

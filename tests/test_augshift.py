@@ -291,6 +291,49 @@ def test_precise_batchnorm_statistics_are_the_average_over_one_pass():
     assert model[0].momentum == 0.1 and not model.training
 
 
+def test_recalibration_forgets_the_statistics_a_batchnorm_had_before():
+    """A BatchNorm that has tracked 1000 batches of another population (mean 5, variance 9):
+    precise BN starts afresh, so its statistics are the pass's alone, the mean of the batch
+    means and of the batch (unbiased) variances; kept, the old ones would dominate."""
+    from posinfo.train import recalibrate_batchnorm
+    task = _task(n=12)
+    norm = torch.nn.BatchNorm2d(1)
+    norm.running_mean.fill_(5.0)
+    norm.running_var.fill_(9.0)
+    norm.num_batches_tracked.fill_(1000)
+    recalibrate_batchnorm(torch.nn.Sequential(norm), task, batch_size=4, seed=0, device="cpu")
+    batches = [x for x, _, _ in task.train_batches(4, torch.Generator().manual_seed(0))]
+    assert norm.running_mean.item() == pytest.approx(
+        torch.stack([x.mean() for x in batches]).mean().item(), rel=1e-5)
+    assert norm.running_var.item() == pytest.approx(
+        torch.stack([x.var() for x in batches]).mean().item(), rel=1e-5)
+
+
+class _GapThenLinear(torch.nn.Module):
+    """backbone = identity, head = GAP then a linear map: logits differ from the latent."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Identity()
+        linear = torch.nn.Linear(2, 2)
+        with torch.no_grad():
+            linear.weight.copy_(torch.tensor([[1.0, 2.0], [0.0, 3.0]]))
+            linear.bias.copy_(torch.tensor([0.5, -1.0]))
+        self.head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                        linear)
+
+
+def test_the_penalty_compares_gap_latents_not_logits():
+    """The views of the hand test above through a head whose logits are a linear map of
+    the latent: the penalty is still the latents' MSE, 0.75. On the logits it would be the
+    MSE of the differences mapped by the head, (1, 0) -> (1, 0) and (-1, -1) -> (-3, -3):
+    (1 + 0 + 9 + 9) / 4 = 4.75."""
+    view1 = torch.tensor([[[[1., 3.]], [[0., 0.]]], [[[0., 0.]], [[2., 2.]]]])
+    view2 = torch.tensor([[[[1., 1.]], [[1., -1.]]], [[[0., 2.]], [[4., 2.]]]])
+    *_, mse = augshift_terms(_GapThenLinear(), view1, view2, torch.tensor([0, 1]))
+    assert mse.item() == pytest.approx(0.75)
+
+
 def test_a_shift_beyond_the_margin_cuts_the_image_at_the_edge():
     """margin 1, shift 3: the image's last two columns leave a crop view; roll wraps them."""
     task = ShiftTask(*(2 * [ImageSet(torch.ones(1, 1, 4, 4), torch.zeros(1, dtype=torch.long),

@@ -38,6 +38,19 @@ def test_per_cell_accuracy_of_a_model_that_always_answers_cell_zero():
     assert np.array_equal(result.per_cell, [[1, 0], [0, 0]]) and result.accuracy == 0.25
 
 
+def test_per_cell_map_is_row_major_like_the_cells():
+    """A model that always answers cell 5 of a 3 x 3 grid (row 1, column 2, cells numbered
+    row by row) is right only there: the map's 1 sits at [1, 2], not at its mirror [2, 1]."""
+    class Always5(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((len(x),), 5), 9).float()
+    images = ImageSet(torch.rand(4, 1, 4, 4), torch.zeros(4, dtype=torch.long), 1)
+    result = evaluate(Always5(), CanvasTask(images, images, grid=3), device="cpu")
+    expected = np.zeros((3, 3))
+    expected[1, 2] = 1
+    assert np.array_equal(result.per_cell, expected) and result.accuracy == pytest.approx(1 / 9)
+
+
 def test_cache_reuses_a_trained_model_and_recomputes_a_corrupt_one(fresh_cache):
     first = train_classifier(_config())
     assert not first.from_cache
