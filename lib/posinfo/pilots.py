@@ -239,27 +239,76 @@ def _augshift_sample_size(record: dict, base, seeds, profile: str) -> None:
 
 
 # ---- chapter 5 -------------------------------------------------------------------------------
-def region_attack_pilot(profile: str, seeds=PILOT_SEEDS[:5]) -> dict:
-    """Chapter 5: the seeds for the main verdict and for the symmetric control, each from
-    the pilot's spread of the per-segmenter statistic (sides.side_statistic)."""
-    from .segment import segmentation_budgets
-    from .sides import side_drops, side_experiment, side_statistic
+# Chapter 5's pilot seeds: its first edition's verdict seeds (100-104) and its second's
+# (200-203), all seen.
+REGION_ATTACK_PILOT_SEEDS = (*range(100, 105), *range(200, 204))
+# Chapter 5's per-half score, by the clean segmenters alone: "truth-class mIoU" (the
+# paper's mIoU, over the classes of the half's ground truth) unless one relabelled pixel
+# can move it by more than this on some pilot segmenter's half; then "pixel accuracy".
+MAX_STRAY_SWING = 0.001
 
-    s0 = chapter_settings("region_attack", profile)
-    record = {"chapter": "region_attack", "profile": profile, "pilot_seeds": list(seeds),
-              "ranking": s0.region_ranking}
-    for role, mode in (("main", s0.scene_mode), ("control", s0.control_mode)):
-        s = Settings(s0, scene_mode=mode)
-        stats, drops = [], []
-        for seed in seeds:
-            setup = segmentation_budgets(s, seed, [s.epochs])[s.epochs]
-            scores = side_experiment(setup, s.region_ranking, s.region_channels)["scores"]
-            stats.append(side_statistic(scores))
-            drops.append(side_drops(scores))
-        record[role] = {"scene_mode": mode, "drops": drops,
-                        "sample_size": sample_size(stats, s.min_effect, s.confidence,
-                                                   SEED_CAPS[profile])}
-    return record
+
+def region_attack_pilot(profile: str, seeds=REGION_ATTACK_PILOT_SEEDS) -> dict:
+    """Chapter 5: the per-half score by a criterion blind to the attacks (how far one stray
+    pixel can move the clean score, ``sides.stray_pixel_swing``), then the verdict seeds
+    from the pilot's per-segmenter statistic (``sides.side_statistic``) under that score.
+    The class-matched control's per-segmenter values (``sides.class_matched``) are kept
+    beside it."""
+    from .checks import HALF_SCORES
+    from .segment import segmentation_budgets
+    from .sides import (HALVES, class_matched, half_score, side_drops, side_experiment,
+                        side_statistic, stray_pixel_swing)
+
+    s = chapter_settings("region_attack", profile)
+    confusions = {}
+    for seed in seeds:
+        setup = segmentation_budgets(s, seed, [s.epochs])[s.epochs]
+        confusions[seed] = side_experiment(setup, s.region_ranking, s.region_channels,
+                                           s.half_score)["confusions"]
+    swings = {kind: max(stray_pixel_swing(confusions[seed]["clean"][half], kind)
+                        for seed in seeds for half in HALVES)
+              for kind in ("mIoU", *HALF_SCORES)}
+    chosen = ("truth-class mIoU" if swings["truth-class mIoU"] <= MAX_STRAY_SWING
+              else "pixel accuracy")
+    scores = {seed: {run: {region: half_score(c, chosen) for region, c in conf.items()}
+                     for run, conf in confusions[seed].items()} for seed in seeds}
+    control = [class_matched(confusions[seed], chosen) for seed in seeds]
+    return {"chapter": "region_attack", "profile": profile, "pilot_seeds": list(seeds),
+            "ranking": s.region_ranking, "scene_mode": s.scene_mode,
+            "criterion": f"truth-class mIoU unless one relabelled pixel moves it by more "
+                         f"than {MAX_STRAY_SWING} on a pilot segmenter's half (clean), "
+                         f"then pixel accuracy",
+            "stray_pixel_swing": swings, "half_score": chosen,
+            "clean": {half: [scores[seed]["clean"][half] for seed in seeds]
+                      for half in HALVES},
+            "drops": [side_drops(scores[seed]) for seed in seeds],
+            "sample_size": sample_size([side_statistic(scores[seed]) for seed in seeds],
+                                       s.min_effect, s.confidence, SEED_CAPS[profile]),
+            "class_matched": {"values": control, "mean": float(np.mean(control)),
+                              "sd": float(np.std(control, ddof=1))}}
+
+
+def region_attack_pilot_text(record: dict, min_effect: float) -> str:
+    """Chapter 5's pilot in a few lines: the per-half score its criterion chose and why,
+    the statistic's spread and the seeds it asks for, and the class-matched control's
+    pilot values."""
+    swing = record["stray_pixel_swing"]
+    runs, seeds = [], record["pilot_seeds"]
+    for seed in seeds:  # consecutive seeds as one range: "100-104, 200-203"
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    ranges = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
+    matched = record["class_matched"]
+    return "\n".join([
+        f"pilot seeds {ranges}; criterion: {record['criterion']}",
+        "the most one relabelled pixel moved a clean half: " + ", ".join(
+            f"{kind} {value:.2g}" for kind, value in swing.items()),
+        f"-> half_score = {record['half_score']!r}",
+        "primary statistic: " + sample_size_text(record["sample_size"], min_effect),
+        f"class-matched control: pilot mean {matched['mean']:+.3f} (sd {matched['sd']:.3f} "
+        f"per seed)"])
 
 
 PILOTS = {"augshift": augshift_pilot, "region_attack": region_attack_pilot}
