@@ -247,7 +247,7 @@ def prefetch(session: Session, commands: list[list[str]], jobs: int, scratch: Pa
     plans = []
     for command in commands:
         plans.append(scratch / f"plan-{len(plans)}.jsonl")
-        session.run(f"plan pass of {' '.join(command[1:4])}", plan_command(plans[-1], command))
+        session.run(f"plan pass of {' '.join(command[2:4])}", plan_command(plans[-1], command))
     train = [sys.executable, "-m", "posinfo.tools.prefetch", "train", *map(str, plans),
              "--jobs", str(jobs)]
     left = session.left()
