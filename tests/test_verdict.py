@@ -1,12 +1,15 @@
 """The verdict rules on synthetic per-seed numbers whose answers are known by hand."""
+import json
 import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from posinfo.tables import format_table
-from posinfo.verdict import (MAX_SEEDS, VERDICT_LINE, Estimate, Rule, decide, judge,
-                             paired_difference, seeds_needed, t_interval)
+from posinfo.verdict import (MAX_SEEDS, RECORD_MIME, VERDICT_LINE, Estimate, Rule, Verdict,
+                             decide, judge, paired_difference, records, seeds_needed, show,
+                             t_interval)
 
 GAIN = Rule("gain", 0.02)
 
@@ -73,9 +76,13 @@ def test_pairing_removes_the_spread_the_arms_share():
     treated = control + 0.05 + rng.normal(0, 0.002, size=6)  # ...the effect hardly at all
     paired = paired_difference(treated, control)
     assert decide(paired, GAIN) == "holds"
-    # the same numbers compared as two unpaired means cannot tell
-    unpaired_half = 2.228 * math.sqrt(treated.var(ddof=1) / 6 + control.var(ddof=1) / 6)
-    assert treated.mean() - control.mean() - unpaired_half < GAIN.threshold
+    # the interval is over the per-seed differences: t(0.975, 5) sd(d) / sqrt(6) either side
+    d = treated - control
+    half = stats.t.ppf(0.975, 5) * d.std(ddof=1) / math.sqrt(6)
+    assert paired.value == pytest.approx(d.mean())
+    assert (paired.low, paired.high) == pytest.approx((d.mean() - half, d.mean() + half))
+    # the arms' own intervals overlap: compared unpaired, the effect would be lost
+    assert t_interval(treated).low < t_interval(control).high
     with pytest.raises(ValueError, match="one value per shared seed"):
         paired_difference([1, 2, 3], [1, 2])
 
@@ -198,3 +205,62 @@ def test_paired_arms_at_different_seeds_are_refused_naming_both_seed_lists():
         paired_difference({100: 1, 101: 2, 102: 3}, {101: 1, 102: 2, 103: 3})
     with pytest.raises(ValueError, match="both be mappings"):
         paired_difference({100: 1.0, 101: 2.0}, [1.0, 2.0])
+
+
+# ---- judge, the record and show -------------------------------------------------------------
+def test_judge_builds_the_verdict_from_per_seed_values_and_keeps_them():
+    verdict = judge(1, GAIN, {102: 0.3, 100: 0.1, 101: 0.2}, level=0.9)
+    d = np.array([0.1, 0.2, 0.3])
+    half = stats.t.ppf(0.95, 2) * d.std(ddof=1) / math.sqrt(3)
+    assert verdict.estimate.value == pytest.approx(0.2) and verdict.estimate.level == 0.9
+    assert verdict.estimate.high == pytest.approx(0.2 + half)
+    record = verdict.record()
+    assert record["per_seed"] == {"100": 0.1, "101": 0.2, "102": 0.3}  # in seed order
+    assert (record["n"], record["level"], record["threshold"], record["direction"]) == (
+        3, 0.9, GAIN.threshold, ">")
+    assert record["line"] == verdict.line() and record["outcome"] == verdict.outcome
+    assert Verdict.from_record(json.loads(json.dumps(record))) == verdict
+
+
+def test_paired_arms_are_differenced_seed_by_seed_and_both_kept():
+    verdict = judge(3, GAIN, {200: 0.9, 201: 0.7}, control={201: 0.6, 200: 0.5},
+                    arms=("augshift", "baseline"))
+    record = verdict.record()
+    assert record["per_seed"] == pytest.approx({"200": 0.4, "201": 0.1})
+    assert record["arms"] == {"names": ["augshift", "baseline"],
+                              "treated": {"200": 0.9, "201": 0.7},
+                              "control": {"200": 0.5, "201": 0.6}}
+    assert Verdict.from_record(record) == verdict
+    with pytest.raises(ValueError, match="baseline seeds \\[200, 202\\]"):
+        judge(3, GAIN, {200: 0.9, 201: 0.7}, control={200: 0.5, 202: 0.6},
+              arms=("augshift", "baseline"))
+
+
+@pytest.mark.parametrize("per_seed,message", [
+    ([0.1, 0.2], "per_seed must be a mapping"),
+    ({}, "at least one seed"),
+    ({100: float("nan")}, "finite values, got nan at seed 100"),
+    ({"100": 0.1}, "seeds must be integers"),
+])
+def test_judge_refuses_values_without_their_seeds(per_seed, message):
+    with pytest.raises(ValueError, match=message):
+        judge(1, GAIN, per_seed)
+
+
+def test_a_one_seed_record_is_strict_json_and_a_bare_estimate_has_none():
+    record = judge(1, GAIN, {100: 0.5}).record()
+    assert (record["low"], record["high"], record["sd"]) == (None, None, None)
+    json.dumps(record, allow_nan=False)
+    with pytest.raises(ValueError, match="has no record"):
+        judge(1, GAIN, t_interval([0.1, 0.2])).record()
+
+
+def test_show_prints_the_line_and_records_read_it_back(capsys):
+    verdict = judge(2, GAIN, {100: 0.1, 101: 0.3})
+    show(verdict)  # outside IPython: the line only
+    assert capsys.readouterr().out == verdict.line() + "\n"
+    notebook = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": verdict.line()},
+        {"output_type": "display_data", "data": {RECORD_MIME: {}},
+         "metadata": {RECORD_MIME: verdict.record()}}]}]}
+    assert records(notebook) == [verdict.record()]
