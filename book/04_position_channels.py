@@ -375,8 +375,8 @@ print(check(my_flip_order, flip_order, [(features, mirrored)]))
 #    ```
 #    GAP turns each channel's map into one number per image; $d$ is how much mirroring the
 #    image moves that number. The absolute value comes before the mean over images: a
-#    channel that rises for some images and falls for others under the mirror is flip-
-#    sensitive too, and a signed mean would let the two cancel. The signed mean is what
+#    channel that rises for some images and falls for others under the mirror is
+#    flip-sensitive too, and a signed mean would let the two cancel. The signed mean is what
 #    the paper's region-specific ranking sorts by (`PositionRanking.left` and `.right`,
 #    chapter 5's second exercise).
 #    ````
