@@ -127,8 +127,8 @@ def test_position_regions_cover_the_shift_range():
 
 
 @pytest.mark.parametrize("name,value,message", [
-    ("augshift_lambda", -0.5, r"augshift_lambda must be a positive number, got -0.5"),
-    ("lambdas", (0.1, -1), r"lambdas\[1\] must be a number >= 0, got -1"),
+    ("augshift_lambda", -0.5, r"augshift_lambda must be a finite number > 0, got -0.5"),
+    ("lambdas", (0.1, -1), r"lambdas\[1\] must be a finite number >= 0, got -1"),
     ("max_shift", 9, r"max_shift must be an integer in \[0, 8\] \(margin \+ image_size // 2 "
                      r"with margin=4, image_size=8: at most half the image may leave the "
                      r"view\), got 9"),
@@ -141,7 +141,7 @@ def test_bad_parameters_are_refused_before_any_training(name, value, message):
 
 
 def test_library_level_checks_name_the_parameter():
-    with pytest.raises(ValueError, match=r"lam must be a number >= 0 .*got -1"):
+    with pytest.raises(ValueError, match=r"lam must be a finite number >= 0 .*got -1"):
         AugShiftLoss(-1)
     with pytest.raises(ValueError,
                        match=r"blurpool must be None \(off\) or a filter size in .*got 8"):
