@@ -37,9 +37,12 @@ def test_sample_size_is_capped_and_floored_and_says_why():
 def test_a_committed_pilot_record_fixed_its_profiles_settings(chapter, profile):
     record = pilots.load_record(chapter, profile)
     if record is None:
-        pytest.skip(f"no pilot of {chapter} at {profile}")
+        pytest.skip(f"no pilot of {chapter} at {profile}: `python -m posinfo.pilots {chapter} "
+                    f"--profile {profile}` writes book/pilots/{chapter}-{profile}.json, "
+                    f"which un-skips this check of that profile's n_seeds")
     if not pilots.finished(record):  # a staged pilot between GPU sessions fixes nothing yet
-        pytest.skip(f"the pilot of {chapter} at {profile} has not finished")
+        pytest.skip(f"the pilot of {chapter} at {profile} has not finished: `python -m "
+                    f"posinfo.pilots {chapter} --profile {profile}` takes it up")
     s = chapter_settings(chapter, profile)
     # the verdict seeds never reach back into the pilot seeds
     assert not set(s.seeds) & set(record["pilot_seeds"])
