@@ -7,6 +7,7 @@ import nbformat
 import pytest
 
 from posinfo.tools.report import VERDICT_LINE
+from posinfo.verdict import RECORD_MIME
 from posinfo.run import BOOK, REPO, chapter_sources
 
 CHAPTERS = list(chapter_sources().values())
@@ -83,6 +84,12 @@ def test_nbval_compares_only_outputs_no_cpu_can_change(source):
         assert not re.search(r"\d\.\d", masked), masked  # no number survives
         if VERDICT_LINE.search(text):
             assert "OUTCOME" in masked and "n = N" in masked
+            # the record beside the line (posinfo.verdict.show): nbval compares its data,
+            # which names the verdict only; the numbers sit in the metadata nbval skips
+            kept = [o for o in cell.get("outputs", []) if RECORD_MIME in o.get("metadata", {})]
+            assert kept, "the verdict cell keeps its record (posinfo.verdict.show)"
+            assert all(set(o["data"][RECORD_MIME]) == {"claim", "label", "statistic"}
+                       for o in kept)
         else:  # an exact invariant: a sentence ending in True
             assert text.strip().endswith("True"), text
 
