@@ -39,9 +39,9 @@ from posinfo.attack import predict
 from posinfo.exercises import check
 from posinfo.parameters import settings_from
 from posinfo.scenes import colorize
-from posinfo.sides import (attack_sets, class_matched, class_table, region_table,
-                           side_experiments, side_scores, side_statistic,
-                           side_statistics, side_table)
+from posinfo.sides import (attack_sets, class_matched, class_table,
+                           region_table, side_experiments, side_scores,
+                           side_statistic, side_statistics, side_table)
 from posinfo.tables import format_table, glue_values
 from posinfo.verdict import (Rule, budget_table, judge, show, t_interval,
                              where_it_holds)
@@ -56,7 +56,7 @@ profile = posinfo.default_profile()  # "default" unless POSINFO_PROFILE says so
 seed = None  # first verdict seed (300); segmenters at seed, seed + 1, ..
 n_seeds = None  # segmenters, each ranked and attacked on its own scenes
 scene_mode = None  # asymmetric | symmetric | distinct
-control_mode = None  # none, or segmenters on other scenes: symmetric | distinct
+control_mode = None  # none, or segmenters on: symmetric | distinct scenes
 region_ranking = None  # blank (each half blanked) | flip (the paper's)
 half_score = None  # pixel accuracy | truth-class mIoU (the pilot's choice)
 padding = None  # zeros | circular | reflect | replicate | none
@@ -128,13 +128,13 @@ print(machine.describe())
 # %%
 record = pilots.load_record("region_attack", settings.profile)
 if record is None:
-    print(f"no pilot at the {settings.profile} profile: half_score and n_seeds "
-          "are set by hand")
+    print(f"no pilot at the {settings.profile} profile: half_score and "
+          "n_seeds are set by hand")
 else:
     print(pilots.region_attack_pilot_text(record, settings.min_effect))
     print(pilots.forecast_text(record["sample_size"]))
-print(f"this run: half_score {settings.half_score!r}, n_seeds {settings.n_seeds}, "
-      f"seeds from {settings.seed}")
+print(f"this run: half_score {settings.half_score!r}, "
+      f"n_seeds {settings.n_seeds}, seeds from {settings.seed}")
 
 # %% [markdown]
 # ## The attacks
@@ -154,12 +154,11 @@ final = {role: {s: runs[role][s, settings.epochs] for s in settings.seeds}
          for role in modes}
 last = final["main"][settings.seeds[-1]]
 model, n = last["setup"].model, settings.region_channels
-print(f"N = {n} of {model.channels} channels per attack; "
-      f"each half scored by {settings.half_score}")
+print(f"N = {n} of {model.channels} channels per attack")
 for role, mode in modes.items():
     print(f"\n{role}: {mode} scenes (mean over segmenters)")
-    print(format_table(region_table([r["scores"] for r in final[role].values()]),
-                       index=settings.half_score))
+    table = region_table([r["scores"] for r in final[role].values()])
+    print(format_table(table, index=settings.half_score))
 
 # %% tags=["hide-input"]
 for role, mode in modes.items():
@@ -181,20 +180,21 @@ for role, mode in modes.items():
 # Each class's score on each half (its IoU, or the share of its pixels labelled right,
 # whichever `half_score` is), clean and under each attack, mean over the segmenters. On
 # asymmetric scenes the two halves hold different classes, so a half's drop is a drop in
-# *its* classes; the classes found on both halves (road, sky) are the verdict's control.
+# *its* classes; the classes found on both halves are the verdict's control.
 
 # %%
-confusions = {s: r["confusions"] for s, r in final["main"].items()}
-print(format_table(class_table(list(confusions.values()), last["setup"].class_names,
-                               settings.half_score), index="by class"))
+confusions = [r["confusions"] for r in final["main"].values()]
+by_class = class_table(confusions, last["setup"].class_names,
+                       settings.half_score)
+print(format_table(by_class, index="by class"))
 
 # %% tags=["hide-input"]
-show_scenes = slice(0, 3)  # three validation scenes of the last seed's segmenter
-images, labels = last["setup"].images, last["setup"].labels
-rows = {"image": [im.permute(1, 2, 0).numpy() for im in images[show_scenes]],
-        "labels": [colorize(lab) for lab in labels[show_scenes]]}
+# three validation scenes of the last seed's segmenter
+images, labels = last["setup"].images[:3], last["setup"].labels[:3]
+rows = {"image": [im.permute(1, 2, 0).numpy() for im in images],
+        "labels": [colorize(lab) for lab in labels]}
 for name, chans in attack_sets(last["ranking"], n, model).items():
-    rows[name] = [colorize(p) for p in predict(model, images[show_scenes], chans)]
+    rows[name] = [colorize(p) for p in predict(model, images, chans)]
 figures.image_grid(rows);
 
 # %% [markdown]
@@ -225,8 +225,9 @@ figures.image_grid(rows);
 # %%
 for role, mode in modes.items():
     print(f"{role}: {mode} scenes")
-    print(format_table(side_table([r["scores"] for r in final[role].values()],
-                                  settings.confidence), index="clean - attacked"))
+    drops = side_table([r["scores"] for r in final[role].values()],
+                       settings.confidence)
+    print(format_table(drops, index="clean - attacked"))
 
 # %%
 rule = Rule("own-side drop minus the size of the other side's change",
@@ -237,8 +238,8 @@ matched = {s: class_matched(r["confusions"], settings.half_score)
 verdict = judge(5, rule, primary, level=settings.confidence)
 control = t_interval(list(matched.values()), settings.confidence)
 print(format_table({str(s): {"own - |other| (primary)": primary[s],
-                             "class-matched control": matched[s]} for s in primary},
-                   index="seed"))
+                             "class-matched control": matched[s]}
+                    for s in primary}, index="seed"))
 print(f"\nclass-matched control = {control.text()}; n = {control.n}")
 glue_values(ch5_n=f"{n} of {model.channels}", ch5_specificity=verdict.estimate,
             ch5_class_matched=control)
@@ -328,7 +329,8 @@ glue_values(ch5_ex_flip=answers["flip ranking"],
 
 # %% tags=["exercise-stub"]
 def my_side_scores(z, z_left, z_right):
-    """(N, C) latents as is, left half blanked, right half blanked -> (C,) side scores."""
+    """(N, C) latents: as is, left half blanked, right half blanked.
+    Returns the (C,) side scores."""
     raise NotImplementedError("your code here")
 
 
@@ -341,7 +343,8 @@ print(check(my_side_scores, side_scores, [(known[0], known[1], known[2])]))
 #    :class: dropdown
 #    ```python
 #    def my_side_scores(z, z_left, z_right):
-#        """(N, C) latents as is, left half blanked, right half blanked -> (C,) side scores."""
+#        """(N, C) latents: as is, left half blanked, right half blanked.
+#        Returns the (C,) side scores."""
 #        return (z - z_left).abs().mean(0) - (z - z_right).abs().mean(0)
 #    ```
 #    The size of each scene's change, *then* the mean over scenes: a channel that rises on
