@@ -365,8 +365,8 @@ def check_input_size(input_size: int, blocks, padding: str) -> None:
     if size < needed:
         raise ValueError(f"padding={padding!r} shrinks a {input_size}px canvas to a {size}x{size} "
                          f"map with blocks={tuple(blocks)} (at least {needed}x{needed} is "
-                         f"needed); use a larger canvas (image_size or grid), fewer blocks, or "
-                         f"another padding")
+                         f"needed); use a larger canvas (a larger image_size, grid or margin) "
+                         f"or another padding")
 
 
 def check_blur_size(blur_size: int, input_size: int, blocks, padding: str) -> None:
