@@ -5,7 +5,8 @@ ran: a failed, killed or interrupted run never replaces a complete one; what it 
 kept beside it as ``<chapter>.failed.ipynb``, and the message names the chapter, the cell
 and where it was kept (also on SIGTERM and Ctrl-C). A staging folder left by a runner that
 was killed outright (SIGKILL) is removed by the next run. The user sees the run's progress
-(chapter, cell n of m) on the terminal it started from; the kernel talks to the runner over
+(chapter, cell n of m) on the terminal it started from, after a warning with a rough length
+when a profile sized for a GPU starts without one; the kernel talks to the runner over
 local sockets (no "running over TCP without encryption"). Each executed notebook records,
 in its metadata, the lock of the environment that ran it (``lockfile.recorded``).
 
@@ -41,6 +42,41 @@ def largest_kernel_mb() -> float:
     Kernels are our children, so RUSAGE_CHILDREN holds their peak (Linux reports KiB).
     """
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def _training_work(s) -> float:
+    """A chapter's training, in proportion: optimiser steps x batch x width^2 x input pixels
+    (two views in AugShift) x seeds of the verdict's arms. Only ratios of it mean anything."""
+    if "scene_height" in s:
+        pixels = s.scene_height * s.scene_width
+    elif "margin" in s:
+        pixels = 2 * (s.image_size + 2 * s.margin) ** 2
+    else:
+        pixels = (s.image_size * s.grid) ** 2
+    return s.steps(s.epochs) * s.batch_size * s.width ** 2 * pixels * s.n_seeds
+
+
+# The default book's chapters each took about 3 minutes on the 2-core CPU (book/reproduce.md).
+DEFAULT_CHAPTER_MINUTES = 3
+
+
+def warn_gpu_profile_on_cpu(key: str, settings) -> None:
+    """A profile sized for a GPU, started where torch sees none, would run for hours or
+    days without a word: say so, with a rough length, before the kernel starts."""
+    import torch
+
+    if settings is None or settings.profile not in ("gpu", "paper") \
+            or torch.cuda.is_available():
+        return
+    from .settings import chapter_settings
+
+    ratio = _training_work(settings) / _training_work(chapter_settings(key, "default"))
+    hours = ratio * DEFAULT_CHAPTER_MINUTES / 60
+    print(f"warning: the {settings.profile} profile is sized for a GPU and torch sees none: "
+          f"its verdict's training is about {ratio:.0f}x the default profile's, so roughly "
+          f"{hours:.0f} hours here (the default chapter takes about {DEFAULT_CHAPTER_MINUTES} "
+          f"min on a 2-core CPU); Ctrl-C stops it and keeps what ran", file=sys.stderr,
+          flush=True)
 
 
 def _alive(pid: int) -> bool:

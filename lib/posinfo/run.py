@@ -32,7 +32,7 @@ import tokenize
 from pathlib import Path
 
 from . import cache
-from .execution import ChapterFailed, execute
+from .execution import ChapterFailed, execute, warn_gpu_profile_on_cpu
 from .checks import PROFILES, allowed
 from .settings import CHAPTERS, FIRST_VERDICT_SEED, PROFILE_ENV, chapter_settings
 from .graphed import graph_mode
@@ -181,39 +181,6 @@ def check_environment(compile_given: bool = False) -> None:
         compile_backend()  # raises "POSINFO_COMPILE must be one of ..., got ..."
     graph_mode()  # POSINFO_GRAPH, read by the training loop on CUDA only
     cache.check_writable()
-
-
-def _training_work(s) -> float:
-    """A chapter's training, in proportion: optimiser steps x batch x width^2 x input pixels
-    (two views in AugShift) x seeds of the verdict's arms. Only ratios of it mean anything."""
-    if "scene_height" in s:
-        pixels = s.scene_height * s.scene_width
-    elif "margin" in s:
-        pixels = 2 * (s.image_size + 2 * s.margin) ** 2
-    else:
-        pixels = (s.image_size * s.grid) ** 2
-    return s.steps(s.epochs) * s.batch_size * s.width ** 2 * pixels * s.n_seeds
-
-
-# The default book's chapters each took about 3 minutes on the 2-core CPU (book/reproduce.md).
-DEFAULT_CHAPTER_MINUTES = 3
-
-
-def warn_gpu_profile_on_cpu(key: str, settings) -> None:
-    """A profile sized for a GPU, started where torch sees none, would run for hours or
-    days without a word: say so, with a rough length, before the kernel starts."""
-    import torch
-
-    if settings is None or settings.profile not in ("gpu", "paper") \
-            or torch.cuda.is_available():
-        return
-    ratio = _training_work(settings) / _training_work(chapter_settings(key, "default"))
-    hours = ratio * DEFAULT_CHAPTER_MINUTES / 60
-    print(f"warning: the {settings.profile} profile is sized for a GPU and torch sees none: "
-          f"its verdict's training is about {ratio:.0f}x the default profile's, so roughly "
-          f"{hours:.0f} hours here (the default chapter takes about {DEFAULT_CHAPTER_MINUTES} "
-          f"min on a 2-core CPU); Ctrl-C stops it and keeps what ran", file=sys.stderr,
-          flush=True)
 
 
 def missing_data(settings) -> list[str]:
