@@ -460,3 +460,15 @@ def test_table_2_compares_arms_at_the_seeds_they_share():
     shared = at_shared_seeds(results)
     assert {r.seed for r in shared} == {0, 1} and len(shared) == 4
     assert summarise(shared)["baseline"]["consistency"][0] == pytest.approx(0.905)
+
+
+def test_consistency_gain_reads_the_verdicts_budget_only():
+    # gpu: run_experiment also measures the verdict's arms at the sweep's shorter budget
+    from posinfo.augshift import consistency_gain, verdict_arms
+    s = posinfo.chapter_settings("augshift", "smoke")
+    base, aug = verdict_arms(s)
+    short = [_result(base, 300, 0.1), _result(aug, 300, 0.9)]
+    for r in short:
+        r.epochs = 1
+    results = [_result(base, 300, 0.90), _result(aug, 300, 0.92)] + short
+    assert consistency_gain(results, s) == pytest.approx({300: 0.02})

@@ -220,11 +220,13 @@ def per_seed(results: list[RunResult], arm: str, metric: str, budget=None) -> di
 
 def consistency_gain(results: list[RunResult], settings, budget=None) -> dict:
     """Claim 3's per-seed statistic, {seed: gain}: AugShift's whole-digit consistency (at
-    ``augshift_lambda``, no BlurPool) minus the baseline's at the same seed; with
-    ``budget``, both after that many epochs of training. Arms whose seeds differ are
-    refused."""
+    ``augshift_lambda``, no BlurPool) minus the baseline's at the same seed, from the runs
+    trained for the verdict's ``epochs`` (``run_experiment``'s results, whole or
+    ``at_budget``); with ``budget``, both after that many epochs of those runs. Arms whose
+    seeds differ are refused."""
     from .verdict import paired_by_seed
 
+    results = [r for r in results if r.epochs in (None, settings.epochs)]
     baseline, aug = verdict_arms(settings)
     seeds, treated, control = paired_by_seed(
         per_seed(results, aug, "consistency", budget),
