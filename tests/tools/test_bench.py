@@ -93,6 +93,14 @@ def test_the_gpu_bench_runs_every_arm_on_the_cpu_and_checks_it_against_eager(tmp
     assert result["summary"]["best"] == "graphed"
     assert multiprocessing.active_children() == []  # no run outlives its arm
     assert "graphed: " in capsys.readouterr().out
+    # Committed as the GPU part's bench, it renders on the GPU page (make html).
+    from posinfo.tools.report import gpu_run_markdown
+
+    log = tmp_path / "gpu_book.log"
+    log.write_text("08:00:01 environment: machine CPU\n")
+    page = gpu_run_markdown(log, path, path, folder=tmp_path)
+    assert "`python -m posinfo.tools.bench --gpu` on CPU" in page
+    assert "Best: graphed" in page and "2 graphed runs at once" in page
 
 
 def test_projections_and_the_target():

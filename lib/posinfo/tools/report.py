@@ -246,6 +246,12 @@ def _bench_rows(bench: dict) -> dict:
             for name, a in bench["arms"].items() if a.get("status") == "ok"}
 
 
+def budget(bench: dict) -> str:
+    """The --budget the bench of ``bench`` ran with ("" for a bench without budgets)."""
+    given = bench["config"].get("budget_s")
+    return "" if given is None else f" --budget {given:g}"
+
+
 def gpu_run_markdown(log: Path = GPU_LOG, bench: Path = GPU_BENCH,
                      bench_in_run: Path = GPU_BENCH_IN_RUN, folder: Path = GPU_BOOK) -> str:
     """The GPU part's page: which commit and machine each chapter (in ``folder``) ran on,
@@ -274,8 +280,8 @@ def gpu_run_markdown(log: Path = GPU_LOG, bench: Path = GPU_BENCH,
         h, best = b["header"], b["summary"]
         lines += [f"Training-step speed of the paper's CIFAR-10 location run (ResNet-18 width "
                   f"64, batch 48, bf16, channels_last; 96 px canvases built on the GPU from "
-                  f"random 32 px RGB images), measured by `python -m posinfo.tools.bench --gpu "
-                  f"--budget {b['config']['budget_s']:g}` on {h['device']} (torch "
+                  f"random 32 px RGB images), measured by `python -m posinfo.tools.bench --gpu"
+                  f"{budget(b)}` on {h['device']} (torch "
                   f"{h['torch']}, {h['date'][:10]}), called on its own right after the book, "
                   f"every arm in the same run:", "", "```text",
                   format_table(_bench_rows(b), index="arm"), "```", "",
@@ -290,7 +296,7 @@ def gpu_run_markdown(log: Path = GPU_LOG, bench: Path = GPU_BENCH,
                 def moved(a, name):
                     return abs(a["canvases_per_s"] / b["arms"][name]["canvases_per_s"] - 1)
                 lines += ["", f"The bench inside the book's run, a minute earlier with the "
-                          f"{r['config']['budget_s']:g} s its deadline left (compile arms "
+                          f"{r['config'].get('budget_s', '?')} s its deadline left (compile arms "
                           f"skipped), measured eager at {eager['canvases_per_s']:.0f} "
                           f"canvases/s and {best['best']} at {fast['canvases_per_s']:.0f} "
                           f"({fast['vs_eager']:.2f}x eager). Between the two runs eager moved "

@@ -189,6 +189,7 @@ def several_arm(cfg, device, capture: bool, k: int, reference: list, single: flo
         (max(r["end"] for r in runs) - min(r["start"] for r in runs))
     return {"status": "ok", "runs": k, "per_run_canvases_per_s": rates,
             "canvases_per_s": sum(rates), "vs_one_graphed_run": sum(rates) / single,
+            "ms_per_step": cfg.batch_size / sum(rates) * 1e3,  # one step of any of the k
             "windows_overlap": max(0.0, overlap), "captured": capture,
             "setup_s": max(r["setup_s"] for r in runs),
             "check": {"ok": all(c["ok"] for c in checks),
