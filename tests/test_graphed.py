@@ -1,8 +1,9 @@
 """The graphed training path (posinfo.graphed), as far as a CPU can check it, and the pin that
 keeps the CPU path of train.fit as it was: the default book's cache and verdicts depend on it.
 
-What needs a GPU (the capture and replay themselves, their speed) is checked by the bench's
-``library fit`` arm: ``python -m posinfo.tools.bench --gpu``."""
+What needs a GPU (the capture and replay themselves, their speed) is checked by
+``python -m posinfo.tools.bench.gpu_check`` and the bench's ``graphed`` arm
+(``python -m posinfo.tools.bench --gpu``)."""
 import contextlib
 
 import pytest
