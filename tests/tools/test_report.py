@@ -144,7 +144,8 @@ def test_a_notebook_without_a_record_is_marked_on_the_front_page(tmp_path):
     assert NO_RECORD not in _cell(recorded["verdicts"][0], recorded, "link")
 
 
-@pytest.mark.skipif(not GPU_LOG.exists(), reason="no GPU run yet")
+@pytest.mark.skipif(not GPU_LOG.exists(), reason="no GPU run yet: python -m "
+                    "posinfo.tools.gpu_book writes book/gpu/gpu_book.log, which un-skips this")
 def test_the_gpu_page_shows_what_the_runs_log_and_bench_say():
     """The GPU part's numbers are read from its log and bench JSON, never typed: every
     chapter's seconds and status from the log's summary, and the bench's best arm."""
