@@ -44,8 +44,7 @@ from .train import PLAN_ENV
 from .verdict import MAX_SEEDS, Rule, check_level, t_interval
 
 PILOT_DIR = Path(__file__).resolve().parents[2] / "book" / "pilots"
-# The previous edition's verdict seeds, seen, are this edition's pilot seeds.
-PILOT_SEEDS = tuple(range(100, 106))
+# A redesigned chapter's pilot seeds are its previous edition's verdict seeds, seen.
 # Chapter 3's third edition: ten of its second edition's verdict seeds, 200-211
 # (settings.SECOND_EDITION_SEED), seen, are its pilot seeds.
 AUGSHIFT_PILOT_SEEDS = tuple(range(200, 210))
