@@ -138,3 +138,64 @@ def test_a_knob_left_out_of_model_config_is_caught(monkeypatch):
     monkeypatch.setitem(CONFIGS, "gap_keeps_position", [without_hflip])
     left_out, changed = knobs_left_out("gap_keeps_position", "paper")
     assert "hflip" in changed and "hflip" in left_out
+
+
+# ---- ... and every key of model_config reaches the task or the network it trains -----------
+# The recipe keys reach the training loop itself (cached_fit reads them from the config).
+RECIPE = {"epochs", "batch_size", "lr", "betas", "seed", "target"}
+# Every other dataset is a real one, which needs files in data/ (data/README.md).
+NEEDS_DATA = {"dataset"}
+
+
+def built(config: dict) -> tuple:
+    """What a classifier run builds from its config alone (as train_classifier does): the
+    task's first training batch and test set, and the untrained network."""
+    import torch
+
+    from posinfo.canvas import make_task
+    from posinfo.settings import Settings
+    from posinfo.train import build_model, seed_everything
+
+    task = make_task(Settings(config), config["target"], device="cpu")
+    x, y, cells = next(task.train_batches(8, torch.Generator().manual_seed(0)))
+    seed_everything(0)
+    model = build_model(config, task)
+    return (x.sum().item(), y.tolist(), cells.tolist(), len(task.test), repr(model),
+            sum(p.sum().item() for p in model.parameters()))
+
+
+def dead_keys(profile: str) -> list[str]:
+    """Keys of chapter 1's model_config at ``profile`` that no accepted change of their
+    knob carries into the built task or network."""
+    chapter = "gap_keeps_position"
+    base = chapter_settings(chapter, profile)
+    before, config = built(model_config(base)), model_config(base)
+    dead = []
+    for knob in sorted(set(config) - RECIPE - NEEDS_DATA):
+        # any accepted other value will do: n_train + 1 is no change where n_train already
+        # takes every image (the default profile's digits), n_train - 1 is
+        tried = []
+        for other in alternatives(base[knob]):
+            try:
+                varied = chapter_settings(chapter, profile, **{knob: other})
+            except ValueError:
+                continue
+            tried.append(built(model_config(varied)) != before)
+            if tried[-1]:
+                break
+        if tried and not any(tried):
+            dead.append(knob)
+    return dead
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default"])
+def test_every_key_of_model_config_reaches_the_built_task_or_network(profile):
+    assert dead_keys(profile) == []
+
+
+def test_a_key_the_network_ignores_is_caught(monkeypatch):
+    from posinfo import train
+    build = train.build_model
+    monkeypatch.setattr(train, "build_model",
+                        lambda config, task: build({**config, "padding": "zeros"}, task))
+    assert dead_keys("smoke") == ["padding"]
