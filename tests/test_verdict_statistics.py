@@ -14,7 +14,6 @@ value}`` of the statistic, or ``settings -> ({seed: treated}, {seed: control})``
 arms (the record's per-seed values are then treated - control). A chapter whose row is still
 ``PENDING`` is listed as a skip naming what fills it; a chapter with no row fails.
 """
-import json
 import os
 
 import pytest
@@ -24,7 +23,7 @@ from posinfo.run import chapter_sources, execute
 from posinfo.segment import segmentation_budgets
 from posinfo.settings import chapter_settings
 from posinfo.train import accuracy_above_chance, model_config, train_classifier
-from posinfo.verdict import RECORD_MIME
+from posinfo.verdict import records
 
 # The per-seed values of a statistic recomputed from the same cached models on the same
 # machine: only the order of float sums inside one evaluation may differ.
@@ -61,12 +60,6 @@ CLAIM_STATISTICS = {
     # claim 5: chapter 5's redesign (sides) fills this row, its control verdict included
     "region_attack": (5, PENDING),
 }
-
-
-def chapter_records(notebook) -> list[dict]:
-    nb = json.loads(notebook.read_text())
-    return [out["metadata"][RECORD_MIME] for cell in nb["cells"] if cell["cell_type"] == "code"
-            for out in cell.get("outputs", []) if RECORD_MIME in out.get("metadata", {})]
 
 
 def statistic_problems(record: dict, expected) -> list[str]:
@@ -119,12 +112,12 @@ def test_a_chapter_judges_its_claims_statistic(key, smoke_cache, tmp_path):
                     f"the library function of its per-seed values to un-skip")
     notebook = tmp_path / f"{key}.ipynb"
     execute(key, chapter_sources()[key], notebook, {"profile": "smoke"})
-    records = chapter_records(notebook)
-    assert sorted(r["label"] for r in records) == sorted(functions), \
-        f"{key}: records {[r['label'] for r in records]}, table {sorted(functions)}"
+    kept = records(notebook)
+    assert sorted(r["label"] for r in kept) == sorted(functions), \
+        f"{key}: records {[r['label'] for r in kept]}, table {sorted(functions)}"
     settings = chapter_settings(key, "smoke")
     problems = []
-    for record in records:
+    for record in kept:
         assert record["claim"] == claim
         problems += statistic_problems(record, functions[record["label"]](settings))
     assert problems == []

@@ -9,7 +9,7 @@ import pytest
 
 from posinfo.run import BOOK, chapter_sources
 from posinfo.tools.report import NO_RECORD, chapter_verdict, gpu_run_markdown, verdict_markdown
-from posinfo.verdict import RECORD_MIME, Rule, judge
+from posinfo.verdict import RECORD_MIME, Rule, judge, records
 
 STEMS = [p.stem for p in chapter_sources().values()]
 GPU_NOTEBOOKS = sorted((BOOK / "gpu").glob("*.ipynb"))
@@ -90,16 +90,9 @@ def test_the_front_page_shows_each_verdict_the_chapters_printed():
                     f"n = {v['n']}, {v['epochs']} epochs, `{v['profile']}` (")
                 assert v["profile"] == profile and f"</{where}/{stem}>" in cells[column]
                 # a notebook without a record is marked; one with records is not
-                assert (NO_RECORD in cells[column]) == (not kept_records(notebook))
+                assert (NO_RECORD in cells[column]) == (not records(notebook))
     assert sorted(rows) == sorted(claims)
     assert len({row.split(" ")[0] for row in claims}) == len(STEMS)
-
-
-def kept_records(notebook) -> list[dict]:
-    """The verdict records a notebook's outputs keep, read without the report's code."""
-    nb = json.loads(notebook.read_text())
-    return [out["metadata"][RECORD_MIME] for cell in nb["cells"]
-            for out in cell.get("outputs", []) if RECORD_MIME in out.get("metadata", {})]
 
 
 def _notebook(path, line: str, record: dict | None):
