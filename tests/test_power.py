@@ -69,6 +69,7 @@ def test_a_far_effect_takes_the_floor_and_a_short_pilot_is_refused():
     size = pilots.sample_size([0.5, 0.51, 0.49, 0.5, 0.52, 0.48, 0.5, 0.5], 0.01, 0.95, 7)
     assert size["n"] == pilots.MIN_SEEDS and size["expected"] == "holds"
     assert size["p_decided"] > 0.99
+    assert pilots.forecast_text(size).startswith("Forecast: holds with probability 1.00 at n = 3")
     with pytest.raises(ValueError, match="at least 8 seeds"):
         pilots.sample_size([0.5, 0.51, 0.49], 0.01, 0.95, 7)
     with pytest.raises(ValueError, match="n must be an integer >= 2"):
