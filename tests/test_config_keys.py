@@ -30,6 +30,11 @@ CONFIGS = {
 # Knobs of the verdict and of the analysis after training: in no key at any profile.
 JUDGING = {"n_seeds": "how many runs, each keyed by its own seed",
            "confidence": "the verdict's interval", "min_effect": "the verdict's rule"}
+# The segmentation chapters' attacks, after training.
+ATTACK = {"channel_fractions": "the attack, after training", "verdict_fractions": "the verdict",
+          "n_random": "the attack's random draws", "region_channels": "the attack",
+          "budgets": "snapshots of the same runs",
+          "data": "the paper profile's one real dataset (no alternative trains there)"}
 NOT_IN_KEY = {
     "gap_keeps_position": {
         "paddings": "the ablation's list: each entry reaches its run as padding=",
@@ -48,18 +53,10 @@ NOT_IN_KEY = {
         "ablation_seeds": "how many ablation runs, each keyed by its seed",
         "ablation_epochs": "reaches the ablation runs as epochs=",
         "blur_size": "in the key of the BlurPool arm only, as blurpool="},
-    "position_channels": {
-        "channel_fractions": "the attack, after training", "verdict_fractions": "the verdict",
-        "n_random": "the attack's random draws", "region_channels": "the attack",
-        "budgets": "snapshots of the same runs",
-        "data": "the paper profile's one real dataset (no alternative trains there)"},
-    "region_attack": {
-        "channel_fractions": "the attack, after training", "verdict_fractions": "the verdict",
-        "n_random": "the attack's random draws", "region_channels": "the attack",
-        "region_ranking": "the ranking, after training", "half_score": "the score",
-        "control_mode": "reaches the control's runs as scene mode=",
-        "budgets": "snapshots of the same runs",
-        "data": "the paper profile's one real dataset (no alternative trains there)"},
+    "position_channels": ATTACK,
+    "region_attack": {**ATTACK, "region_ranking": "the ranking, after training",
+                      "half_score": "the score",
+                      "control_mode": "reaches the control's runs as scene mode="},
 }
 CHOICES = [v for v in vars(checks).values()
            if isinstance(v, tuple) and v and all(isinstance(x, str) for x in v)]
