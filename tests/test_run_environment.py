@@ -3,6 +3,7 @@ left in the environment, -p or --out given to --book, relative paths in POSINFO_
 POSINFO_DATA, an --out that cannot hold a notebook, a GPU profile on a CPU; and the locked
 environment every install and every executed notebook names."""
 import os
+import sys
 
 import pytest
 
@@ -27,6 +28,15 @@ def test_a_posinfo_plan_outside_a_plan_pass_is_refused(tmp_path, monkeypatch, ca
     # the plan pass (tools.prefetch plan) names its plan in POSINFO_PLAN_PASS too
     monkeypatch.setenv("POSINFO_PLAN_PASS", str(tmp_path / "plan"))
     assert run.main(["1", "--out", str(tmp_path / "out")]) == 0 and len(kernels) == 1
+
+
+def test_the_plan_pass_marks_its_command_as_one(tmp_path, capfd):
+    from posinfo.tools import prefetch
+
+    check = ("import os; print('marked' if os.environ['POSINFO_PLAN_PASS'] == "
+             "os.environ['POSINFO_PLAN'] else 'unmarked')")
+    assert prefetch.plan(tmp_path / "plan.jsonl", [sys.executable, "-c", check]) == 0
+    assert "marked" in capfd.readouterr().out.split()
 
 
 @pytest.mark.parametrize("extra", [["-p", "profile", "smoke"], ["--out", "X"]])
