@@ -15,8 +15,8 @@ or printed a wrong number. This test stands in for what the masking gives up. Fo
 And, where the notebook kept its verdict records (``posinfo.verdict.show``), each record's
 per-seed values are re-derived here with an implementation independent of ``posinfo.verdict``
 (numpy and ``scipy.stats.t`` directly): the mean, sd and 95% interval they give must be the
-printed line's, the "(primary)" table row's (one per record, in the records' order) and the
-explanation's sd; paired arms must give the stored differences. A self-consistent line
+printed line's, the "(primary)" table rows' (at most one per record, in the records' order)
+and the explanation's sd; paired arms must give the stored differences. A self-consistent line
 rewritten by hand has no per-seed values behind it, and fails. Every chapter of the book's
 first part (book/, the default profile) must keep a record; a `gpu` notebook without one
 (the first edition, executed before verdicts kept records) is listed as a skip naming it.
@@ -210,7 +210,8 @@ def record_problems(nb: dict) -> list:
     lines = {(m["claim"], m["label"] or ""): m for m in VERDICT_LINE.finditer(text)}
     primary = list(PRIMARY_ROW.finditer(text))
     problems = []
-    if len(primary) != len(kept):
+    # a chapter may print no "(primary)" interval row; those it prints are its records' own
+    if len(primary) > len(kept):
         problems.append(f"{len(primary)} '(primary)' rows printed for {len(kept)} records")
     recorded = set()
     for i, record in enumerate(kept):

@@ -39,8 +39,8 @@ chapter uses, two calls:
 - ``label`` names a second verdict on one claim ("Claim 5 (control): ..."); ``level`` is the
   interval's confidence (``settings.confidence``).
 - ``verdict.estimate`` (an ``Estimate``) is what a chapter's "(primary)" table row prints:
-  one "(primary)" row per verdict, in the order the verdicts are shown (the tests pair them
-  by order); ``verdict.explanation()`` is printed after ``show``.
+  at most one "(primary)" interval row per verdict, in the order the verdicts are shown
+  (the tests pair them by order); ``verdict.explanation()`` is printed after ``show``.
 - The chapter's per-seed values come from its claim's one library function, which
   ``tests/test_verdict_statistics.py``'s ``CLAIM_STATISTICS`` names (a chapter fills its
   row there); that test recomputes them from the cached models at the smoke profile.
