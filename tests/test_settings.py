@@ -284,3 +284,15 @@ def test_a_shorter_run_takes_the_ablations_down_and_a_longer_ablation_is_refused
     assert chapter_settings("channel_order", "gpu", epochs=10).ablation_epochs == 10
     with pytest.raises(ValueError, match="ablation_epochs must be at most epochs=10"):
         chapter_settings("channel_order", "gpu", epochs=10, ablation_epochs=20)
+    with pytest.raises(ValueError, match="ablation_epochs must be at most epochs=10"):
+        chapter_settings("channel_order", "gpu", epochs=10, ablation_epochs=20)
+
+
+def test_claim_4_judges_no_fraction_that_zeroes_every_channel():
+    # top-N and random-N would be the same set: the statistic is 0 by construction
+    with pytest.raises(ValueError, match=r"channel_fractions \[1\.0\] within verdict_fractions "
+                                         r"zero all 64 channels"):
+        chapter_settings("position_channels", "default", channel_fractions=(0.2, 1.0),
+                         verdict_fractions=(0.1, 1.0))
+    chapter_settings("position_channels", "default", channel_fractions=(0.2, 1.0),
+                     verdict_fractions=(0.1, 0.5))  # swept, not judged: fine
