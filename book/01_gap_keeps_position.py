@@ -43,8 +43,9 @@ from posinfo.probes import accuracy_with_channels
 from posinfo.tables import format_table, glue_values
 from posinfo.train import (accuracy_above_chance, epochs_for_grid, evaluate,
                            model_config, train_classifier)
-from posinfo.verdict import (Rule, budget_at_ceiling, half_width, judge, show,
-                             t_interval)
+from posinfo.budgets import budget_at_ceiling
+from posinfo.interval import Rule, half_width, t_interval
+from posinfo.verdict import judge, show
 
 figures.setup()
 

@@ -41,8 +41,10 @@ from posinfo.probes import (cell_means, gap_latents, probe_rows, probe_table,
                             selectivity, with_padding)
 from posinfo.tables import compared, format_table, glue_values
 from posinfo.train import model_config, train_classifier
-from posinfo.verdict import (PAPER_STEPS, Rule, budget_label, budget_table,
-                             judge, show, t_interval, where_it_holds)
+from posinfo.budgets import budget_label, budget_table, where_it_holds
+from posinfo.interval import Rule, t_interval
+from posinfo.settings import PAPER_STEPS
+from posinfo.verdict import judge, show
 
 figures.setup()
 

@@ -44,8 +44,9 @@ from posinfo.augshift import augshift_penalty, per_seed
 from posinfo.exercises import check
 from posinfo.parameters import settings_from
 from posinfo.tables import format_table, glue_values
-from posinfo.verdict import (Rule, budget_table, judge, paired_difference,
-                             show, t_interval, where_it_holds)
+from posinfo.budgets import budget_table, where_it_holds
+from posinfo.interval import Rule, paired_difference, t_interval
+from posinfo.verdict import judge, show
 
 figures.setup()
 

@@ -41,8 +41,10 @@ from posinfo.parameters import settings_from
 from posinfo.scenes import CLASSES, PALETTE, colorize, make_scenes
 from posinfo.segment import segmentation_budgets, segmentation_setup
 from posinfo.tables import compared, format_table, glue_values
-from posinfo.verdict import (PAPER_STEPS, Rule, budget_label, budget_table,
-                             judge, show, t_interval, where_it_holds)
+from posinfo.budgets import budget_label, budget_table, where_it_holds
+from posinfo.interval import Rule, t_interval
+from posinfo.settings import PAPER_STEPS
+from posinfo.verdict import judge, show
 
 figures.setup()
 

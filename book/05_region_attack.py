@@ -43,8 +43,9 @@ from posinfo.sides import (attack_sets, class_matched, class_table,
                            region_table, side_experiments, side_scores,
                            side_statistic, side_statistics, side_table)
 from posinfo.tables import format_table, glue_values
-from posinfo.verdict import (Rule, budget_table, judge, show, t_interval,
-                             where_it_holds)
+from posinfo.budgets import budget_table, where_it_holds
+from posinfo.interval import Rule, t_interval
+from posinfo.verdict import judge, show
 
 figures.setup()
 

@@ -11,7 +11,7 @@ from posinfo.geometry import feature_size
 from posinfo.invariance import accuracy_vs_shift, consistency, latent_distance, position_bins
 from posinfo.models import BlurPool, build_backbone, build_classifier
 from posinfo.shifts import ShiftTask, centred_canvases, shift_views
-from posinfo.verdict import paired_difference
+from posinfo.interval import paired_difference
 
 
 def _task(n=12, size=6, margin=3, protocol="crop", background="zeros"):

@@ -22,8 +22,10 @@ from posinfo.settings import Settings, chapter_settings
 from posinfo.shifts import make_shift_task
 from posinfo.tools.report import chapter_verdict
 from posinfo.train import fit
-from posinfo.verdict import (PAPER_BATCH, PAPER_EPOCHS, PAPER_STEPS, PAPER_TRAIN_IMAGES, Rule,
-                             budget_label, budget_table, judge, t_interval, where_it_holds)
+from posinfo.budgets import budget_label, budget_table, where_it_holds
+from posinfo.interval import Rule, t_interval
+from posinfo.settings import PAPER_BATCH, PAPER_EPOCHS, PAPER_STEPS, PAPER_TRAIN_IMAGES
+from posinfo.verdict import judge
 
 GAIN = Rule("gain", 0.02)
 HOLDS, DOES_NOT, STRADDLES = (t_interval([0.10, 0.11, 0.12]), t_interval([0.0, 0.001, -0.001]),
@@ -245,7 +247,7 @@ def test_the_front_page_still_reads_a_chapter_that_prints_budgets_in_steps(tmp_p
 
 
 def test_a_budget_at_the_ceiling_is_said_to_be_why_a_chapter_stops_short():
-    from posinfo.verdict import budget_at_ceiling
+    from posinfo.budgets import budget_at_ceiling
     at = budget_at_ceiling(4, 23, [1.0, 1.0, 0.9995], "location accuracy")
     assert at.startswith("Trained for 92 steps (4 epochs), 0.4% of the paper's 20,833")
     assert "at its ceiling of 1 at every seed" in at and "cannot raise it" in at

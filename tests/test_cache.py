@@ -58,7 +58,8 @@ def test_editing_a_training_module_changes_the_key_and_a_figure_module_does_not(
                               lambda s: s + "\ndef f():\n    pass\n") != base
     # comments, and every module that draws, launches or judges, leave trained models valid
     assert _fingerprint_after(package_copy, "models.py", lambda s: s + "\n# a comment\n") == base
-    for module in ("figures.py", "run.py", "verdict.py", "tools/report.py",
+    for module in ("figures.py", "run.py", "verdict.py", "interval.py", "power.py",
+                   "budgets.py", "pilots.py", "tools/report.py",
                    "tools/bench/cpu.py"):
         assert (package_copy / module).exists(), module  # a moved module must be named here
         assert _fingerprint_after(package_copy, module, lambda s: s + "\nX = 1\n") == base

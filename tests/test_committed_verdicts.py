@@ -31,7 +31,8 @@ import pytest
 from scipy import stats
 
 from posinfo.run import BOOK
-from posinfo.verdict import OUTCOMES, RECORD_MIME, Estimate, Rule, VERDICT_LINE, decide, signed
+from posinfo.interval import OUTCOMES, Estimate, Rule, decide, signed
+from posinfo.verdict import RECORD_MIME, VERDICT_LINE
 
 NOTEBOOKS = [*sorted(BOOK.glob("[0-9][0-9]_*.ipynb")),
              *sorted((BOOK / "gpu").glob("[0-9][0-9]_*.ipynb"))]
@@ -372,7 +373,8 @@ def test_a_labelled_second_verdict_is_checked_and_an_unparsable_one_is_reported(
 # ---- a notebook that keeps its records, executed here: what the book's chapters do ---------
 RECORDED_SOURCE = r'''
 from posinfo.tables import format_table
-from posinfo.verdict import Rule, judge, show
+from posinfo.interval import Rule
+from posinfo.verdict import judge, show
 print("profile     smoke\nn_seeds     3\nconfidence  0.95")
 rule = Rule("gain", 0.05)
 verdict = judge(3, rule, {201: 0.31, 200: 0.12, 202: 0.2},

@@ -14,7 +14,7 @@ from posinfo.probes import accuracy_with_channels, gap_latents, probe_table, wit
 from posinfo.scenes import CLASSES
 from posinfo.segment import build_segmenter
 from posinfo.train import evaluate
-from posinfo.verdict import half_width, t_interval
+from posinfo.interval import half_width, t_interval
 
 
 def _digits(n=6, size=8, seed=0):

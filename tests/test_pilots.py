@@ -3,12 +3,12 @@ settings they fixed (a profile's n_seeds and task are the pilot's, never tuned a
 
 import pytest
 
-from posinfo import pilots
+from posinfo import pilots, power
 from posinfo.checks import PROFILES
 from posinfo.settings import chapter_settings
 
 
-# The sample size by power (pilots.outcome_probabilities, seeds_for_power, sample_size):
+# The sample size by power (power.outcome_probabilities, seeds_for_power, sample_size):
 # tests/test_power.py.
 
 
@@ -34,7 +34,7 @@ def test_a_committed_pilot_record_fixed_its_profiles_settings(chapter, profile):
     else:
         assert s.n_seeds == record["sample_size"]["n"]
         assert s.half_score == record["half_score"]  # the criterion's choice
-        assert len(record["pilot_seeds"]) >= pilots.MIN_PILOT_SEEDS
+        assert len(record["pilot_seeds"]) >= power.MIN_PILOT_SEEDS
     assert record["previous_edition"]  # the chapter quotes the edition it replaces
 
 

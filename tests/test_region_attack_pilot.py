@@ -3,7 +3,7 @@ segmenters alone (one stray pixel's reach), and the seeds by the power rule."""
 import pytest
 import torch
 
-from posinfo import pilots, segment, sides
+from posinfo import pilots, power, segment, sides
 
 SEEDS = tuple(range(8))
 
@@ -46,7 +46,7 @@ def test_the_pilot_keeps_truth_class_miou_when_no_stray_pixel_can_swing_it(stand
         own = (2 - (990 - seed) / 1000 - 1000 / (1010 + seed)) / 3
         assert value == pytest.approx(own / 2)
     size = record["sample_size"]
-    assert size["n"] >= pilots.MIN_SEEDS and size["expected"] in ("holds", "does not hold")
+    assert size["n"] >= power.MIN_SEEDS and size["expected"] in ("holds", "does not hold")
 
 
 def test_a_class_of_a_few_pixels_makes_the_pilot_choose_pixel_accuracy(stand_ins):

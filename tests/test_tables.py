@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from posinfo.tables import compared, format_table, glue_values
-from posinfo.verdict import t_interval
+from posinfo.interval import t_interval
 
 
 def test_glue_values_glues_each_value_as_a_table_prints_it(monkeypatch):

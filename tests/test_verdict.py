@@ -1,15 +1,17 @@
 """The verdict rules on synthetic per-seed numbers whose answers are known by hand."""
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from posinfo import power
+from posinfo.interval import Estimate, Rule, decide, paired_difference, t_interval
+from posinfo.power import MAX_SEEDS
 from posinfo.tables import format_table
-from posinfo.verdict import (MAX_SEEDS, RECORD_MIME, VERDICT_LINE, Estimate, Rule, Verdict,
-                             decide, judge, paired_difference, records, seeds_needed, show,
-                             t_interval)
+from posinfo.verdict import RECORD_MIME, VERDICT_LINE, Verdict, judge, records, show
 
 GAIN = Rule("gain", 0.02)
 
@@ -39,19 +41,32 @@ def test_an_interval_that_straddles_the_rule_is_inconclusive_and_says_what_would
     est = t_interval([0.0, 0.04, 0.08])  # mean 0.04, sd 0.04: [-0.059, +0.139]
     verdict = judge(3, GAIN, est)
     assert verdict.outcome == "inconclusive"
-    n = seeds_needed(est, GAIN)
-    assert n is not None and n > 3
-    assert f"about {n} seeds" in verdict.explanation()
-    # at that many seeds, an interval with the same mean and spread clears the rule...
-    half = lambda k: est.sd * float(__import__("scipy").stats.t.ppf(0.975, k - 1)) / k ** 0.5
-    assert half(n) < est.value - GAIN.threshold <= half(n - 1)
+    text = verdict.explanation()
+    found = re.search(r"about (\d+) seeds would give an 80% chance of a decided outcome, "
+                      r"most likely '(holds|does not hold)'", text)
+    assert found, text
+    n = int(found[1])
+    # the fewest seeds whose verdict, at this mean and sd, is decided 80% of the time...
+    decided = [1 - power.outcome_probabilities(est.value, est.sd, k, GAIN)["inconclusive"]
+               for k in (n - 1, n)]
+    assert decided[0] < power.POWER <= decided[1]
+    # ...and the likelier decision there (a mean above the threshold: holds)
+    assert found[2] == "holds"
+    assert "(mean +0.040, sd 0.040 per seed)" in text
 
 
-def test_seeds_needed_hand_worked():
-    # sd 1, gap 1: t(0.975, 5)/sqrt(6) = 1.0497 > 1, t(0.975, 6)/sqrt(7) = 0.9248 < 1 -> 7
-    est = Estimate(1.0, -1.0, 3.0, 3, 0.95, 1.0)
-    assert seeds_needed(est, Rule("x", 0.0)) == 7
-    assert seeds_needed(Estimate(0.0, -1, 1, 3, 0.95, 1.0), Rule("x", 0.0)) is None  # on the line
+def test_the_seeds_an_explanation_asks_for_decide_more_often_than_the_half_width_rule():
+    # sd 1, gap 1: the old rule (expected half-width below the gap) asked for 7 seeds, at
+    # which a verdict is decided only about 60% of the time; the power rule asks for more
+    p7 = power.outcome_probabilities(1.0, 1.0, 7, Rule("x", 0.0))
+    assert 0.55 < p7["holds"] < 0.65
+    text = judge(1, Rule("x", 0.0), Estimate(1.0, -1.0, 3.0, 3, 0.95, 1.0)).explanation()
+    assert int(re.search(r"about (\d+) seeds", text)[1]) > 7
+    below = judge(1, Rule("x", 0.0), Estimate(-1.0, -3.0, 1.0, 3, 0.95, 1.0)).explanation()
+    assert "most likely 'does not hold'" in below
+    # on the line: never decided more often than 1 - level, whatever the seeds
+    on_line = judge(1, Rule("x", 0.0), Estimate(0.0, -1, 1, 3, 0.95, 1.0)).explanation()
+    assert "no practical number of seeds" in on_line
 
 
 def test_one_seed_is_inconclusive_whatever_its_value():
@@ -123,7 +138,7 @@ def test_format_table_aligns_labels_left_and_values_right():
 
 
 def test_a_budget_curve_reports_each_outcome_and_where_the_claim_first_holds():
-    from posinfo.verdict import budget_table, where_it_holds
+    from posinfo.budgets import budget_table, where_it_holds
     curve = {4: t_interval([0.10, 0.11, 0.12]), 1: t_interval([0.0, 0.001, -0.001]),
              2: t_interval([0.0, 0.08, 0.04])}
     table = budget_table(curve, GAIN, "gain [CI]").splitlines()
@@ -158,21 +173,17 @@ def test_identical_values_give_a_zero_width_interval_at_exactly_that_value():
     assert decide(est, Rule("x", 0.5)) == "holds"
     assert decide(est, Rule("x", 0.889)) == "inconclusive"  # on the line: strict, see above
     assert decide(est, Rule("x", 0.95)) == "does not hold"
-    # with no spread, two seeds decide any mean off the threshold; a mean on it, none
-    assert seeds_needed(est, Rule("x", 0.5)) == 2
-    assert seeds_needed(est, Rule("x", 0.889)) is None
+    # with no spread, a mean on the threshold is never decided
     assert "no practical number of seeds" in judge(1, Rule("x", 0.889), est).explanation()
 
 
-def test_seeds_needed_stops_at_its_cap_and_says_so():
-    from scipy import stats
-    # sd 1: the half-width at MAX_SEEDS seeds is t(0.975, 999) / sqrt(1000) = 1.962341 / 31.6228
-    at_cap = float(stats.t.ppf(0.975, MAX_SEEDS - 1)) / MAX_SEEDS ** 0.5
-    assert at_cap == pytest.approx(0.062055, abs=1e-6)
-    just_enough = Estimate(at_cap * 1.0001, -1.0, 1.0, 3, 0.95, 1.0)
-    assert seeds_needed(just_enough, Rule("x", 0.0)) == MAX_SEEDS
-    too_close = Estimate(at_cap * 0.9999, -1.0, 1.0, 3, 0.95, 1.0)
-    assert seeds_needed(too_close, Rule("x", 0.0)) is None
+def test_the_explanation_stops_at_max_seeds_and_says_so():
+    # sd 1: 80% power at MAX_SEEDS (1000) needs a gap of about 2.8 / sqrt(1000) = 0.089
+    reachable = judge(1, Rule("x", 0.0), Estimate(0.1, -1.0, 1.0, 3, 0.95, 1.0)).explanation()
+    n = int(re.search(r"about (\d+) seeds", reachable)[1])
+    assert 700 < n < MAX_SEEDS
+    too_close = Estimate(0.08, -1.0, 1.0, 3, 0.95, 1.0)
+    assert power.outcome_probabilities(0.08, 1.0, MAX_SEEDS, Rule("x", 0.0))["holds"] < 0.8
     assert "no practical number of seeds" in judge(1, Rule("x", 0.0), too_close).explanation()
 
 

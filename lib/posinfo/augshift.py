@@ -224,7 +224,7 @@ def consistency_gain(results: list[RunResult], settings, budget=None) -> dict:
     trained for the verdict's ``epochs`` (``run_experiment``'s results, whole or
     ``at_budget``); with ``budget``, both after that many epochs of those runs. Arms whose
     seeds differ are refused."""
-    from .verdict import paired_by_seed
+    from .interval import paired_by_seed
 
     results = [r for r in results if r.epochs in (None, settings.epochs)]
     baseline, aug = verdict_arms(settings)

@@ -59,9 +59,9 @@ def describe(config: dict) -> str:
 # invalidate trained models (the cache stores weights and loss histories, nothing they compute).
 # A new module is fingerprinted unless it is named here (tests pin the fingerprinted set).
 _NOT_AFFECTING_WEIGHTS = {"figures.py", "run.py", "cache.py", "__init__.py", "verdict.py",
-                          "tables.py", "attack.py", "sides.py", "probes.py", "invariance.py",
-                          "machine.py", "pilots.py", "parameters.py",
-                          "exercises.py", "lockfile.py", "execution.py"}
+                          "interval.py", "power.py", "budgets.py", "tables.py", "attack.py",
+                          "sides.py", "probes.py", "invariance.py", "machine.py", "pilots.py",
+                          "parameters.py", "exercises.py", "lockfile.py", "execution.py"}
 
 
 def fingerprinted_modules() -> list[Path]:

@@ -187,7 +187,8 @@ def budget_curve(curves: dict, threshold: float | None = None, ylabel: str = "",
     budget, so a linear axis would squeeze every CPU budget into its first percent. Without
     ``steps_per_epoch``: epochs only, and no mark (the paper's epochs are of another dataset).
     """
-    from .verdict import PAPER_STEPS, check_steps_per_epoch
+    from .budgets import check_steps_per_epoch
+    from .settings import PAPER_STEPS
 
     per_epoch = 1 if steps_per_epoch is None else check_steps_per_epoch(steps_per_epoch)
     fig, ax = plt.subplots(figsize=(5.5, 3.0))

@@ -25,7 +25,7 @@ import numpy as np
 from .datasets import NUM_CLASSES
 from .permute import retention
 from .train import model_config, train_budgets, train_classifier
-from .verdict import paired_by_seed, t_interval
+from .interval import paired_by_seed, t_interval
 
 TASKS = ("location", "class")
 JUDGED = ("baseline", "after GAP")  # the verdict's two arms

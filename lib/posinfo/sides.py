@@ -323,7 +323,7 @@ def side_table(scores_by_seed: list, confidence: float) -> dict:
     """Claim 5's numbers over segmenters, each with its interval: every attack's own-half
     drop and other-half change on their own, then the primary statistic. Rows for
     ``tables.format_table``."""
-    from .verdict import t_interval
+    from .interval import t_interval
 
     drops = [side_drops(scores) for scores in scores_by_seed]
     rows = {}

@@ -9,7 +9,8 @@ import pytest
 
 from posinfo.run import BOOK, chapter_sources
 from posinfo.tools.report import NO_RECORD, chapter_verdict, gpu_run_markdown, verdict_markdown
-from posinfo.verdict import RECORD_MIME, Rule, judge, records
+from posinfo.interval import Rule
+from posinfo.verdict import RECORD_MIME, judge, records
 
 STEMS = [p.stem for p in chapter_sources().values()]
 GPU_NOTEBOOKS = sorted((BOOK / "gpu").glob("*.ipynb"))
