@@ -61,7 +61,7 @@ figures.setup()
 # %% tags=["parameters"]
 profile = posinfo.default_profile()  # "default" unless POSINFO_PROFILE says so
 seed = None  # first verdict seed (300); runs use seed .. seed + n_seeds - 1
-augshift_lambda = None  # consistency weight of the arm the verdict judges
+augshift_lambda = None  # λ, the consistency term's weight, of the arm the verdict judges
 lambdas = None  # the lambda sweep of Figure 3, e.g. (0.1, 1.0, 10.0)
 shift_protocol = None  # crop (zero-padded canvas) | roll (circular shift)
 image_size = None  # side of the digit, px
@@ -242,11 +242,11 @@ figures.shift_curves(range(settings.max_shift + 1),
 # shift-invariant classifier draws a flat line; the height of the line is its accuracy.
 
 # %% tags=["hide-input"]
-by_weight = {"AugShift": {}, "AugShift + BlurPool": {}}
+by_lambda = {"AugShift": {}, "AugShift + BlurPool": {}}
 for r in shared:
-    series = by_weight["AugShift + BlurPool" if r.blurpool else "AugShift"]
-    series.setdefault(r.lam, []).append(r.consistency)
-figures.metric_vs_weight(by_weight, "consistency (whole digit)",
+    series = by_lambda["AugShift + BlurPool" if r.blurpool else "AugShift"]
+    series.setdefault(r.augshift_lambda, []).append(r.consistency)
+figures.metric_vs_lambda(by_lambda, "consistency (whole digit)",
                          "λ, weight of the latent-consistency term");
 
 # %% [markdown]
@@ -434,10 +434,10 @@ print(check(my_penalty, augshift_penalty, known))
 # ```{admonition} Answer
 # :class: dropdown
 # Look at the three metrics of the verdict's arm against the baseline. The sweep in this
-# run already shows the direction: at $\lambda =$ {glue:text}`ch3_ex_lam_max` AugShift
-# reached whole-digit consistency {glue:text}`ch3_ex_lam_max_consistency`, clean accuracy
-# {glue:text}`ch3_ex_lam_max_accuracy` and a position probe of
-# {glue:text}`ch3_ex_lam_max_probe` (Table 2 has the baseline's at the same seeds). A
+# run already shows the direction: at $\lambda =$ {glue:text}`ch3_ex_lambda_max` AugShift
+# reached whole-digit consistency {glue:text}`ch3_ex_lambda_max_consistency`, clean accuracy
+# {glue:text}`ch3_ex_lambda_max_accuracy` and a position probe of
+# {glue:text}`ch3_ex_lambda_max_probe` (Table 2 has the baseline's at the same seeds). A
 # larger weight pushes the two views' latents together harder, while the classification
 # losses get a smaller share of each gradient step: expect clean accuracy to pay more.
 # Consistency counts equal predictions, right or wrong, so whether it follows the steadier

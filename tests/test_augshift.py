@@ -141,7 +141,8 @@ def test_bad_parameters_are_refused_before_any_training(name, value, message):
 
 
 def test_library_level_checks_name_the_parameter():
-    with pytest.raises(ValueError, match=r"lam must be a finite number >= 0 .*got -1"):
+    with pytest.raises(ValueError,
+                       match=r"augshift_lambda must be a finite number >= 0 .*got -1"):
         AugShiftLoss(-1)
     with pytest.raises(ValueError,
                        match=r"blurpool must be None \(off\) or a filter size in .*got 8"):
@@ -173,9 +174,10 @@ def test_augshift_loss_is_ce_plus_lambda_times_the_latent_mse_by_hand():
     got1, got2, mse = augshift_terms(_GapLogits(), view1, view2, y)
     assert torch.isclose(got1, ce1) and torch.isclose(got2, ce2)
     assert mse.item() == pytest.approx(0.75)
-    for lam in (0.5, 2.5, 10.0):
-        loss = AugShiftLoss(lam)(_GapLogits(), torch.cat([view1, view2]), y)
-        assert loss.item() == pytest.approx(float(ce1 + ce2) + lam * 0.75, rel=1e-6)
+    for augshift_lambda in (0.5, 2.5, 10.0):
+        loss = AugShiftLoss(augshift_lambda)(_GapLogits(), torch.cat([view1, view2]), y)
+        assert loss.item() == pytest.approx(float(ce1 + ce2) + augshift_lambda * 0.75,
+                                            rel=1e-6)
 
 
 class _Offsets(torch.nn.Module):
@@ -353,8 +355,8 @@ def test_variant_runs_train_the_named_arms_with_the_changed_settings(monkeypatch
     seen = []
 
     def fake_measure(name, config, n_pairs, budgets=()):
-        seen.append((name, config["padding"], config["lam"], config["blurpool"],
-                     config["seed"]))
+        seen.append((name, config["padding"], config["augshift_lambda"],
+                     config["blurpool"], config["seed"]))
         return name
 
     monkeypatch.setattr(augshift, "measure", fake_measure)

@@ -47,7 +47,8 @@ NOT_IN_KEY = {
         "ablation_seeds": "how many ablation runs, each keyed by its seed",
         "ablation_epochs": "reaches the ablation runs as epochs="},
     "augshift": {
-        "augshift_lambda": "reaches each run as lam=", "lambdas": "the sweep's list of lam=",
+        "augshift_lambda": "reaches each run as augshift_lambda=",
+        "lambdas": "the sweep's list of augshift_lambda=",
         "n_pairs": "views measured after training", "accuracy_margin": "the verdict's margin",
         "budgets": "snapshots of the same runs",
         "ablation_seeds": "how many ablation runs, each keyed by its seed",

@@ -55,7 +55,7 @@ def fake_measure(monkeypatch):
     def measure(name, config, n_pairs, budgets=()):
         calls.append((name, config["background"], config["seed"]))
         base = 0.90 if config["background"] == "texture" else 0.97
-        gain = 0.02 + 0.001 * (config["seed"] - 200) if config["lam"] > 0 else 0.0
+        gain = 0.02 + 0.001 * (config["seed"] - 200) if config["augshift_lambda"] > 0 else 0.0
         return _Run(base + gain, 0.95)
 
     monkeypatch.setattr(augshift, "measure", measure)

@@ -56,23 +56,24 @@ class AugShiftLoss:
     ``x`` holds the two views stacked (ShiftTask.train_batches).
     """
 
-    def __init__(self, lam: float):
-        self.lam = check_lambda(lam, "lam")
+    def __init__(self, augshift_lambda: float):
+        self.augshift_lambda = check_lambda(augshift_lambda)
 
     def __call__(self, model, x, y):
         ce1, ce2, mse = augshift_terms(model, *x.chunk(2), y)
-        return ce1 + ce2 + self.lam * mse if self.lam else ce1 + ce2
+        return (ce1 + ce2 + self.augshift_lambda * mse if self.augshift_lambda
+                else ce1 + ce2)
 
 
 # ---- training ------------------------------------------------------------------------------
-def augshift_config(settings, lam: float, blurpool: bool, seed: int) -> dict:
+def augshift_config(settings, augshift_lambda: float, blurpool: bool, seed: int) -> dict:
     """Everything that changes one run's weights (the cache key)."""
     keys = ("dataset", "image_size", "normalize", "hflip", "margin", "max_shift",
             "shift_protocol", "background", "padding", "head", "width", "blocks", "epochs",
             "batch_size", "lr", "betas", "n_train", "n_test", "precise_bn")
     config = {k: settings[k] for k in keys}
-    config.update(lam=check_lambda(lam), blurpool=settings.blur_size if blurpool else None,
-                  seed=seed)
+    config.update(augshift_lambda=check_lambda(augshift_lambda),
+                  blurpool=settings.blur_size if blurpool else None, seed=seed)
     return config
 
 
@@ -91,11 +92,13 @@ def train_augshift(config: dict, device=None, use_cache: bool = True,
     seed_everything(config["seed"])  # the weight init
     model = build_classifier(task.in_channels, task.num_outputs, config["width"], config["blocks"],
                              config["padding"], config["head"], config["blurpool"])
-    desc = f"lambda {config['lam']:g} blur {config['blurpool']} seed {config['seed']}"
+    desc = (f"lambda {config['augshift_lambda']:g} blur {config['blurpool']} "
+            f"seed {config['seed']}")
     weights_config = {k: v for k, v in config.items() if k not in _NOT_IN_WEIGHTS}
     history, from_cache = cached_fit(weights_config, model, task,
-                                     loss_fn=AugShiftLoss(config["lam"]), device=device,
-                                     desc=desc, use_cache=use_cache, snapshots=snapshots)
+                                     loss_fn=AugShiftLoss(config["augshift_lambda"]),
+                                     device=device, desc=desc, use_cache=use_cache,
+                                     snapshots=snapshots)
     if config.get("precise_bn"):
         recalibrate_batchnorm(model, task, config["batch_size"], config["seed"], device)
     return TrainedModel(model, task, history, evaluate(model, task, device), from_cache)
@@ -108,7 +111,7 @@ class RunResult:
     ``shifted_accuracy``, ``latent_distance`` and ``position_probe`` are measured on views
     that hold the whole digit; ``cut_consistency`` on pairs in which a view cuts it."""
     arm: str
-    lam: float
+    augshift_lambda: float
     blurpool: bool
     seed: int
     clean_accuracy: float
@@ -136,8 +139,8 @@ def measure(arm: str, config: dict, n_pairs: int, budgets=()) -> RunResult:
     by_budget = {k: whole if k == config["epochs"] else consistency(r.model, r.task, n_pairs)
                  for k, r in runs.items()}
     cut = cut_consistency(model, task, n_pairs)
-    return RunResult(arm, config["lam"], config["blurpool"] is not None, config["seed"],
-                     run.evaluation.accuracy, whole, shifted, cut,
+    return RunResult(arm, config["augshift_lambda"], config["blurpool"] is not None,
+                     config["seed"], run.evaluation.accuracy, whole, shifted, cut,
                      latent_distance(model, task, n_pairs), position_probe_accuracy(model, task),
                      accuracy_vs_shift(model, task)[1], run.from_cache, by_budget,
                      config["epochs"])
@@ -145,13 +148,13 @@ def measure(arm: str, config: dict, n_pairs: int, budgets=()) -> RunResult:
 
 def arms(settings) -> dict:
     """{arm name: (lambda, blurpool)}: baseline, the lambda sweep, BlurPool, and both."""
-    lam = settings.augshift_lambda
+    judged = settings.augshift_lambda
     table = {"baseline": (0.0, False)}
-    for sweep_lam in sorted(set(settings.lambdas) | {lam}):
-        if sweep_lam > 0:
-            table[f"AugShift λ={sweep_lam:g}"] = (sweep_lam, False)
+    for augshift_lambda in sorted(set(settings.lambdas) | {judged}):
+        if augshift_lambda > 0:
+            table[f"AugShift λ={augshift_lambda:g}"] = (augshift_lambda, False)
     table["BlurPool"] = (0.0, True)
-    table[f"AugShift λ={lam:g} + BlurPool"] = (lam, True)
+    table[f"AugShift λ={judged:g} + BlurPool"] = (judged, True)
     return table
 
 
@@ -169,10 +172,10 @@ def run_experiment(settings, progress=print) -> list[RunResult]:
     results = []
     judged = verdict_arms(settings)
     sweep = settings.ablation_epochs
-    for name, (lam, blur) in arms(settings).items():
+    for name, (augshift_lambda, blur) in arms(settings).items():
         seeds = settings.seeds if name in judged else settings.ablations
         for seed in seeds:
-            config = augshift_config(settings, lam, blur, seed)
+            config = augshift_config(settings, augshift_lambda, blur, seed)
             if name in judged:
                 results.append(measure(name, config, settings.n_pairs, settings.budget_epochs))
             if name not in judged or (sweep != settings.epochs and seed in settings.ablations):
@@ -269,13 +272,13 @@ def variant_runs(settings, seeds, names=None, **changes) -> dict:
                    for seed in seeds] for name in names}
 
 
-def running_bn_accuracy(settings, seeds, lam: float = 0.0) -> dict:
+def running_bn_accuracy(settings, seeds, augshift_lambda: float = 0.0) -> dict:
     """{seed: clean accuracy} of already trained runs (cache hits) evaluated with
     BatchNorm's running statistics instead of recomputed ones: what ``precise_bn`` changes,
     for the price of an evaluation."""
     out = {}
     for seed in seeds:
-        config = dict(augshift_config(settings, lam, False, seed), precise_bn=False)
+        config = dict(augshift_config(settings, augshift_lambda, False, seed), precise_bn=False)
         out[seed] = train_augshift(config).evaluation.accuracy
     return out
 
@@ -291,8 +294,9 @@ def reading_values(settings, summary: dict, two_arms: dict, verdict, changes: di
     shared = {"base": baseline, "aug": aug, "blur": "BlurPool", "both": f"{aug} + BlurPool"}
     values.update({f"ch3_shared_{key}_consistency": summary[arm]["consistency"][0]
                    for key, arm in shared.items()})
-    sweep = {lam: name for name, (lam, blur) in arms(settings).items() if not blur}
-    best = {m: max(sweep, key=lambda lam: summary[sweep[lam]][m][0])
+    sweep = {augshift_lambda: name for name, (augshift_lambda, blur) in arms(settings).items()
+             if not blur}
+    best = {m: max(sweep, key=lambda augshift_lambda: summary[sweep[augshift_lambda]][m][0])
             for m in ("consistency", "clean_accuracy")}
     removed = inconsistency_removed(verdict.estimate.value, values["ch3_base_consistency"])
     return {**values, "ch3_n": verdict.estimate.n, "ch3_lambda": f"{settings.augshift_lambda:g}",
@@ -320,10 +324,10 @@ def exercise_answers(settings, results: list[RunResult], record: dict | None) ->
     strongest = summary[f"AugShift λ={max(settings.lambdas):g}"]
     answers = {"ch3_ex_running_range": f"{min(running.values()):.3f}-{max(running.values()):.3f}",
                "ch3_ex_precise_range": f"{min(precise.values()):.3f}-{max(precise.values()):.3f}",
-               "ch3_ex_lam_max": f"{max(settings.lambdas):g}",
-               "ch3_ex_lam_max_consistency": strongest["consistency"][0],
-               "ch3_ex_lam_max_accuracy": strongest["clean_accuracy"][0],
-               "ch3_ex_lam_max_probe": strongest["position_probe"][0],
+               "ch3_ex_lambda_max": f"{max(settings.lambdas):g}",
+               "ch3_ex_lambda_max_consistency": strongest["consistency"][0],
+               "ch3_ex_lambda_max_accuracy": strongest["clean_accuracy"][0],
+               "ch3_ex_lambda_max_probe": strongest["position_probe"][0],
                "ch3_ex_n_hint": len(seeds)}
     if record is not None:
         blank = float(np.mean(record["candidates"][0]["consistency"]))

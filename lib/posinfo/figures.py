@@ -152,11 +152,11 @@ def shift_curves(shifts, curves: dict, colours: dict | None = None):
     return ax
 
 
-def metric_vs_weight(series: dict, ylabel: str, xlabel: str):
-    """{label: {weight: [values over seeds]}} as mean ± std against the weight, log axis;
-    weight 0 sits one decade left of the smallest positive weight."""
-    weights = sorted({w for points in series.values() for w in points})
-    positive = [w for w in weights if w > 0]
+def metric_vs_lambda(series: dict, ylabel: str, xlabel: str):
+    """{label: {augshift_lambda: [values over seeds]}} as mean ± std against AugShift's λ,
+    log axis; λ = 0 sits one decade left of the smallest positive λ."""
+    lambdas = sorted({w for points in series.values() for w in points})
+    positive = [w for w in lambdas if w > 0]
     zero_at = min(positive) / 10 if positive else 0.01
     fig, ax = plt.subplots(figsize=(5.5, 3.0))
     for label, points in series.items():
@@ -166,7 +166,7 @@ def metric_vs_weight(series: dict, ylabel: str, xlabel: str):
                     yerr=[v.std(ddof=1) if len(v) > 1 else 0 for v in values],
                     marker="o", capsize=3, label=label)
     ax.set_xscale("log")
-    ax.set_xticks([w or zero_at for w in weights], [f"{w:g}" for w in weights])
+    ax.set_xticks([w or zero_at for w in lambdas], [f"{w:g}" for w in lambdas])
     ax.minorticks_off()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -152,15 +152,15 @@ def _augshift_sample_size(record: dict, base, seeds, profile: str) -> None:
     from .augshift import augshift_config, measure
 
     chosen = Settings(base, **record["chosen"])
-    lam = chosen.augshift_lambda
-    aug = {seed: measure("aug", augshift_config(chosen, lam, False, seed), chosen.n_pairs)
-           for seed in seeds}
+    augshift_lambda = chosen.augshift_lambda
+    aug = {seed: measure("aug", augshift_config(chosen, augshift_lambda, False, seed),
+                         chosen.n_pairs) for seed in seeds}
     base_consistency = dict(zip(seeds, record["candidates"][-1]["consistency"]))  # chosen
     gains = [aug[k].consistency - base_consistency[k] for k in seeds]  # paired, per seed
     record["sample_size"] = sample_size(gains, chosen.min_effect, chosen.confidence,
                                         SEED_CAPS[profile])
     record["sample_size"]["statistic"] = (f"whole-digit consistency gain at lambda = "
-                                          f"{lam:g}")
+                                          f"{augshift_lambda:g}")
 
 
 # ---- chapter 5 -------------------------------------------------------------------------------
