@@ -16,7 +16,9 @@ And, where the notebook kept its verdict records (``posinfo.verdict.show``), eac
 per-seed values are re-derived here with an implementation independent of ``posinfo.verdict``
 (numpy and ``scipy.stats.t`` directly): the mean, sd and 95% interval they give must be the
 printed line's, the "(primary)" table rows' (at most one per record, in the records' order)
-and the explanation's sd; paired arms must give the stored differences. A self-consistent line
+and the explanation's: its mean and sd, and the seeds that would give an 80% chance of a
+decided outcome with the likelier outcome (a noncentral t, ``scipy.stats.nct``, computed
+here); paired arms must give the stored differences. A self-consistent line
 rewritten by hand has no per-seed values behind it, and fails. Every chapter of the book's
 first part (book/, the default profile) must keep a record; a `gpu` notebook without one
 (the first edition, executed before verdicts kept records) is listed as a skip naming it.
@@ -164,7 +166,12 @@ def verdict_problems(nb: dict) -> list:
 # ---- the records, re-derived without posinfo.verdict --------------------------------------
 PRIMARY_ROW = re.compile(r"\(primary\)\s+(?P<estimate>\S+) \[(?P<level>\d+)% CI (?P<low>\S+), "
                          r"(?P<high>\S+)\]")
-EXPLAINED_SD = re.compile(r"\(sd (?P<sd>\S+) per seed\) about (?P<n>\d+) seeds would decide it")
+# An inconclusive verdict's explanation (``Verdict.explanation``): what more seeds would buy.
+EXPLAINED = re.compile(
+    r"at the observed mean and spread \(mean (?P<mean>\S+), sd (?P<sd>\S+) per seed\),? "
+    r"(?:about (?P<n>\d+) seeds would give an 80% chance of a decided outcome, most likely "
+    r"'(?P<outcome>holds|does not hold)'|(?P<none>no practical number of seeds))")
+POWER, MAX_SEEDS = 0.8, 1000
 
 
 def notebook_records(nb: dict) -> list:
@@ -189,11 +196,31 @@ def rederive(record: dict) -> dict:
     if record["direction"] == "<":
         above, below = high < threshold, low > threshold
     outcome = "holds" if above else "does not hold" if below else "inconclusive"
-    needed = next((k for k in range(2, 1001)
-                   if stats.t.ppf(0.5 + level / 2, k - 1) * sd / math.sqrt(k)
-                   < abs(mean - threshold)), None) if n >= 2 else None
+    needed, likelier = (seeds_for_a_decision(mean, sd, record)
+                        if n >= 2 and outcome == "inconclusive" else (None, None))
     return {"estimate": mean, "low": low, "high": high, "sd": sd, "n": n, "level": level,
-            "outcome": outcome, "needed": needed}
+            "outcome": outcome, "needed": needed, "likelier": likelier}
+
+
+def seeds_for_a_decision(mean: float, sd: float, record: dict):
+    """(fewest seeds k <= MAX_SEEDS, likelier decided outcome at k) whose verdict is decided
+    with probability POWER if the values were normal with this mean and sd; (None, None)
+    when none is. The interval clears the threshold from above when the t statistic
+    (xbar - threshold) / (s / sqrt(k)) passes the t quantile: a noncentral t, k - 1 degrees,
+    noncentrality (mean - threshold) sqrt(k) / sd."""
+    level, threshold = record["level"], record["threshold"]
+    for k in range(2, MAX_SEEDS + 1):
+        q = stats.t.ppf(0.5 + level / 2, k - 1)
+        if sd == 0:
+            above, below = float(mean > threshold), float(mean < threshold)
+        else:
+            nc = (mean - threshold) * math.sqrt(k) / sd
+            above, below = stats.nct.sf(q, k - 1, nc), stats.nct.cdf(-q, k - 1, nc)
+        chances = ({"holds": above, "does not hold": below} if record["direction"] == ">"
+                   else {"holds": below, "does not hold": above})
+        if sum(chances.values()) >= POWER:
+            return k, max(chances, key=chances.get)
+    return None, None
 
 
 def _close(printed: str, value: float) -> bool:
@@ -257,11 +284,18 @@ def record_problems(nb: dict) -> list:
                 problems.append(f"{where}: the (primary) row prints {row.group(0)!r}, its "
                                 f"per-seed values give {got['estimate']:+.3f} "
                                 f"[{got['low']:+.3f}, {got['high']:+.3f}]")
-    for m in EXPLAINED_SD.finditer(text):
-        if not any(_close(m["sd"], g["sd"]) and g["outcome"] == "inconclusive"
-                   and g["needed"] == int(m["n"]) for g in map(rederive, kept)):
-            problems.append(f"explanation: sd {m['sd']} and {m['n']} seeds match no "
-                            f"inconclusive record's per-seed values")
+    explained = list(EXPLAINED.finditer(text))
+    problems += [f"explanation not in the power form: {line.strip()!r}"
+                 for line in text.splitlines() if "seeds would" in line
+                 and not EXPLAINED.search(line)]
+    for m in explained:
+        said = (None, None) if m["none"] else (int(m["n"]), m["outcome"])
+        if not any(_close(m["mean"], g["estimate"]) and _close(m["sd"], g["sd"])
+                   and g["outcome"] == "inconclusive" and (g["needed"], g["likelier"]) == said
+                   for g in map(rederive, kept)):
+            problems.append(f"explanation: mean {m['mean']}, sd {m['sd']} and "
+                            f"{m['n'] or 'no'} seeds ({m['outcome']}) match no inconclusive "
+                            f"record's per-seed values")
     problems += [f"Claim {c}{' (' + label + ')' if label else ''}: a verdict line with no "
                  f"record" for c, label in lines if (c, label) not in recorded and kept]
     return problems
@@ -309,25 +343,66 @@ def _edit_verdict(nb: dict, old: str, new: str) -> dict:
     raise AssertionError(f"{old!r} not found in a verdict line")
 
 
-# The recorded notebook below: the main verdict (gain > +0.050) is inconclusive at
-# +0.060 over n = 3 seeds, its control (control gain > +0.000) holds.
-@pytest.mark.parametrize("old,new,complaint", [
-    # an outcome the interval does not give (decide always saying "holds" would print this)
-    ("inconclusive —", "holds —", "gives ['inconclusive']"),
-    ("holds —", "does not hold —", "gives ['holds']"),
-    # a minimal effect other than the chapter's (the outcome would be the same)
-    ("needs > +0.050", "needs > +0.010", "but the settings say > +0.050"),
-    ("needs > +0.000", "needs < +0.000", "gives ['does not hold']"),
-    # a seed count other than the run's
-    ("n = 3", "n = 4", "n_seeds = 3"),
-    # a number outside its own interval
-    ("= +0.060 [", "= +0.950 [", "outside its interval"),
-    # a level other than the settings' confidence
-    ("[95% CI", "[90% CI", "confidence 0.95"),
-], ids=["outcome-inconclusive", "outcome-holds", "min-effect", "direction", "n", "estimate",
-        "level"])
-def test_a_verdict_line_edited_by_hand_is_caught(recorded_notebook, old, new, complaint):
+def _other_outcome(outcome: str) -> str:
+    """An outcome other than ``outcome`` (what a hand edit, or ``decide`` always saying one
+    thing, would print)."""
+    return "holds" if outcome != "holds" else "does not hold"
+
+
+def hand_edits(nb: dict) -> dict:
+    """{name: (old, new, complaint)}: hand edits of the notebook's verdict lines, each built
+    from what the notebook itself recorded and printed (its records and its settings table),
+    and the complaint each must raise."""
+    main, control = notebook_records(nb)
+    line, control_line = _line(nb).group(0), _line(nb, "control").group(0)
+    settings = printed_settings(nb)
+    rule = f"needs {main['direction']} {signed(main['threshold'])}"
+    moved = f"needs {main['direction']} {signed(main['threshold'] + 0.04)}"
+    flipped = "<" if control["direction"] == ">" else ">"
+    control_rule = f"needs {control['direction']} {signed(control['threshold'])}"
+    flipped_outcome = decide(Estimate(control["estimate"], control["low"], control["high"],
+                                      control["n"], control["level"], control["sd"]),
+                             Rule(control["statistic"], control["threshold"], flipped))
+    # a direction edit the outcome survives would be caught by nothing: the fixture must not
+    assert flipped_outcome != control["outcome"]
+    level = round(100 * main["level"])
+    return {
+        # an outcome the interval does not give (decide always saying one thing would)
+        "outcome-main": (line, line.replace(f"{main['outcome']} —",
+                                            f"{_other_outcome(main['outcome'])} —"),
+                         f"prints {_other_outcome(main['outcome'])!r}, but the rule"),
+        "outcome-control": (control_line, control_line.replace(
+            f"{control['outcome']} —", f"{_other_outcome(control['outcome'])} —"),
+            f"prints {_other_outcome(control['outcome'])!r}, but the rule"),
+        # a minimal effect other than the chapter's (the outcome may well be the same)
+        "min-effect": (line, line.replace(rule, moved), f"but the settings say {rule[6:]}"),
+        "direction": (control_line, control_line.replace(
+            control_rule, f"needs {flipped} {signed(control['threshold'])}"),
+            f"gives [{flipped_outcome!r}]"),
+        # a seed count other than the run's
+        "n": (line, line.replace(f"n = {main['n']}", f"n = {main['n'] + 1}"),
+              f"n_seeds = {settings['n_seeds']}"),
+        # a number outside its own interval
+        "estimate": (line, line.replace(f"= {signed(main['estimate'])} [",
+                                        f"= {signed(main['high'] + 1)} ["),
+                     "outside its interval"),
+        # a level other than the settings' confidence
+        "level": (line, line.replace(f"[{level}% CI", f"[{level - 5}% CI"),
+                  f"confidence {settings['confidence']}"),
+    }
+
+
+HAND_EDITS = ["outcome-main", "outcome-control", "min-effect", "direction", "n", "estimate",
+              "level"]
+
+
+@pytest.mark.parametrize("name", HAND_EDITS)
+def test_a_verdict_line_edited_by_hand_is_caught(recorded_notebook, name):
     assert verdict_problems(recorded_notebook) == []  # the notebook as run passes...
+    edits = hand_edits(recorded_notebook)
+    assert sorted(edits) == sorted(HAND_EDITS)
+    old, new, complaint = edits[name]
+    assert new != old, f"{name}: the edit changed nothing in {old!r}"
     problems = verdict_problems(_edit_verdict(recorded_notebook, old, new))
     assert any(complaint in p for p in problems), problems  # ...the edited copy does not
 
@@ -336,11 +411,13 @@ def test_several_verdict_lines_are_each_checked(recorded_notebook):
     # each line of a chapter with a control is checked on its own
     nb = json.loads(json.dumps(recorded_notebook))
     line = _line(nb, "control").group(0)
+    recorded = notebook_records(nb)[1]["outcome"]
+    other = _other_outcome(recorded)
     cell = next(c for c in _code_cells(nb) if VERDICT_LINE.search(_stdout(c)))
     cell["outputs"].append({"name": "stdout", "output_type": "stream",
-                            "text": line.replace("holds —", "inconclusive —") + "\n"})
+                            "text": line.replace(f"{recorded} —", f"{other} —") + "\n"})
     problems = verdict_problems(nb)
-    assert len(problems) == 1 and "prints 'inconclusive'" in problems[0], problems
+    assert len(problems) == 1 and f"prints {other!r}" in problems[0], problems
 
 
 def test_rounding_only_forgives_an_interval_end_within_half_a_unit_of_the_threshold():
@@ -364,25 +441,29 @@ def test_a_labelled_second_verdict_is_checked_and_an_unparsable_one_is_reported(
                             "text": line.replace(" — ", " - ") + "\n"})
     assert verdict_problems(nb) == [
         f"not in the verdict line's form: {line.replace(' — ', ' - ')!r}"]
-    control = _line(nb, "control").group(0)
+    control = _line(nb, "control")
+    n = int(control["n"])
     assert [p for p in verdict_problems(_edit_verdict(
-        recorded_notebook, control, control.replace("n = 3", "n = 2")))
-        if p.startswith("Claim 3 (control)")]
+        recorded_notebook, control.group(0), control.group(0).replace(f"n = {n}",
+                                                                      f"n = {n - 1}")))
+        if p.startswith(f"Claim {control['claim']} (control)")]
 
 
 # ---- a notebook that keeps its records, executed here: what the book's chapters do ---------
-RECORDED_SOURCE = r'''
+# Its main verdict judges two paired arms, its control one arm; the tests derive what they
+# expect from these values (or from the notebook's own records), never from a printed number.
+TREATED, BASELINE = {201: 0.31, 200: 0.12, 202: 0.2}, {200: 0.1, 201: 0.2, 202: 0.15}
+CONTROL = {200: 0.5, 201: 0.7, 202: 0.6}
+RECORDED_SOURCE = rf'''
 from posinfo.tables import format_table
 from posinfo.interval import Rule
 from posinfo.verdict import judge, show
 print("profile     smoke\nn_seeds     3\nconfidence  0.95")
 rule = Rule("gain", 0.05)
-verdict = judge(3, rule, {201: 0.31, 200: 0.12, 202: 0.2},
-                control={200: 0.1, 201: 0.2, 202: 0.15}, arms=("treated", "baseline"))
-control = judge(3, Rule("control gain", 0.0), {200: 0.5, 201: 0.7, 202: 0.6},
-                label="control")
-print(format_table({"gain (primary)": {"estimate [CI]": verdict.estimate},
-                    "control (primary)": {"estimate [CI]": control.estimate}}))
+verdict = judge(3, rule, {TREATED!r}, control={BASELINE!r}, arms=("treated", "baseline"))
+control = judge(3, Rule("control gain", 0.0), {CONTROL!r}, label="control")
+print(format_table({{"gain (primary)": {{"estimate [CI]": verdict.estimate}},
+                    "control (primary)": {{"estimate [CI]": control.estimate}}}}))
 '''
 
 
@@ -405,11 +486,15 @@ def test_a_recorded_notebook_is_rederived_from_its_per_seed_values(recorded_note
     nb = recorded_notebook
     assert [(r["claim"], r["label"]) for r in notebook_records(nb)] == [(3, ""), (3, "control")]
     assert record_problems(nb) == [] and verdict_problems(nb) == []
-    # the independent re-derivation agrees with what verdict printed (paired: 0.02, 0.11, 0.05)
+    # the independent re-derivation agrees with the values the notebook was given
+    differences = [TREATED[s] - BASELINE[s] for s in sorted(TREATED)]
     got = rederive(notebook_records(nb)[0])
-    assert got["estimate"] == pytest.approx(0.06) and got["n"] == 3
-    assert got["sd"] == pytest.approx(np.std([0.02, 0.11, 0.05], ddof=1))
-    assert EXPLAINED_SD.search("".join(_stdout(c) for c in _code_cells(nb)))
+    assert got["estimate"] == pytest.approx(np.mean(differences))
+    assert got["n"] == len(differences)
+    assert got["sd"] == pytest.approx(np.std(differences, ddof=1))
+    # the main verdict is inconclusive at these values: its explanation is checked
+    assert got["outcome"] == "inconclusive" and got["needed"] is not None
+    assert EXPLAINED.search("".join(_stdout(c) for c in _code_cells(nb)))
 
 
 def _edit_stdout(nb, old, new):
@@ -424,6 +509,13 @@ def _edit_stdout(nb, old, new):
     return nb
 
 
+def _swap_likelier(nb):
+    """A copy of ``nb`` whose explanation names the other decided outcome as the likelier."""
+    said = next(m["outcome"] for c in _code_cells(nb)
+                for m in EXPLAINED.finditer(_stdout(c)) if m["outcome"])
+    return _edit_stdout(nb, f"most likely {said!r}", f"most likely {_other_outcome(said)!r}")
+
+
 def _line(nb, label=""):
     return next(m for c in _code_cells(nb) for m in VERDICT_LINE.finditer(_stdout(c))
                 if (m["label"] or "") == label)
@@ -433,13 +525,19 @@ def test_a_self_consistent_forged_line_is_caught(recorded_notebook):
     """The issue's forgery: a line rewritten to a different, self-consistent verdict (outcome
     agreeing with its interval, estimate inside it) passes every check of the line alone."""
     line = _line(recorded_notebook)
-    forged_line = (f"Claim 3: holds — {line['statistic']} = +0.080 [95% CI +0.060, +0.100]; "
+    record = notebook_records(recorded_notebook)[0]
+    # a narrow interval on the side of the threshold that gives another outcome
+    outcome = _other_outcome(record["outcome"])
+    above = (outcome == "holds") == (record["direction"] == ">")
+    value = record["threshold"] + (0.03 if above else -0.03)
+    forged_line = (f"Claim {line['claim']}: {outcome} — {line['statistic']} = {signed(value)} "
+                   f"[95% CI {signed(value - 0.01)}, {signed(value + 0.01)}]; "
                    f"needs {line['rule']}; n = {line['n']}")
     forged = _edit_stdout(recorded_notebook, line.group(0), forged_line)
     assert verdict_problems(forged) == []  # the line agrees with itself...
     problems = record_problems(forged)     # ...but not with its per-seed values
-    assert any("the line prints estimate +0.080" in p for p in problems), problems
-    assert any("the line prints 'holds'" in p for p in problems), problems
+    assert any(f"the line prints estimate {signed(value)}" in p for p in problems), problems
+    assert any(f"the line prints {outcome!r}" in p for p in problems), problems
 
 
 @pytest.mark.parametrize("edit,complaint", [
@@ -447,7 +545,14 @@ def test_a_self_consistent_forged_line_is_caught(recorded_notebook):
     (lambda nb: _edit_stdout(nb, "gain (primary)", "gain (primary) +9.000 [95% CI +8.000, "
                              "+10.000] was"), "the (primary) row prints"),
     # the explanation's sd forged
-    (lambda nb: _edit_stdout(nb, "(sd ", "(sd 9"), "explanation: sd 9"),
+    (lambda nb: _edit_stdout(nb, ", sd ", ", sd 9"), "explanation: mean"),
+    # the explanation's seed count, or its likelier outcome, forged
+    (lambda nb: _edit_stdout(nb, " seeds would give", "0 seeds would give"),
+     "explanation: mean"),
+    (lambda nb: _swap_likelier(nb), "explanation: mean"),
+    # the old half-width wording
+    (lambda nb: _edit_stdout(nb, "would give an 80% chance of a decided outcome", "would "
+                             "decide it"), "explanation not in the power form"),
     # a per-seed value changed in the record: the line no longer follows from it
     (lambda nb: _set_record(nb, 0, lambda r: r["per_seed"].update({"200": 0.5})),
      "per-seed value is not treated - baseline"),
@@ -460,7 +565,8 @@ def test_a_self_consistent_forged_line_is_caught(recorded_notebook):
      "per-seed value is not treated - baseline"),
     # a record removed: its line and primary row stand alone
     (lambda nb: _set_record(nb, 1, None), "a verdict line with no record"),
-], ids=["primary-row", "explanation-sd", "per-seed-value", "dropped-seed", "swapped-arms",
+], ids=["primary-row", "explanation-sd", "explanation-seeds", "explanation-outcome",
+        "explanation-old-wording", "per-seed-value", "dropped-seed", "swapped-arms",
         "missing-record"])
 def test_a_record_or_its_printing_edited_is_caught(recorded_notebook, edit, complaint):
     problems = record_problems(edit(recorded_notebook))
