@@ -137,7 +137,7 @@ figures.show_canvases(pairs, labels.repeat_interleave(2), grid=1, n=8,
 
 # %%
 one_run = augshift.augshift_config(settings, settings.augshift_lambda,
-                                   blurpool=False, seed=settings.seed)
+                                   blur_size=None, seed=settings.seed)
 trained = augshift.train_augshift(one_run)
 print(f"AugShift, seed {settings.seed}: "
       f"{settings.steps(settings.epochs):,} optimiser steps, "
@@ -244,7 +244,7 @@ figures.shift_curves(range(settings.max_shift + 1),
 # %% tags=["hide-input"]
 by_lambda = {"AugShift": {}, "AugShift + BlurPool": {}}
 for r in shared:
-    series = by_lambda["AugShift + BlurPool" if r.blurpool else "AugShift"]
+    series = by_lambda["AugShift + BlurPool" if r.blur_size else "AugShift"]
     series.setdefault(r.augshift_lambda, []).append(r.consistency)
 figures.metric_vs_lambda(by_lambda, "consistency (whole digit)",
                          "λ, weight of the latent-consistency term");

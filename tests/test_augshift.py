@@ -85,7 +85,7 @@ def test_blurpool_preserves_a_constant_image_and_halves_resolution():
 @pytest.mark.parametrize("padding", ["zeros", "circular", "none"])
 def test_blurpool_backbone_has_the_same_output_size(padding):
     for blur in (None, 3, 4):
-        out = build_backbone(1, width=4, blocks=(1, 1, 1), padding=padding, blurpool=blur)(
+        out = build_backbone(1, width=4, blocks=(1, 1, 1), padding=padding, blur_size=blur)(
             torch.rand(1, 1, 72, 72))
         assert out.shape[-1] == feature_size(72, (1, 1, 1), padding)
 
@@ -94,7 +94,7 @@ def test_blurpool_off_leaves_the_backbone_unchanged():
     plain = build_backbone(1, width=4, blocks=(1, 1, 1))
     assert not any(isinstance(m, BlurPool) for m in plain.modules())
     assert sum(isinstance(m, BlurPool) for m in
-               build_backbone(1, width=4, blocks=(1, 1, 1), blurpool=3).modules()) == 5
+               build_backbone(1, width=4, blocks=(1, 1, 1), blur_size=3).modules()) == 5
 
 
 class IgnoresInput(torch.nn.Module):
@@ -145,8 +145,8 @@ def test_library_level_checks_name_the_parameter():
                        match=r"augshift_lambda must be a finite number >= 0 .*got -1"):
         AugShiftLoss(-1)
     with pytest.raises(ValueError,
-                       match=r"blurpool must be None \(off\) or a filter size in .*got 8"):
-        build_backbone(1, blurpool=8)
+                       match=r"blur_size must be None \(off\) or a filter size in .*got 8"):
+        build_backbone(1, blur_size=8)
     # 6 px images with a 3 px margin: at most 3 + 6 // 2 = 6
     with pytest.raises(ValueError, match=r"max_shift must be an integer in \[0, 6\]"):
         _task(margin=3).__class__(_task().train, _task().test, margin=3, max_shift=7)
@@ -356,7 +356,7 @@ def test_variant_runs_train_the_named_arms_with_the_changed_settings(monkeypatch
 
     def fake_measure(name, config, n_pairs, budgets=()):
         seen.append((name, config["padding"], config["augshift_lambda"],
-                     config["blurpool"], config["seed"]))
+                     config["blur_size"], config["seed"]))
         return name
 
     monkeypatch.setattr(augshift, "measure", fake_measure)

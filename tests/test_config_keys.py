@@ -22,8 +22,8 @@ CONFIGS = {
     "gap_keeps_position": [lambda s: model_config(s)],
     "channel_order": [lambda s: model_config(s), lambda s: model_config(s, "class")],
     # both arms: the baseline, and AugShift with BlurPool (the ablation's, which reads blur_size)
-    "augshift": [lambda s: augshift_config(s, 0.0, False, s.seed),
-                 lambda s: augshift_config(s, s.augshift_lambda, True, s.seed)],
+    "augshift": [lambda s: augshift_config(s, 0.0, None, s.seed),
+                 lambda s: augshift_config(s, s.augshift_lambda, s.blur_size, s.seed)],
     "position_channels": [lambda s: segmenter_config(s, seed=s.seed)],
     "region_attack": [lambda s: segmenter_config(s, seed=s.seed)],
 }
@@ -53,7 +53,7 @@ NOT_IN_KEY = {
         "budgets": "snapshots of the same runs",
         "ablation_seeds": "how many ablation runs, each keyed by its seed",
         "ablation_epochs": "reaches the ablation runs as epochs=",
-        "blur_size": "in the key of the BlurPool arm only, as blurpool="},
+        "blur_size": "in the key of the BlurPool arm only, as blur_size="},
     "position_channels": ATTACK,
     "region_attack": {**ATTACK, "region_ranking": "the ranking, after training",
                       "half_score": "the score",

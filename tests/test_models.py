@@ -56,7 +56,7 @@ def test_circular_padding_with_blurpool_keeps_gap_exactly_blind_to_cell_shifts(b
     # circularly too makes a whole-cell shift (a multiple of the total stride 8) exact again.
     torch.manual_seed(0)
     model = build_classifier(1, 9, width=4, blocks=(1, 1, 1), padding="circular",
-                             blurpool=blur).eval()
+                             blur_size=blur).eval()
     digit = torch.rand(2, 1, 16, 16)
     with torch.no_grad():
         z = [model.latent(place_on_canvas(digit, torch.tensor([c, c]), 3)) for c in (0, 4, 8)]
@@ -117,7 +117,7 @@ def test_blurpool_border_behaviour_per_padding_mode():
 def _blur_inputs_seen(size, blocks, padding, blur=3):
     from posinfo.models import BlurPool
     seen = []
-    backbone = build_backbone(1, width=4, blocks=blocks, padding=padding, blurpool=blur)
+    backbone = build_backbone(1, width=4, blocks=blocks, padding=padding, blur_size=blur)
     for module in backbone.modules():
         if isinstance(module, BlurPool):
             module.register_forward_pre_hook(lambda _m, inp: seen.append(inp[0].shape[-1]))

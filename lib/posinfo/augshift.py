@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import check_lambda
+from .checks import check_blur_filter, check_lambda
 from .invariance import (accuracy_vs_shift, consistency, consistency_and_accuracy,
                          cut_consistency, latent_distance, position_probe_accuracy)
 from .models import build_classifier, global_average_pool
@@ -66,14 +66,15 @@ class AugShiftLoss:
 
 
 # ---- training ------------------------------------------------------------------------------
-def augshift_config(settings, augshift_lambda: float, blurpool: bool, seed: int) -> dict:
-    """Everything that changes one run's weights (the cache key)."""
+def augshift_config(settings, augshift_lambda: float, blur_size: int | None, seed: int) -> dict:
+    """Everything that changes one run's weights (the cache key); ``blur_size``: the BlurPool
+    filter size of a BlurPool arm, None without BlurPool."""
     keys = ("dataset", "image_size", "normalize", "hflip", "margin", "max_shift",
             "shift_protocol", "background", "padding", "head", "width", "blocks", "epochs",
             "batch_size", "lr", "betas", "n_train", "n_test", "precise_bn")
     config = {k: settings[k] for k in keys}
     config.update(augshift_lambda=check_lambda(augshift_lambda),
-                  blurpool=settings.blur_size if blurpool else None, seed=seed)
+                  blur_size=check_blur_filter(blur_size), seed=seed)
     return config
 
 
@@ -91,8 +92,8 @@ def train_augshift(config: dict, device=None, use_cache: bool = True,
     task = make_shift_task(Settings(config), device=device)
     seed_everything(config["seed"])  # the weight init
     model = build_classifier(task.in_channels, task.num_outputs, config["width"], config["blocks"],
-                             config["padding"], config["head"], config["blurpool"])
-    desc = (f"lambda {config['augshift_lambda']:g} blur {config['blurpool']} "
+                             config["padding"], config["head"], config["blur_size"])
+    desc = (f"lambda {config['augshift_lambda']:g} blur {config['blur_size']} "
             f"seed {config['seed']}")
     weights_config = {k: v for k, v in config.items() if k not in _NOT_IN_WEIGHTS}
     history, from_cache = cached_fit(weights_config, model, task,
@@ -112,7 +113,7 @@ class RunResult:
     that hold the whole digit; ``cut_consistency`` on pairs in which a view cuts it."""
     arm: str
     augshift_lambda: float
-    blurpool: bool
+    blur_size: int | None  # None: no BlurPool
     seed: int
     clean_accuracy: float
     consistency: float
@@ -139,7 +140,7 @@ def measure(arm: str, config: dict, n_pairs: int, budgets=()) -> RunResult:
     by_budget = {k: whole if k == config["epochs"] else consistency(r.model, r.task, n_pairs)
                  for k, r in runs.items()}
     cut = cut_consistency(model, task, n_pairs)
-    return RunResult(arm, config["augshift_lambda"], config["blurpool"] is not None,
+    return RunResult(arm, config["augshift_lambda"], config["blur_size"],
                      config["seed"], run.evaluation.accuracy, whole, shifted, cut,
                      latent_distance(model, task, n_pairs), position_probe_accuracy(model, task),
                      accuracy_vs_shift(model, task)[1], run.from_cache, by_budget,
@@ -147,14 +148,15 @@ def measure(arm: str, config: dict, n_pairs: int, budgets=()) -> RunResult:
 
 
 def arms(settings) -> dict:
-    """{arm name: (lambda, blurpool)}: baseline, the lambda sweep, BlurPool, and both."""
+    """{arm name: (augshift_lambda, blur_size)}: baseline, the lambda sweep, BlurPool, and
+    both; blur_size None without BlurPool."""
     judged = settings.augshift_lambda
-    table = {"baseline": (0.0, False)}
+    table = {"baseline": (0.0, None)}
     for augshift_lambda in sorted(set(settings.lambdas) | {judged}):
         if augshift_lambda > 0:
-            table[f"AugShift λ={augshift_lambda:g}"] = (augshift_lambda, False)
-    table["BlurPool"] = (0.0, True)
-    table[f"AugShift λ={judged:g} + BlurPool"] = (judged, True)
+            table[f"AugShift λ={augshift_lambda:g}"] = (augshift_lambda, None)
+    table["BlurPool"] = (0.0, settings.blur_size)
+    table[f"AugShift λ={judged:g} + BlurPool"] = (judged, settings.blur_size)
     return table
 
 
@@ -172,10 +174,10 @@ def run_experiment(settings, progress=print) -> list[RunResult]:
     results = []
     judged = verdict_arms(settings)
     sweep = settings.ablation_epochs
-    for name, (augshift_lambda, blur) in arms(settings).items():
+    for name, (augshift_lambda, blur_size) in arms(settings).items():
         seeds = settings.seeds if name in judged else settings.ablations
         for seed in seeds:
-            config = augshift_config(settings, augshift_lambda, blur, seed)
+            config = augshift_config(settings, augshift_lambda, blur_size, seed)
             if name in judged:
                 results.append(measure(name, config, settings.n_pairs, settings.budget_epochs))
             if name not in judged or (sweep != settings.epochs and seed in settings.ablations):
@@ -278,7 +280,7 @@ def running_bn_accuracy(settings, seeds, augshift_lambda: float = 0.0) -> dict:
     for the price of an evaluation."""
     out = {}
     for seed in seeds:
-        config = dict(augshift_config(settings, augshift_lambda, False, seed), precise_bn=False)
+        config = dict(augshift_config(settings, augshift_lambda, None, seed), precise_bn=False)
         out[seed] = train_augshift(config).evaluation.accuracy
     return out
 
@@ -294,8 +296,8 @@ def reading_values(settings, summary: dict, two_arms: dict, verdict, changes: di
     shared = {"base": baseline, "aug": aug, "blur": "BlurPool", "both": f"{aug} + BlurPool"}
     values.update({f"ch3_shared_{key}_consistency": summary[arm]["consistency"][0]
                    for key, arm in shared.items()})
-    sweep = {augshift_lambda: name for name, (augshift_lambda, blur) in arms(settings).items()
-             if not blur}
+    sweep = {augshift_lambda: name
+             for name, (augshift_lambda, blur_size) in arms(settings).items() if blur_size is None}
     best = {m: max(sweep, key=lambda augshift_lambda: summary[sweep[augshift_lambda]][m][0])
             for m in ("consistency", "clean_accuracy")}
     removed = inconsistency_removed(verdict.estimate.value, values["ch3_base_consistency"])

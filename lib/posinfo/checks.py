@@ -23,7 +23,8 @@ PADDINGS = ("zeros", "circular", "reflect", "replicate", "none")
 BACKGROUNDS = ("zeros", "noise", "texture")
 DATASETS = ("digits", "cifar10", "cifar100")
 HEADS = ("gapnet", "gap_linear")
-# Binomial filter sizes of BlurPool (Zhang 2019 and antialiased-cnns offer 1 to 7; 1 = no blur).
+# Binomial filter sizes of BlurPool (Zhang 2019 and antialiased-cnns offer 1 to 7; 1 subsamples
+# without smoothing). A network without BlurPool has blur_size None.
 BLUR_SIZES = (1, 2, 3, 4, 5, 6, 7)
 # How a view is shifted: a crop of the zero-padded canvas, or a circular shift (torch.roll).
 SHIFT_PROTOCOLS = ("crop", "roll")
@@ -305,11 +306,12 @@ def check_protocol(protocol: str) -> str:
     return check_value("shift_protocol", protocol)
 
 
-def check_blurpool(blurpool) -> None:
-    """BlurPool off (None) or one of its filter sizes."""
-    if blurpool is not None and (isinstance(blurpool, bool) or blurpool not in BLUR_SIZES):
-        raise ValueError(f"blurpool must be None (off) or a filter size in {BLUR_SIZES}, "
-                         f"got {blurpool!r}")
+def check_blur_filter(blur_size):
+    """BlurPool off (None) or one of its filter sizes; returns it."""
+    if blur_size is not None and (isinstance(blur_size, bool) or blur_size not in BLUR_SIZES):
+        raise ValueError(f"blur_size must be None (off) or a filter size in {BLUR_SIZES}, "
+                         f"got {blur_size!r}")
+    return blur_size
 
 
 _consistency_weight = _nonnegative(" (0 = no consistency term)")

@@ -36,7 +36,7 @@ def backbone_channels(width: int, blocks) -> int:
 
 
 def blur_input_sizes(input_size: int, blocks, padding: str) -> list[int]:
-    """Sides of the maps the BlurPools of ``build_backbone(..., blurpool=k)`` receive, in order
+    """Sides of the maps the BlurPools of ``build_backbone(..., blur_size=k)`` receive, in order
     (stem, then per downsampling block its main path and its shortcut): pure arithmetic."""
     valid = 2 if padding == "none" else 0  # rows a valid 3x3 convolution loses
     size = input_size - (6 if padding == "none" else 0)  # the stem conv runs at stride 1

@@ -9,7 +9,7 @@ Padding is the knob the paper's story turns on: zero padding gives every layer a
 it can see; circular padding removes the border; "none" (valid convolution) removes
 padding altogether and crops the residual shortcut to match.
 
-``blurpool`` (a binomial filter size, off by default) makes every stride-2 step anti-aliased
+``blur_size`` (a binomial filter size, None by default: off) makes every stride-2 step anti-aliased
 as in Zhang (2019): the strided convolution runs at stride 1, then ReLU, then a blur-pool of
 stride 2. Output sizes are the same as without it, so ``geometry.feature_size`` holds for both.
 
@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import check_blurpool, check_head, check_padding
+from .checks import check_blur_filter, check_head, check_padding
 
 
 # How BlurPool pads its border under each network padding mode (see the module docstring).
@@ -56,7 +56,7 @@ class BlurPool(nn.Module):
         super().__init__()
         from kornia.filters import BlurPool2D
 
-        check_blurpool(filter_size)
+        check_blur_filter(filter_size)
         check_padding(padding)
         self.blur = BlurPool2D(filter_size, stride)
         self.mode = BLUR_PADDING[padding]
@@ -90,21 +90,21 @@ def _center_crop(x: torch.Tensor, size) -> torch.Tensor:
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a residual shortcut (1x1 conv when the shape changes).
 
-    With ``blurpool`` and stride 2, as antialiased-cnns: conv1 at stride 1, ReLU, blur-pool;
+    With ``blur_size`` and stride 2, as antialiased-cnns: conv1 at stride 1, ReLU, blur-pool;
     the shortcut blur-pools before its 1x1 convolution.
     """
 
-    def __init__(self, cin: int, cout: int, stride: int, padding: str, blurpool=None):
+    def __init__(self, cin: int, cout: int, stride: int, padding: str, blur_size=None):
         super().__init__()
-        blurred = blurpool is not None and stride != 1
+        blurred = blur_size is not None and stride != 1
         self.conv1 = conv(cin, cout, 3, 1 if blurred else stride, padding)
         self.bn1 = nn.BatchNorm2d(cout)
-        self.blur = BlurPool(blurpool, stride, padding) if blurred else nn.Identity()
+        self.blur = BlurPool(blur_size, stride, padding) if blurred else nn.Identity()
         self.conv2 = conv(cout, cout, 3, 1, padding)
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = nn.Identity()
         if blurred:
-            self.shortcut = nn.Sequential(BlurPool(blurpool, stride, padding),
+            self.shortcut = nn.Sequential(BlurPool(blur_size, stride, padding),
                                           nn.Conv2d(cin, cout, 1, 1, bias=False),
                                           nn.BatchNorm2d(cout))
         elif stride != 1 or cin != cout:
@@ -121,25 +121,25 @@ class BasicBlock(nn.Module):
 
 
 def build_backbone(in_channels: int = 3, width: int = 64, blocks=(2, 2, 2, 2),
-                   padding: str = "zeros", blurpool: int | None = None) -> nn.Sequential:
+                   padding: str = "zeros", blur_size: int | None = None) -> nn.Sequential:
     """stem, stage1..stageN as a Sequential, so modules can be inserted between stages.
 
-    ``blurpool``: None, or the binomial filter size of anti-aliased downsampling at every
+    ``blur_size``: None, or the binomial filter size of anti-aliased downsampling at every
     stride-2 step, the stem's included (see BlurPool); the blur pads as ``padding`` says
     (BLUR_PADDING: "none" reflect-pads).
     """
     check_padding(padding)
-    check_blurpool(blurpool)
-    stem = [conv(in_channels, width, 7, 2 if blurpool is None else 1, padding),
+    check_blur_filter(blur_size)
+    stem = [conv(in_channels, width, 7, 2 if blur_size is None else 1, padding),
             nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
-    if blurpool is not None:
-        stem.append(BlurPool(blurpool, padding=padding))
+    if blur_size is not None:
+        stem.append(BlurPool(blur_size, padding=padding))
     layers = OrderedDict(stem=nn.Sequential(*stem))
     cin = width
     for stage, n_blocks in enumerate(blocks):
         cout = width * 2 ** stage
         stage_blocks = [BasicBlock(cin if b == 0 else cout, cout,
-                                   2 if (stage > 0 and b == 0) else 1, padding, blurpool)
+                                   2 if (stage > 0 and b == 0) else 1, padding, blur_size)
                         for b in range(n_blocks)]
         layers[f"stage{stage + 1}"] = nn.Sequential(*stage_blocks)
         cin = cout
@@ -196,11 +196,11 @@ class Classifier(nn.Module):
 
 def build_classifier(in_channels: int, num_outputs: int, width: int = 64, blocks=(2, 2, 2, 2),
                      padding: str = "zeros", head: str = "gapnet",
-                     blurpool: int | None = None) -> Classifier:
+                     blur_size: int | None = None) -> Classifier:
     """A backbone with one of the GAP heads (see checks.HEADS), optionally anti-aliased
-    (``blurpool``)."""
+    (``blur_size``)."""
     check_head(head)
-    backbone = build_backbone(in_channels, width, blocks, padding, blurpool)
+    backbone = build_backbone(in_channels, width, blocks, padding, blur_size)
     if head == "gapnet":
         return Classifier(backbone, GAPNet(backbone.out_channels, num_outputs, padding))
     return Classifier(backbone, GAPLinear(backbone.out_channels, num_outputs))

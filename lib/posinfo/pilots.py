@@ -132,7 +132,7 @@ def augshift_pilot(profile: str, seeds=AUGSHIFT_PILOT_SEEDS, previous: dict | No
         if record["chosen"] is None:  # the next candidate's baselines
             task = candidates[len(record["candidates"])]
             s = Settings(base, **task)
-            runs = [measure("baseline", augshift_config(s, 0.0, False, seed), s.n_pairs)
+            runs = [measure("baseline", augshift_config(s, 0.0, None, seed), s.n_pairs)
                     for seed in seeds]
             row = {**task, "consistency": [r.consistency for r in runs],
                    "shifted_accuracy": [r.shifted_accuracy for r in runs]}
@@ -153,7 +153,7 @@ def _augshift_sample_size(record: dict, base, seeds, profile: str) -> None:
 
     chosen = Settings(base, **record["chosen"])
     augshift_lambda = chosen.augshift_lambda
-    aug = {seed: measure("aug", augshift_config(chosen, augshift_lambda, False, seed),
+    aug = {seed: measure("aug", augshift_config(chosen, augshift_lambda, None, seed),
                          chosen.n_pairs) for seed in seeds}
     base_consistency = dict(zip(seeds, record["candidates"][-1]["consistency"]))  # chosen
     gains = [aug[k].consistency - base_consistency[k] for k in seeds]  # paired, per seed

@@ -81,7 +81,7 @@ def schedule(runs: list[dict]) -> list[dict]:
 def describe_run(run: dict) -> str:
     config = run["config"]
     shown = [f"{k}={config[k]}" for k in ("target", "padding", "grid", "background",
-                                          "permute_at", "augshift_lambda", "blurpool",
+                                          "permute_at", "augshift_lambda", "blur_size",
                                           "scene_mode", "epochs", "seed")
              if config.get(k) is not None]
     return f"{run['trainer'].rsplit(':', 1)[-1]} " + " ".join(shown)

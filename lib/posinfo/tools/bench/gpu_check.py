@@ -81,7 +81,7 @@ def cases(size: dict, device) -> dict:
                                             size["batch"])}
     try:
         import kornia  # noqa: F401  (BlurPool's filter; a wheel on the GPU machine)
-        out["AugShift + BlurPool"] = (classifier(shifted, blurpool=size["blur"]), shifted,
+        out["AugShift + BlurPool"] = (classifier(shifted, blur_size=size["blur"]), shifted,
                                       AugShiftLoss(1.0), size["batch"])
     except ImportError:
         pass
