@@ -176,15 +176,66 @@ TARGETS = ("location", "class")
 
 
 @dataclass
-class CanvasTask:
+class ImageTask:
+    """What every training task of the library shares (``CanvasTask``, ``shifts.ShiftTask``):
+    images of a train and a test set drawn onto canvases, and the protocol ``train.fit``
+    reads batches by.
+
+    A task yields ``train_batches(batch_size, generator)`` (one epoch, on the host's
+    generator) and ``test_batches()``; for the graphed loop on CUDA (``graphed``) it draws
+    one epoch up front with ``epoch_draws`` (the same calls in the same order as
+    train_batches) and builds each batch on the device with ``device_batch(epoch, positions,
+    step)``, where ``step`` is ``step_draws``' per-step backgrounds. A subclass gives
+    ``canvas_size``, ``epoch_draws``, ``device_batch``, ``train_batches`` and
+    ``test_batches``, and the fields ``background`` and ``hflip`` (declared there, after its
+    own, so that its constructor keeps its arguments' order)."""
+    train: ImageSet
+    test: ImageSet
+
+    @property
+    def in_channels(self) -> int:
+        return self.train.images.shape[1]
+
+    def step_draws(self, batch_size: int, generator: torch.Generator) -> dict:
+        """What one step draws besides the epoch's draws: its backgrounds (none for zeros)."""
+        background = draw_background(self.background, batch_size, self.in_channels,
+                                     self.canvas_size, generator, self.train)
+        return {} if background is None else {"background": background}
+
+    def device_images(self, epoch: dict, positions: torch.Tensor) -> tuple:
+        """(indices into train, their images flipped as drawn) at the epoch's ``positions``:
+        what every ``device_batch`` starts from, with device operations only."""
+        idx = epoch["order"].index_select(0, positions)
+        images = self.train.images.index_select(0, idx)
+        if self.hflip:
+            images = flip_some(images, epoch["flips"].index_select(0, positions))
+        return idx, images
+
+    def blank_canvases(self, images: torch.Tensor, step: dict) -> torch.Tensor:
+        """The step's canvases before the images are pasted: its drawn backgrounds (cloned:
+        pasting must not write into the drawn tensor), else zeros."""
+        n, c = images.shape[:2]
+        return (images.new_zeros(n, c, self.canvas_size, self.canvas_size)
+                if "background" not in step else step["background"].clone())
+
+    def device_batches(self, batch_size: int, generator: torch.Generator):
+        """One epoch of train_batches' batches built on ``generator``'s device, every batch
+        of batch_size (the last one completed, see ``whole_batches``)."""
+        epoch = self.epoch_draws(batch_size, generator)
+        dev = generator.device
+        for start in range(0, len(epoch["order"]), batch_size):
+            positions = torch.arange(start, start + batch_size, device=dev)
+            yield self.device_batch(epoch, positions, self.step_draws(batch_size, generator))
+
+
+@dataclass
+class CanvasTask(ImageTask):
     """Images on a grid x grid canvas; the label is the cell ("location") or the image's class.
 
     Training canvases draw a fresh random cell for every image in every epoch, like the
     reference code. The test set is exhaustive and deterministic: every held-out image in
     every cell, so per-cell accuracy has equal support in each cell.
     """
-    train: ImageSet
-    test: ImageSet
     grid: int
     target: str = "location"
     background: str = "zeros"
@@ -202,10 +253,6 @@ class CanvasTask:
     @property
     def canvas_size(self) -> int:
         return self.grid * self.train.images.shape[-1]
-
-    @property
-    def in_channels(self) -> int:
-        return self.train.images.shape[1]
 
     @property
     def chance(self) -> float:
@@ -244,35 +291,14 @@ class CanvasTask:
         order = whole_batches(order, batch_size)
         return {"order": order, "cells": cells[order], "flips": flips[order]}
 
-    def step_draws(self, batch_size: int, generator: torch.Generator) -> dict:
-        """What one step draws besides the epoch's draws: its backgrounds (none for zeros)."""
-        background = draw_background(self.background, batch_size, self.in_channels,
-                                     self.canvas_size, generator, self.train)
-        return {} if background is None else {"background": background}
-
     def device_batch(self, epoch: dict, positions: torch.Tensor, step: dict):
         """(canvas, label, cell) of the epoch's ``positions`` (a tensor on the device), as
         train_batches builds them, with device operations only: capturable in a CUDA graph."""
-        idx = epoch["order"].index_select(0, positions)
-        images = self.train.images.index_select(0, idx)
-        if self.hflip:
-            images = flip_some(images, epoch["flips"].index_select(0, positions))
+        idx, images = self.device_images(epoch, positions)
         cells = epoch["cells"].index_select(0, positions)
-        n, c = images.shape[:2]
-        canvas = (images.new_zeros(n, c, self.canvas_size, self.canvas_size)
-                  if "background" not in step else step["background"].clone())
-        x = paste_in_cells(images, cells, self.grid, canvas)
+        x = paste_in_cells(images, cells, self.grid, self.blank_canvases(images, step))
         y = cells if self.target == "location" else self.train.labels.index_select(0, idx)
         return x, y, cells
-
-    def device_batches(self, batch_size: int, generator: torch.Generator):
-        """One epoch of train_batches' batches built on ``generator``'s device, every batch
-        of batch_size (the last one completed, see ``whole_batches``)."""
-        epoch = self.epoch_draws(batch_size, generator)
-        dev = generator.device
-        for start in range(0, len(epoch["order"]), batch_size):
-            positions = torch.arange(start, start + batch_size, device=dev)
-            yield self.device_batch(epoch, positions, self.step_draws(batch_size, generator))
 
     def _test_index(self):
         n, k = len(self.test), self.grid ** 2

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .canvas import (device_flips, draw_background, draw_flips, flip_some, make_background,
-                     paste, whole_batches)
-from .datasets import ImageSet, load_split
+from .canvas import (ImageTask, device_flips, draw_flips, flip_some, make_background, paste,
+                     whole_batches)
+from .datasets import load_split
 from .checks import check_protocol, check_shift
 
 
@@ -66,15 +66,13 @@ def random_offsets(n: int, max_shift: int, generator: torch.Generator):
 
 
 @dataclass
-class ShiftTask:
+class ShiftTask(ImageTask):
     """Classify images that sit at a random position on a larger canvas.
 
     ``train_batches`` yields both views stacked, (2B, C, S, S), the B labels, and the (dy, dx)
     offsets of the two views, for ``AugShiftLoss``. ``test_batches`` yields the unshifted
     (centred) test canvases, so ``train.evaluate`` measures clean accuracy.
     """
-    train: ImageSet
-    test: ImageSet
     margin: int
     max_shift: int
     protocol: str = "crop"
@@ -89,10 +87,6 @@ class ShiftTask:
     @property
     def canvas_size(self) -> int:
         return self.train.images.shape[-1] + 2 * self.margin
-
-    @property
-    def in_channels(self) -> int:
-        return self.train.images.shape[1]
 
     @property
     def num_outputs(self) -> int:
@@ -140,23 +134,12 @@ class ShiftTask:
         return {"order": order, "dy": torch.cat([view1[0][order], view2[0][order]]),
                 "dx": torch.cat([view1[1][order], view2[1][order]]), "flips": flips[order]}
 
-    def step_draws(self, batch_size: int, generator: torch.Generator) -> dict:
-        """What one step draws besides the epoch's draws: its backgrounds (none for zeros)."""
-        background = draw_background(self.background, batch_size, self.in_channels,
-                                     self.canvas_size, generator, self.train)
-        return {} if background is None else {"background": background}
-
     def device_batch(self, epoch: dict, positions: torch.Tensor, step: dict):
         """(both views, labels, offsets) of the epoch's ``positions`` (a tensor on the
         device), as train_batches builds them, with device operations only: capturable in a
         CUDA graph."""
-        idx = epoch["order"].index_select(0, positions)
-        images = self.train.images.index_select(0, idx)
-        if self.hflip:
-            images = flip_some(images, epoch["flips"].index_select(0, positions))
-        n, c = images.shape[:2]
-        canvas = (images.new_zeros(n, c, self.canvas_size, self.canvas_size)
-                  if "background" not in step else step["background"].clone())
+        idx, images = self.device_images(epoch, positions)
+        canvas, n = self.blank_canvases(images, step), len(images)
         margin = torch.full((n,), self.margin, dtype=torch.long, device=images.device)
         paste(images, canvas, margin, margin)  # centred_canvases, offsets made on the device
         both = torch.cat([positions, positions + len(epoch["order"])])
@@ -164,15 +147,6 @@ class ShiftTask:
         views = shift_views(canvas.repeat(2, 1, 1, 1), dy, dx, self.protocol)
         offsets = torch.stack([dy[:n], dx[:n], dy[n:], dx[n:]], 1)
         return views, self.train.labels.index_select(0, idx), offsets
-
-    def device_batches(self, batch_size: int, generator: torch.Generator):
-        """One epoch of train_batches' batches built on ``generator``'s device, every batch
-        of batch_size (the last one completed, see ``canvas.whole_batches``)."""
-        epoch = self.epoch_draws(batch_size, generator)
-        dev = generator.device
-        for start in range(0, len(epoch["order"]), batch_size):
-            positions = torch.arange(start, start + batch_size, device=dev)
-            yield self.device_batch(epoch, positions, self.step_draws(batch_size, generator))
 
     def test_batches(self, batch_size: int = 512):
         """Every test image once, unshifted; backgrounds from a fixed seed."""
