@@ -80,7 +80,7 @@ n_seeds = None  # the verdict's two arms at seed, seed + 1, ...
 ablation_seeds = None  # the other arms at the first ablation_seeds seeds
 n_pairs = None  # random shift pairs per test image for the metrics
 accuracy_margin = None  # clean accuracy AugShift may lose (reported)
-precise_bn = None  # recompute BatchNorm statistics after training (bool)
+recalibrate_batchnorm = None  # recompute BatchNorm statistics after training (bool)
 min_effect = None  # minimal effect: the consistency gain the claim needs
 confidence = None  # confidence level of the verdict's interval
 
@@ -515,13 +515,13 @@ print(check(my_penalty, augshift_penalty, known))
 #
 # **7.** Stale BatchNorm statistics: evaluate with the running averages instead of
 # recomputed ones and compare the spread of clean accuracy over seeds (Table 2) with this
-# run's. `python -m posinfo.run augshift --out runs/running-bn -p precise_bn False`
+# run's. `python -m posinfo.run augshift --out runs/running-bn -p recalibrate_batchnorm False`
 #
 # ```{admonition} Answer
 # :class: dropdown
 # Table 3 did this for the first seeds' baselines, on the very same weights: with the
 # running statistics their clean accuracy ranged over {glue:text}`ch3_ex_running_range`,
-# with recomputed ones over {glue:text}`ch3_ex_precise_range`. The running averages
+# with recomputed ones over {glue:text}`ch3_ex_recalibrated_range`. The running averages
 # (momentum 0.1) describe the last few batches' activations of a network that Adam kept
 # changing; evaluated with them, a well-trained network can look worse than it is. Expect
 # the whole Table 2 to spread out, and the paired verdict to need more seeds.

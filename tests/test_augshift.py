@@ -275,7 +275,7 @@ def test_inconsistency_removed_is_the_share_of_the_baselines_room():
     assert math.isnan(inconsistency_removed(0.0, 1.0))  # no room: undefined, not infinite
 
 
-def test_precise_batchnorm_statistics_are_the_average_over_one_pass():
+def test_recalibrated_batchnorm_statistics_are_the_average_over_one_pass():
     """A lone BatchNorm: after recalibration its running mean is the mean over every
     training view of the pass, weighted equally (not the momentum-0.1 running average),
     and the momentum and eval mode are restored."""
@@ -295,7 +295,7 @@ def test_precise_batchnorm_statistics_are_the_average_over_one_pass():
 
 def test_recalibration_forgets_the_statistics_a_batchnorm_had_before():
     """A BatchNorm that has tracked 1000 batches of another population (mean 5, variance 9):
-    precise BN starts afresh, so its statistics are the pass's alone, the mean of the batch
+    recalibration starts afresh, so its statistics are the pass's alone, the mean of the batch
     means and of the batch (unbiased) variances; kept, the old ones would dominate."""
     from posinfo.train import recalibrate_batchnorm
     task = _task(n=12)

@@ -178,7 +178,7 @@ PINNED = [
     ("augshift", "default", dict(n_seeds=12, ablation_seeds=2, lambdas=(0.1, 1.0, 10.0),
                                  accuracy_margin=0.02, min_effect=0.01, seed=300, margin=4,
                                  max_shift=4, image_size=8, background="zeros",
-                                 precise_bn=True)),
+                                 recalibrate_batchnorm=True)),
     ("augshift", "gpu", dict(margin=8, max_shift=8, image_size=32, normalize=True,
                              n_seeds=8, seed=300)),
     ("position_channels", "default", dict(scene_height=48, n_seeds=5, min_effect=0.05,
@@ -294,3 +294,13 @@ def test_claim_4_judges_no_fraction_that_zeroes_every_channel():
                          verdict_fractions=(0.1, 1.0))
     chapter_settings("position_channels", "default", channel_fractions=(0.2, 1.0),
                      verdict_fractions=(0.1, 0.5))  # swept, not judged: fine
+
+
+def test_a_renamed_knob_is_refused_with_its_new_name():
+    with pytest.raises(ValueError, match="precise_bn was renamed recalibrate_batchnorm"):
+        chapter_settings("augshift", "smoke", precise_bn=False)
+    with pytest.raises(ValueError, match="precise_bn was renamed recalibrate_batchnorm"):
+        check_value("precise_bn", False)
+    from posinfo import run
+    with pytest.raises(ValueError, match="precise_bn was renamed recalibrate_batchnorm"):
+        run.check_parameter_names(run.chapter_sources()["augshift"], {"precise_bn": False})

@@ -235,8 +235,8 @@ CHECKS = {
     "n_pairs": _int_range(1, 100),
     "accuracy_margin": _fraction,
     # BatchNorm statistics recomputed over one pass of training views after training
-    # ("precise BN", train.recalibrate_batchnorm)
-    "precise_bn": _choice((False, True)),
+    # (train.recalibrate_batchnorm, Wu and Johnson's "precise BN")
+    "recalibrate_batchnorm": _choice((False, True)),
     # Segmentation chapters (claims 4 and 5)
     "data": _choice(SEG_DATA),
     "scene_height": _int_range(16, 2048),
@@ -269,11 +269,22 @@ CHECKS = {
 }
 
 
+# Knobs an earlier edition named otherwise: {old name: new name}, so that a refusal says so.
+RENAMED = {"precise_bn": "recalibrate_batchnorm"}
+
+
+def renamed(names) -> str:
+    """" (old was renamed new)" for the names among ``names`` that RENAMED knows, else ""."""
+    known = [f"{name} was renamed {RENAMED[name]}" for name in names if name in RENAMED]
+    return f" ({'; '.join(known)})" if known else ""
+
+
 def check_value(name: str, value):
     """Validate one knob; unknown names are an error too (a misspelt parameter must not
     be ignored)."""
     if name not in CHECKS:
-        raise ValueError(f"unknown parameter {name!r}; known parameters: {sorted(CHECKS)}")
+        raise ValueError(f"unknown parameter {name!r}{renamed([name])}; "
+                         f"known parameters: {sorted(CHECKS)}")
     return CHECKS[name](name, value)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from . import cache
 from .execution import ChapterFailed, execute, warn_gpu_profile_on_cpu
-from .checks import PROFILES, allowed
+from .checks import PROFILES, allowed, renamed
 from .settings import CHAPTERS, FIRST_VERDICT_SEED, PROFILE_ENV, chapter_settings
 from .graphed import graph_mode
 from .train import COMPILE_BACKENDS, COMPILE_ENV, PLAN_ENV, compile_backend
@@ -233,7 +233,8 @@ def check_parameter_names(source: Path, parameters: dict) -> None:
     allowed = list(parameters_cell(source))
     unknown = [name for name in parameters if name not in allowed]
     if unknown:
-        raise ValueError(f"chapter {source.stem!r} has no parameter(s) {unknown}: a chapter "
+        raise ValueError(f"chapter {source.stem!r} has no parameter(s) {unknown}"
+                         f"{renamed(unknown)}: a chapter "
                          f"reads only the names of its parameters cell, which are {allowed}")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from .checks import CHECKS, PADDINGS, check_value
+from .checks import CHECKS, PADDINGS, check_value, renamed
 from .cross_checks import cross_check
 from .geometry import ceil_div
 
@@ -141,7 +141,7 @@ COMMON: dict[str, dict] = {
     # statistics recomputed after training; verdict seeds from THIRD_EDITION_SEED.
     "augshift": dict(shift_protocol="crop", background="zeros", padding="zeros",
                      head="gap_linear", blur_size=3, augshift_lambda=1.0, accuracy_margin=0.02,
-                     precise_bn=True, min_effect=0.01, confidence=0.95,
+                     recalibrate_batchnorm=True, min_effect=0.01, confidence=0.95,
                      seed=THIRD_EDITION_SEED, **_RECIPE),
     # Claim 4: flip-ranked position channels. min_effect: random-N minus top-N mIoU.
     "position_channels": dict(_SEGMENTATION, min_effect=0.05),
@@ -302,7 +302,7 @@ def chapter_settings(chapter: str, profile: str, **overrides) -> Settings:
     table = CHAPTERS[chapter][profile]
     unknown = sorted(k for k in overrides if k not in table and k != "seed")
     if unknown:
-        raise ValueError(f"chapter {chapter!r} has no parameter(s) {unknown}; "
+        raise ValueError(f"chapter {chapter!r} has no parameter(s) {unknown}{renamed(unknown)}; "
                          f"its parameters are {sorted(table) + ['seed']}")
     # a table may name its own first seed (paper: the reference's)
     merged = {"seed": FIRST_VERDICT_SEED, **table}
