@@ -55,7 +55,7 @@ figures.setup()
 profile = posinfo.default_profile()  # "default" unless POSINFO_PROFILE says so
 seed = None  # first verdict seed: 100 (627937 at paper, the reference code's)
 n_seeds = None  # baseline and after-GAP arms at seed, seed + 1, ...
-ablation_seeds = None  # shuffles inside the backbone at the first few seeds
+n_ablation_seeds = None  # shuffles inside the backbone at the first few seeds
 placements = None  # 1..4: shuffle before that backbone stage; 5: after GAP
 epochs = None  # training budget of the verdict's two arms
 ablation_epochs = None  # budget of the shuffles inside the backbone
@@ -89,7 +89,7 @@ after_gap = len(settings.blocks) + 1
 # so the arms of one seed are paired. The verdict reads two arms, the baseline and the
 # shuffle after GAP: they run at all `n_seeds` seeds, and are also kept at the shorter
 # budgets of the budget curve (snapshots of the same runs). The shuffles inside the
-# backbone are ablations, run at the first `ablation_seeds` seeds for `ablation_epochs`
+# backbone are ablations, run at the first `n_ablation_seeds` seeds for `ablation_epochs`
 # epochs, one of those budgets: the table and Figure 1 compare every arm there
 # ({glue:text}`ch2_sweep_steps` optimiser steps), and the verdict reads its two arms at
 # `epochs` ({glue:text}`ch2_verdict_steps` steps). At the `default` profile the two are
@@ -152,7 +152,7 @@ ax.axhline(chance["class"], color="tab:orange", ls=":", lw=1);
 # %% [markdown]
 # *Figure 1. Held-out accuracy for location and class with the channel shuffle at each
 # placement, mean over seeds with the spread as error bars (baseline and after GAP:
-# `n_seeds` seeds; inside the backbone: `ablation_seeds`). Dashed: location chance (1/9);
+# `n_seeds` seeds; inside the backbone: `n_ablation_seeds`). Dashed: location chance (1/9);
 # dotted: class chance (one over the number of classes).*
 #
 # Two things to notice. First, shuffling *inside* the backbone hardly touches position: the
@@ -471,7 +471,7 @@ print(check(shuffle_each, permute_channels,
 #    ({glue:text}`ch2_ex_width`), same seed, the shares were {glue:text}`ch2_ex_w_loc_kept` and
 #    {glue:text}`ch2_ex_w_cls_kept`: narrowing the network, class's share
 #    {glue:text}`ch2_ex_cls_narrowed` and location's {glue:text}`ch2_ex_loc_narrowed`. That is
-#    one seed, so a hint, not a verdict; your run trains every placement at `ablation_seeds`
+#    one seed, so a hint, not a verdict; your run trains every placement at `n_ablation_seeds`
 #    seeds and the verdict's arms at all `n_seeds`.
 #    ```
 #

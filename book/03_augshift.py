@@ -77,7 +77,7 @@ ablation_epochs = None  # budget of the other arms and exercises (None: all)
 budgets = None  # shorter budgets (epochs) of the budget curve
 width = None  # channels of the first backbone stage
 n_seeds = None  # the verdict's two arms at seed, seed + 1, ...
-ablation_seeds = None  # the other arms at the first ablation_seeds seeds
+n_ablation_seeds = None  # the other arms at the first n_ablation_seeds seeds
 n_pairs = None  # random shift pairs per test image for the metrics
 accuracy_margin = None  # clean accuracy AugShift may lose (reported)
 recalibrate_batchnorm = None  # recompute BatchNorm statistics after training (bool)
@@ -183,7 +183,7 @@ print(f"this run: {settings.background} background, "
 # BlurPool: the same data, views, epochs and optimiser, each run the call above with its own
 # $\lambda$ and BlurPool. The verdict compares two arms, the baseline and AugShift at
 # `augshift_lambda`: they run at all `n_seeds` seeds. The others are ablations, run at the
-# first `ablation_seeds`. Table 2 and Figures 2-3 compare every arm at the seeds they all
+# first `n_ablation_seeds`. Table 2 and Figures 2-3 compare every arm at the seeds they all
 # share and at one budget, `ablation_epochs` ({glue:text}`ch3_sweep_steps` optimiser
 # steps); the verdict reads its two arms at every seed at `epochs`
 # ({glue:text}`ch3_verdict_steps` steps). At the `default` profile the budgets are the

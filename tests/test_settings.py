@@ -44,7 +44,7 @@ BAD = [
     ("min_effect", float("nan"), r"min_effect must be a number in \[0, 1\]"),
     ("min_effect", -0.01, r"min_effect must be a number in \[0, 1\]"),
     ("budgets", (0, 2), r"budgets\[0\] must be an integer in \[1, 1000\]"),
-    ("ablation_seeds", 0, r"ablation_seeds must be an integer in \[1, 100\]"),
+    ("n_ablation_seeds", 0, r"n_ablation_seeds must be an integer in \[1, 100\]"),
 ]
 
 
@@ -153,13 +153,14 @@ def test_one_checkpoint_is_one_seed():
 def test_budgets_are_snapshots_of_the_verdicts_run_and_ablations_a_subset_of_its_seeds():
     with pytest.raises(ValueError, match=r"budgets must each be at most epochs=8"):
         chapter_settings("augshift", "default", budgets=(1, 16))
-    with pytest.raises(ValueError, match=r"ablation_seeds must be an integer in \[1, n_seeds=3\]"):
-        chapter_settings("channel_order", "default", ablation_seeds=4)
+    with pytest.raises(ValueError,
+                       match=r"n_ablation_seeds must be an integer in \[1, n_seeds=3\]"):
+        chapter_settings("channel_order", "default", n_ablation_seeds=4)
     s = chapter_settings("augshift", "default", epochs=6, budgets=(1, 3))
     assert s.budget_epochs == [1, 3, 6]  # the verdict's budget always ends the curve
     # the profile's own budgets follow a shorter run
     assert chapter_settings("augshift", "default", epochs=3).budget_epochs == [1, 2, 3]
-    assert s.ablations == s.seeds[:s.ablation_seeds]
+    assert s.ablation_seeds == s.seeds[:s.n_ablation_seeds]
 
 
 # ---- the tables: common values once, each profile only what it changes --------------------
@@ -175,7 +176,7 @@ PINNED = [
     ("channel_order", "default", dict(epochs=8, n_seeds=3, budgets=(1, 2, 4, 8),
                                       chance_tolerance=0.15, class_fraction=0.8, min_effect=0.5,
                                       placements=(1, 2, 3, 4, 5), normalize=False)),
-    ("augshift", "default", dict(n_seeds=12, ablation_seeds=2, lambdas=(0.1, 1.0, 10.0),
+    ("augshift", "default", dict(n_seeds=12, n_ablation_seeds=2, lambdas=(0.1, 1.0, 10.0),
                                  accuracy_margin=0.02, min_effect=0.01, seed=300, margin=4,
                                  max_shift=4, image_size=8, background="zeros",
                                  recalibrate_batchnorm=True)),
@@ -304,3 +305,5 @@ def test_a_renamed_knob_is_refused_with_its_new_name():
     from posinfo import run
     with pytest.raises(ValueError, match="precise_bn was renamed recalibrate_batchnorm"):
         run.check_parameter_names(run.chapter_sources()["augshift"], {"precise_bn": False})
+    with pytest.raises(ValueError, match="ablation_seeds was renamed n_ablation_seeds"):
+        chapter_settings("augshift", "smoke", ablation_seeds=1)

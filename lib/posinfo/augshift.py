@@ -168,7 +168,7 @@ def verdict_arms(settings) -> tuple[str, str]:
 
 def run_experiment(settings, progress=print) -> list[RunResult]:
     """The verdict's two arms at every seed, trained for ``epochs`` and carrying the budget
-    curve; every arm at the first ``ablation_seeds`` seeds at the sweep's budget,
+    curve; every arm at the first ``n_ablation_seeds`` seeds at the sweep's budget,
     ``ablation_epochs`` (for the verdict's arms a snapshot of the same runs, measured
     again). When the two budgets are one (every profile but gpu), each run is measured
     once. ``at_budget`` picks either view."""
@@ -176,12 +176,13 @@ def run_experiment(settings, progress=print) -> list[RunResult]:
     judged = verdict_arms(settings)
     sweep = settings.ablation_epochs
     for name, (augshift_lambda, blur_size) in arms(settings).items():
-        seeds = settings.seeds if name in judged else settings.ablations
+        seeds = settings.seeds if name in judged else settings.ablation_seeds
         for seed in seeds:
             config = augshift_config(settings, augshift_lambda, blur_size, seed)
             if name in judged:
                 results.append(measure(name, config, settings.n_pairs, settings.budget_epochs))
-            if name not in judged or (sweep != settings.epochs and seed in settings.ablations):
+            if name not in judged or (sweep != settings.epochs
+                                      and seed in settings.ablation_seeds):
                 results.append(measure(name, {**config, "epochs": sweep}, settings.n_pairs))
         if progress:
             progress(f"{name:<28} done")
@@ -315,11 +316,11 @@ def reading_values(settings, summary: dict, two_arms: dict, verdict, changes: di
 
 def exercise_answers(settings, results: list[RunResult], record: dict | None) -> dict:
     """The chapter's exercise answers, {glue key: value}, from this run (``results``, every
-    arm) and a few short runs at the first ``ablation_seeds`` seeds (``variant_runs``: a
+    arm) and a few short runs at the first ``n_ablation_seeds`` seeds (``variant_runs``: a
     hint of what each exercise's full run shows, not a verdict). Also "ch3_ex_table3":
     the baseline's clean accuracy per seed with running and recomputed BatchNorm
     statistics (the same weights)."""
-    seeds = settings.ablations
+    seeds = settings.ablation_seeds
     summary = summarise(at_budget(at_shared_seeds(results), settings.ablation_epochs))
     baseline, aug = verdict_arms(settings)
     running = running_bn_accuracy(settings, seeds)

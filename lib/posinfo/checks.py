@@ -261,7 +261,7 @@ CHECKS = {
     # every one is a snapshot of the verdict's run, so each must be <= epochs.
     "budgets": _list_of(_int_range(1, 1000)),
     # Seeds for the arms the verdict does not read (ablations): fewer than n_seeds.
-    "ablation_seeds": _int_range(1, 100),
+    "n_ablation_seeds": _int_range(1, 100),
     # The budget (epochs) of those arms and of the exercises' answers: at most epochs; the
     # verdict's arms are measured there too, for free (a snapshot of their runs). A table's
     # None means epochs.
@@ -270,7 +270,7 @@ CHECKS = {
 
 
 # Knobs an earlier edition named otherwise: {old name: new name}, so that a refusal says so.
-RENAMED = {"precise_bn": "recalibrate_batchnorm"}
+RENAMED = {"precise_bn": "recalibrate_batchnorm", "ablation_seeds": "n_ablation_seeds"}
 
 
 def renamed(names) -> str:

@@ -241,9 +241,9 @@ def cross_check(s) -> None:
     if "ablation_epochs" in s and s.ablation_epochs > s.epochs:
         raise ValueError(f"ablation_epochs must be at most epochs={s.epochs} (the verdict's "
                          f"arms are measured there as snapshots), got {s.ablation_epochs}")
-    if "ablation_seeds" in s and s.ablation_seeds > s.n_seeds:
-        raise ValueError(f"ablation_seeds must be an integer in [1, n_seeds={s.n_seeds}], "
-                         f"got {s.ablation_seeds}")
+    if "n_ablation_seeds" in s and s.n_ablation_seeds > s.n_seeds:
+        raise ValueError(f"n_ablation_seeds must be an integer in [1, n_seeds={s.n_seeds}], "
+                         f"got {s.n_ablation_seeds}")
     if s.get("data") == "cityscapes" and s.get("n_seeds", 1) != 1:
         raise ValueError(f"n_seeds must be 1 with data='cityscapes' (one checkpoint is one "
                          f"trained model), got {s.n_seeds}")

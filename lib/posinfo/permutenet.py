@@ -5,7 +5,7 @@ is trained for both tasks on the same canvases, and so is the unshuffled baselin
 fixes the initial weights and the canvases, so the arms of one seed are paired. The two
 arms the verdict reads, the baseline and the shuffle after GAP, run at every verdict seed
 and keep their shorter budgets (snapshots of the same runs); the shuffles inside the
-backbone are ablations at the first ``ablation_seeds`` seeds, trained for
+backbone are ablations at the first ``n_ablation_seeds`` seeds, trained for
 ``ablation_epochs``, one of those budgets, where the sweep compares every arm (the gpu
 profile stops them at 600 steps while the verdict's arms go on to the paper's 20,833).
 
@@ -62,7 +62,7 @@ def run_placements(settings) -> PlacementRuns:
     for target in TASKS:
         for arm, placement in arms.items():
             judged = arm in JUDGED
-            seeds = settings.seeds if judged else settings.ablations
+            seeds = settings.seeds if judged else settings.ablation_seeds
             # the ablations stop at ablation_epochs, one of the judged arms' budgets
             budgets = settings.budget_epochs if judged else [settings.ablation_epochs]
             for seed in seeds:
