@@ -1,6 +1,6 @@
 """The benchmarks are not timed in tests (machines are noisy), but what they count and
 compare must be right: the FLOPs of a step (against a count by hand), the CPU bench's step,
-the GPU bench's arms and arithmetic, and the graph check's script."""
+the GPU bench's variants and arithmetic, and the graph check's script."""
 import json
 import multiprocessing
 import subprocess
@@ -72,26 +72,26 @@ def test_library_code_uses_no_bare_assert():
 
 
 # ---- the GPU bench (--gpu): its code path on the CPU, its arithmetic, its refusal ------------
-def test_the_gpu_bench_runs_every_arm_on_the_cpu_and_checks_it_against_eager(tmp_path, capsys,
+def test_the_gpu_bench_runs_every_variant_on_the_cpu_and_checks_it_against_eager(tmp_path, capsys,
                                                                             monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU path, anywhere
     path = tmp_path / "bench_gpu.json"
     command.main(["--gpu", "--quick", "--json", str(path)])
     result = json.loads(path.read_text())
     assert {"device", "torch", "cuda", "date"} <= set(result["header"])
-    arms = result["arms"]
-    assert list(arms) == ["eager", "graphed", "2 graphed runs at once"]
-    assert all(arm["status"] == "ok" for arm in arms.values()), arms
-    assert len(arms["eager"]["losses"]) == gpu.QUICK.check_steps
+    variants = result["variants"]
+    assert list(variants) == ["eager", "graphed", "2 graphed runs at once"]
+    assert all(variant["status"] == "ok" for variant in variants.values()), variants
+    assert len(variants["eager"]["losses"]) == gpu.QUICK.check_steps
     # Uncaptured on a CPU, the "graphed" loop is eager's loop: the same losses exactly.
-    assert arms["graphed"]["captured"] is False
-    assert arms["graphed"]["check"] == {"ok": True, "max_abs_diff": 0.0, "tolerance": 0.05}
-    several = arms["2 graphed runs at once"]
+    assert variants["graphed"]["captured"] is False
+    assert variants["graphed"]["check"] == {"ok": True, "max_abs_diff": 0.0, "tolerance": 0.05}
+    several = variants["2 graphed runs at once"]
     assert several["check"]["ok"] is True and several["check"]["max_abs_diff"] == 0.0
     assert several["canvases_per_s"] == pytest.approx(sum(several["per_run_canvases_per_s"]))
     assert 0 <= several["windows_overlap"] <= 1
     assert result["summary"]["best"] == "graphed"
-    assert multiprocessing.active_children() == []  # no run outlives its arm
+    assert multiprocessing.active_children() == []  # no run outlives its variant
     assert "graphed: " in capsys.readouterr().out
     # Committed as the GPU part's bench, it renders on the GPU page (make html).
     from posinfo.tools.report import gpu_run_markdown
@@ -106,22 +106,22 @@ def test_the_gpu_bench_runs_every_arm_on_the_cpu_and_checks_it_against_eager(tmp
 def test_projections_and_the_target():
     # 20 epochs x 50,000 canvases at 10,000 canvases/s: 100 s; two runs at once at 20,000
     # canvases/s in all train each model at 10,000.
-    def arm(rate, ok=True, **more):
+    def variant(rate, ok=True, **more):
         return {"status": "ok", "canvases_per_s": rate, "setup_s": 30.0, "check": {"ok": ok},
                 **more}
 
-    arms = {"eager": arm(10_000, None), "graphed": arm(20_000),
-            "2 graphed runs at once": arm(20_000, runs=2),
+    variants = {"eager": variant(10_000, None), "graphed": variant(20_000),
+            "2 graphed runs at once": variant(20_000, runs=2),
             "broken": {"status": "error", "error": "x"}}
-    summary = gpu.summarize(arms)
-    assert arms["eager"]["projected_min"] == 100 / 60
-    assert arms["graphed"]["projected_min"] == 50 / 60 and arms["graphed"]["vs_eager"] == 2
-    assert arms["graphed"]["projected_min_with_setup"] == pytest.approx(80 / 60)
-    assert arms["2 graphed runs at once"]["projected_min"] == 100 / 60
-    assert "projected_min" not in arms["broken"]
+    summary = gpu.summarize(variants)
+    assert variants["eager"]["projected_min"] == 100 / 60
+    assert variants["graphed"]["projected_min"] == 50 / 60 and variants["graphed"]["vs_eager"] == 2
+    assert variants["graphed"]["projected_min_with_setup"] == pytest.approx(80 / 60)
+    assert variants["2 graphed runs at once"]["projected_min"] == 100 / 60
+    assert "projected_min" not in variants["broken"]
     assert summary["best"] == "graphed" and summary["meets_target"] is True
-    arms["graphed"]["check"]["ok"] = False  # losses unlike eager's: no speed-up counts
-    assert gpu.summarize(arms) == {"best": "eager", "meets_target": False}
+    variants["graphed"]["check"]["ok"] = False  # losses unlike eager's: no speed-up counts
+    assert gpu.summarize(variants) == {"best": "eager", "meets_target": False}
 
 
 def test_runs_at_once_that_fail_raise_and_leave_no_process_behind():

@@ -8,7 +8,8 @@ import nbformat
 import pytest
 
 from posinfo.run import BOOK, chapter_sources
-from posinfo.tools.report import NO_RECORD, chapter_verdict, gpu_run_markdown, verdict_markdown
+from posinfo.tools.report import (NO_RECORD, bench_variants, chapter_verdict, gpu_run_markdown,
+                                  verdict_markdown)
 from posinfo.interval import Rule
 from posinfo.verdict import RECORD_MIME, judge, records
 
@@ -142,7 +143,7 @@ def test_a_notebook_without_a_record_is_marked_on_the_front_page(tmp_path):
                     "posinfo.tools.gpu_book writes book/gpu/gpu_book.log, which un-skips this")
 def test_the_gpu_page_shows_what_the_runs_log_and_bench_say():
     """The GPU part's numbers are read from its log and bench JSON, never typed: every
-    chapter's seconds and status from the log's summary, and the bench's best arm."""
+    chapter's seconds and status from the log's summary, and the bench's best variant."""
     page = gpu_run_markdown()
     summary = re.findall(r"^  (\d\d_\w+)\s+(\w+)\s+([\d.]+)$", GPU_LOG.read_text(), re.M)
     assert {stem for stem, _, _ in summary} == {p.stem for p in GPU_NOTEBOOKS}
@@ -154,10 +155,11 @@ def test_the_gpu_page_shows_what_the_runs_log_and_bench_say():
     assert f"in the lanes {lanes}" in page
     bench = json.loads(GPU_BENCH.read_text())
     assert bench["header"]["device"] in page and f"Best: {bench['summary']['best']}," in page
-    for name, arm in bench["arms"].items():
-        if arm["status"] == "ok":
-            assert re.search(rf"^{re.escape(name)}\s+{arm['canvases_per_s']:.0f}\s", page, re.M)
-    in_run = json.loads(GPU_BENCH_IN_RUN.read_text())["arms"]["eager"]
+    for name, variant in bench_variants(bench).items():
+        if variant["status"] == "ok":
+            assert re.search(rf"^{re.escape(name)}\s+{variant['canvases_per_s']:.0f}\s", page,
+                             re.M)
+    in_run = bench_variants(json.loads(GPU_BENCH_IN_RUN.read_text()))["eager"]
     assert f"measured eager at {in_run['canvases_per_s']:.0f} canvases/s" in page
 
 

@@ -147,7 +147,7 @@ def verdict_markdown() -> str:
 
 # ---- the GPU run: its log and benches, as python -m posinfo.tools.gpu_book brought them back
 GPU_LOG = GPU_BOOK / "gpu_book.log"
-# The bench inside the book's run had the 30 s the deadline left it (compile arms skipped);
+# The bench inside the book's run had the 30 s the deadline left it (compile variants skipped);
 # bench_gpu_full.json is `python -m posinfo.tools.bench --gpu --budget 150`, called on its own on
 # the same machine right after the book.
 GPU_BENCH, GPU_BENCH_IN_RUN = GPU_BOOK / "bench_gpu_full.json", GPU_BOOK / "bench_gpu.json"
@@ -243,11 +243,18 @@ def _bench_rows(bench: dict) -> dict:
                    "vs eager": f"{a['vs_eager']:.2f}x",
                    "setup s": f"{a['setup_s']:.1f}",
                    "20 epochs, min": f"{a['projected_min_with_setup']:.2f}"}
-            for name, a in bench["arms"].items() if a.get("status") == "ok"}
+            for name, a in bench_variants(bench).items() if a.get("status") == "ok"}
 
 
-def budget(bench: dict) -> str:
-    """The --budget the bench of ``bench`` ran with ("" for a bench without budgets)."""
+def bench_variants(bench: dict) -> dict:
+    """The bench's timed variants, {name: result}; records written before 2026-12-08 call
+    them "arms"."""
+    return bench["variants"] if "variants" in bench else bench["arms"]
+
+
+def bench_deadline(bench: dict) -> str:
+    """The time limit the bench of ``bench`` ran with, as its command gave it then (flag
+    --budget, recorded as budget_s; "" for a bench without one)."""
     given = bench["config"].get("budget_s")
     return "" if given is None else f" --budget {given:g}"
 
@@ -281,22 +288,24 @@ def gpu_run_markdown(log: Path = GPU_LOG, bench: Path = GPU_BENCH,
         lines += [f"Training-step speed of the paper's CIFAR-10 location run (ResNet-18 width "
                   f"64, batch 48, bf16, channels_last; 96 px canvases built on the GPU from "
                   f"random 32 px RGB images), measured by `python -m posinfo.tools.bench --gpu"
-                  f"{budget(b)}` on {h['device']} (torch "
+                  f"{bench_deadline(b)}` on {h['device']} (torch "
                   f"{h['torch']}, {h['date'][:10]}), called on its own right after the book, "
-                  f"every arm in the same run:", "", "```text",
-                  format_table(_bench_rows(b), index="arm"), "```", "",
+                  f"every variant in the same run:", "", "```text",
+                  format_table(_bench_rows(b), index="variant"), "```", "",
                   f"Best: {best['best']}, {best['vs_eager']:.2f}x eager: 20 epochs of 50,000 "
                   f"canvases in {best['projected_min']:.2f} min (target "
                   f"{best['target_minutes']:g} min: "
                   f"{'met' if best['meets_target'] else 'missed'})."]
         if bench_in_run.exists():
             r = json.loads(bench_in_run.read_text())
-            eager, fast = r["arms"]["eager"], r["arms"].get(best["best"], {})
+            eager, fast = bench_variants(r)["eager"], bench_variants(r).get(best["best"], {})
             if eager.get("status") == "ok" and fast.get("status") == "ok":
                 def moved(a, name):
-                    return abs(a["canvases_per_s"] / b["arms"][name]["canvases_per_s"] - 1)
+                    return abs(a["canvases_per_s"] / bench_variants(b)[name]["canvases_per_s"]
+                               - 1)
                 lines += ["", f"The bench inside the book's run, a minute earlier with the "
-                          f"{r['config'].get('budget_s', '?')} s its deadline left (compile arms "
+                          f"{r['config'].get('budget_s', '?')} s its deadline left (compile "
+                          f"variants "
                           f"skipped), measured eager at {eager['canvases_per_s']:.0f} "
                           f"canvases/s and {best['best']} at {fast['canvases_per_s']:.0f} "
                           f"({fast['vs_eager']:.2f}x eager). Between the two runs eager moved "

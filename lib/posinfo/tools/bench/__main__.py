@@ -32,10 +32,11 @@ def parse(argv=None) -> argparse.Namespace:
                         help="only the GPU bench (needs CUDA unless --quick)")
     parser.add_argument("--json", metavar="PATH", help="with --gpu: write the results here")
     parser.add_argument("--quick", action="store_true",
-                        help="with --gpu: a tiny model, a fraction of a second per arm (tests)")
+                        help="with --gpu: a tiny model, a fraction of a second per variant "
+                             "(tests)")
     parser.add_argument("--concurrency", type=concurrency, metavar="K,K",
-                        help="with --gpu: an arm of K graphed runs at once, each in its own "
-                             "process, for each K (default 4,8; --quick 2; none: no such arm)")
+                        help="with --gpu: a variant of K graphed runs at once, each in its own "
+                             "process, for each K (default 4,8; --quick 2; none: no such variant)")
     args = parser.parse_args(argv)
     if (args.json or args.quick or args.concurrency is not None) and not args.gpu:
         parser.error("--json, --quick and --concurrency go with --gpu")

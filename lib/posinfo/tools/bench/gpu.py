@@ -1,11 +1,11 @@
 """The GPU bench: how fast ``train.fit`` trains the paper's CIFAR-10 location run on one GPU
 (ResNet-18, batch 48, 96 px canvases with flips, bf16), and how many such runs to train at
-once. Every arm runs fit's own loop (``posinfo.graphed.Loop``) from the same weights on the
+once. Every variant runs fit's own loop (``posinfo.graphed.Loop``) from the same weights on the
 same batches, drawn on the device:
 
 - **eager**: the loop uncaptured, step by step (plain Adam): the baseline;
 - **graphed**: the loop as fit runs it on CUDA, the step captured once as a CUDA graph and
-  replayed; its first losses are checked against eager's, so a faster arm that computes
+  replayed; its first losses are checked against eager's, so a faster variant that computes
   something else is caught. The target is 3.5x eager (a step captured by hand measured
   3.5-3.8x on an H200, book/gpu/bench_gpu_full.json);
 - **K at once**, for each K of ``--concurrency``: K graphed runs, each in a process of its
@@ -14,8 +14,8 @@ same batches, drawn on the device:
   MPS (the Reproduce page's commands): this decides ``gpu_book --prefetch K`` and whether
   MPS is used.
 
-The JSON is rewritten after every arm, so a run cut short keeps what it measured.
-``--quick``: a tiny net, a fraction of a second per arm, on any device (the tests).
+The JSON is rewritten after every variant, so a run cut short keeps what it measured.
+``--quick``: a tiny net, a fraction of a second per variant, on any device (the tests).
 """
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ CHUNK_S = 0.02  # steps between two reads of the clock in a timed window
 class GpuBenchConfig:
     """The step timed; the default is the paper's CIFAR-10 run: ResNet-18 width, GAPNet head,
     32 px images on a 3x3 grid, batch 48, Adam 1e-3 (0.5, 0.999), flips. ``seconds``: the
-    timed window of each arm; ``check_steps``: the first steps, whose losses are compared
-    with eager's; ``concurrency``: an arm for each number of runs trained at once."""
+    timed window of each variant; ``check_steps``: the first steps, whose losses are compared
+    with eager's; ``concurrency``: a variant for each number of runs trained at once."""
     width: int = 64
     blocks: tuple = (2, 2, 2, 2)
     image_size: int = 32
@@ -129,7 +129,7 @@ def timed_run(cfg: GpuBenchConfig, device, capture: bool, barrier=None) -> dict:
 
 
 def _worker(cfg, device, capture, barrier, results, index) -> None:
-    """A process of an arm of runs at once: its timed run, or its error, onto ``results``."""
+    """A process of a variant of runs at once: its timed run, or its error, onto ``results``."""
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // barrier.parties))
     try:
         results.put((index, timed_run(cfg, device, capture, barrier)))
@@ -174,14 +174,15 @@ def check(losses: list, reference: list | None, tolerance: float) -> dict:
     return {"ok": diff <= tolerance, "max_abs_diff": diff, "tolerance": tolerance}
 
 
-def single_arm(cfg, device, capture: bool, reference: list | None) -> dict:
+def single_run_variant(cfg, device, capture: bool, reference: list | None) -> dict:
     run = timed_run(cfg, device, capture)
     return {"status": "ok", **{k: run[k] for k in ("canvases_per_s", "ms_per_step", "setup_s",
                                                    "steps", "captured", "losses")},
             "check": check(run["losses"], reference, cfg.loss_tolerance)}
 
 
-def several_arm(cfg, device, capture: bool, k: int, reference: list, single: float) -> dict:
+def several_runs_variant(cfg, device, capture: bool, k: int, reference: list,
+                         single: float) -> dict:
     runs = runs_at_once(cfg, device, capture, k)
     rates = [r["canvases_per_s"] for r in runs]
     checks = [check(r["losses"], reference, cfg.loss_tolerance) for r in runs]
@@ -197,17 +198,18 @@ def several_arm(cfg, device, capture: bool, k: int, reference: list, single: flo
             "mps_pipe": os.environ.get("CUDA_MPS_PIPE_DIRECTORY")}
 
 
-def summarize(arms: dict) -> dict:
-    """Each timed arm's speed against eager and the paper's run projected at its rate (per
-    model, for an arm of several runs); the graphed arm against the target."""
-    eager = arms.get("eager", {}).get("canvases_per_s")
-    for arm in arms.values():
-        if arm.get("status") == "ok":
-            per_model = arm["canvases_per_s"] / arm.get("runs", 1)
-            arm["vs_eager"] = arm["canvases_per_s"] / eager if eager else None
-            arm["projected_min"] = PAPER_EPOCHS * PAPER_CANVASES / per_model / 60
-            arm["projected_min_with_setup"] = arm["projected_min"] + arm["setup_s"] / 60
-    graphed = arms.get("graphed", {})
+def summarize(variants: dict) -> dict:
+    """Each timed variant's speed against eager and the paper's run projected at its rate (per
+    model, for a variant of several runs); the graphed variant against the target."""
+    eager = variants.get("eager", {}).get("canvases_per_s")
+    for variant in variants.values():
+        if variant.get("status") == "ok":
+            per_model = variant["canvases_per_s"] / variant.get("runs", 1)
+            variant["vs_eager"] = variant["canvases_per_s"] / eager if eager else None
+            variant["projected_min"] = PAPER_EPOCHS * PAPER_CANVASES / per_model / 60
+            variant["projected_min_with_setup"] = (variant["projected_min"]
+                                                   + variant["setup_s"] / 60)
+    graphed = variants.get("graphed", {})
     if graphed.get("status") != "ok" or graphed["check"]["ok"] is False:
         return {"best": "eager" if eager else None, "meets_target": False}
     return {"best": "graphed", "canvases_per_s": graphed["canvases_per_s"],
@@ -228,27 +230,31 @@ def header(device: torch.device) -> dict:
 
 def gpu_bench(cfg: GpuBenchConfig = GpuBenchConfig(), device=None, json_path=None,
               log=print) -> dict:
-    """Every arm in one run, each recorded (an arm that fails records its error and the rest
-    go on), the JSON rewritten after each."""
+    """Every variant in one run, each recorded (a variant that fails records its error and
+    the rest go on), the JSON rewritten after each."""
     device = pick_device(device)
     capture = device.type == "cuda"
-    result = {"header": header(device), "config": asdict(cfg), "arms": {}}
-    arms = result["arms"]
-    plan = [("eager", lambda: single_arm(cfg, device, False, None)),
-            ("graphed", lambda: single_arm(cfg, device, capture, arms["eager"]["losses"]))]
-    plan += [(f"{k} graphed runs at once", lambda k=k: several_arm(
-        cfg, device, capture, k, arms["eager"]["losses"], arms["graphed"]["canvases_per_s"]))
+    result = {"header": header(device), "config": asdict(cfg), "variants": {}}
+    variants = result["variants"]
+    plan = [("eager", lambda: single_run_variant(cfg, device, False, None)),
+            ("graphed", lambda: single_run_variant(cfg, device, capture,
+                                                   variants["eager"]["losses"]))]
+    plan += [(f"{k} graphed runs at once", lambda k=k: several_runs_variant(
+        cfg, device, capture, k, variants["eager"]["losses"],
+        variants["graphed"]["canvases_per_s"]))
         for k in cfg.concurrency]
     log(" | ".join(f"{k} {v}" for k, v in result["header"].items()), flush=True)
-    for name, arm in plan:
+    for name, variant in plan:
         try:
-            arms[name] = arm()
-        except Exception as error:  # noqa: BLE001 -- recorded, the next arm runs
-            arms[name] = {"status": "error", "error": f"{type(error).__name__}: {error}"[:2000],
-                          "traceback": traceback.format_exc()[-4000:]}
-        result["summary"] = summarize(arms)
-        log(f"{name}: " + (f"{arms[name]['canvases_per_s']:.0f} canvases/s"
-                           if arms[name]["status"] == "ok" else arms[name]["error"]), flush=True)
+            variants[name] = variant()
+        except Exception as error:  # noqa: BLE001 -- recorded, the next variant runs
+            variants[name] = {"status": "error",
+                              "error": f"{type(error).__name__}: {error}"[:2000],
+                              "traceback": traceback.format_exc()[-4000:]}
+        result["summary"] = summarize(variants)
+        log(f"{name}: " + (f"{variants[name]['canvases_per_s']:.0f} canvases/s"
+                           if variants[name]["status"] == "ok" else variants[name]["error"]),
+            flush=True)
         if json_path:
             with open(json_path, "w") as f:
                 json.dump(result, f, indent=1, default=str)
@@ -256,17 +262,18 @@ def gpu_bench(cfg: GpuBenchConfig = GpuBenchConfig(), device=None, json_path=Non
 
 
 def gpu_report(result: dict) -> str:
-    rows = {name: {"canvases/s": round(arm["canvases_per_s"]), "vs eager": arm["vs_eager"],
-                   "setup s": arm["setup_s"], "20 ep min": arm["projected_min"],
-                   "check": {None: "-", True: "ok", False: "FAILED"}[arm["check"]["ok"]],
-                   "at once": arm.get("runs", 1)}
-            for name, arm in result["arms"].items() if arm["status"] == "ok"}
-    lines = [format_table(rows, index="arm", digits=2)]
-    lines += [f"  {name}: {arm['error']}" for name, arm in result["arms"].items()
-              if arm["status"] != "ok"]
-    lines += [f"  {name}: {arm['vs_one_graphed_run']:.2f}x one graphed run, windows overlap "
-              f"{arm['windows_overlap']:.0%}" for name, arm in result["arms"].items()
-              if arm["status"] == "ok" and "runs" in arm]
+    rows = {name: {"canvases/s": round(variant["canvases_per_s"]),
+                   "vs eager": variant["vs_eager"],
+                   "setup s": variant["setup_s"], "20 ep min": variant["projected_min"],
+                   "check": {None: "-", True: "ok", False: "FAILED"}[variant["check"]["ok"]],
+                   "at once": variant.get("runs", 1)}
+            for name, variant in result["variants"].items() if variant["status"] == "ok"}
+    lines = [format_table(rows, index="variant", digits=2)]
+    lines += [f"  {name}: {variant['error']}" for name, variant in result["variants"].items()
+              if variant["status"] != "ok"]
+    lines += [f"  {name}: {variant['vs_one_graphed_run']:.2f}x one graphed run, windows overlap "
+              f"{variant['windows_overlap']:.0%}" for name, variant in result["variants"].items()
+              if variant["status"] == "ok" and "runs" in variant]
     s = result["summary"]
     if s.get("best") == "graphed":
         lines.append(f"graphed: {s['vs_eager']:.2f}x eager -> the paper's run ({PAPER_EPOCHS} x "
@@ -276,7 +283,7 @@ def gpu_report(result: dict) -> str:
 
 
 def main(quick: bool = False, json_path=None, concurrency: tuple | None = None) -> dict:
-    """``python -m posinfo.tools.bench --gpu``: every arm, then the table; refuses to start
+    """``python -m posinfo.tools.bench --gpu``: every variant, then the table; refuses to start
     without CUDA unless ``quick``."""
     if not quick and not torch.cuda.is_available():
         print("posinfo.tools.bench --gpu needs a CUDA GPU (torch.cuda.is_available() is "

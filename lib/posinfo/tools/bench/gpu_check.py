@@ -13,7 +13,7 @@ noise backgrounds with flips, AugShift's two views with BlurPool, PermuteNet, th
    end to end (capture included).
 
 The next GPU session runs it first, then the bench (``python -m posinfo.tools.bench
---gpu``, whose graphed arm times this loop against eager): the Reproduce page's commands.
+--gpu``, whose graphed variant times this loop against eager): the Reproduce page's commands.
 
 The segmenter's head has dropout: its captured and eager runs draw their masks from the same
 generator state, but if only that case differs, look there before at the graph.
