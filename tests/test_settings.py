@@ -141,8 +141,8 @@ def test_a_canvas_beyond_the_profiles_memory_budget_is_refused_with_the_limit():
                                          r"16 .*a smaller width allows more"):
         chapter_settings("position_channels", "default", scene_height=2048, scene_width=4096)
     # the limit follows the profile: a smaller batch allows a larger canvas
-    from posinfo.cross_checks import MEMORY_BUDGET_MIB
-    assert MEMORY_BUDGET_MIB["smoke"] <= MEMORY_BUDGET_MIB["default"] <= MEMORY_BUDGET_MIB["paper"]
+    from posinfo.cross_checks import MEMORY_LIMIT_MIB
+    assert MEMORY_LIMIT_MIB["smoke"] <= MEMORY_LIMIT_MIB["default"] <= MEMORY_LIMIT_MIB["paper"]
 
 
 def test_one_checkpoint_is_one_seed():

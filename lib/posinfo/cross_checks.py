@@ -15,18 +15,18 @@ from .geometry import backbone_channels, ceil_div
 
 
 # ---- memory: a canvas the profile's machine could not train on is refused before training ----
-# Budget, per profile, for the largest activation map of one training batch: the first
+# Limit, per profile, for the largest activation map of one training batch: the first
 # stage's input, batch_size x views x width x (canvas side / stem stride)^2 float32 values.
-# The backward pass keeps about ten maps of that size per first-stage block, so each budget is
+# The backward pass keeps about ten maps of that size per first-stage block, so each limit is
 # a tenth of the memory the profile expects: a laptop for smoke and default, one GPU for paper.
-MEMORY_BUDGET_MIB = {"smoke": 256, "default": 512, "gpu": 4096, "paper": 4096}
+MEMORY_LIMIT_MIB = {"smoke": 256, "default": 512, "gpu": 4096, "paper": 4096}
 
 
 def _check_memory(s) -> None:
     if "batch_size" not in s or "width" not in s or s.get("data", "scenes") != "scenes":
         return  # data="cityscapes" evaluates given weights: nothing is trained
-    budget_mib = MEMORY_BUDGET_MIB[s.profile]
-    budget = budget_mib * 2**20
+    limit_mib = MEMORY_LIMIT_MIB[s.profile]
+    limit = limit_mib * 2**20
     # AugShift trains both views in one batch, and its BlurPool arms run the stem at stride 1.
     views, stride = (2, 1) if "margin" in s else (1, 2)
     per_pixel = s.batch_size * views * s.width * 4  # bytes per pixel of the first-stage map
@@ -39,20 +39,20 @@ def _check_memory(s) -> None:
         # batch_size is a profile's, not a chapter parameter: the message names width
         raise ValueError(f"{what} at the {s.profile} profile: one training batch's first-stage "
                          f"activations ({formula}) would need {need / 2**20:.0f} MiB, over the "
-                         f"profile's memory budget of {budget_mib} MiB (a smaller width allows "
+                         f"profile's memory limit of {limit_mib} MiB (a smaller width allows "
                          f"more)")
 
     if "scene_height" in s:
         # the scenes' size is the profile's: the knob a chapter offers is width
         pixels = ceil_div(s.scene_height, stride) * ceil_div(s.scene_width, stride)
         need = per_pixel * pixels
-        if need > budget:
-            most = budget // (s.batch_size * views * 4 * pixels)
+        if need > limit:
+            most = limit // (s.batch_size * views * 4 * pixels)
             refuse(f"width must be at most {most} with {s.scene_height}x{s.scene_width} "
                    f"scenes, got {s.width}", need)
         return
-    side_max = stride * int((budget // per_pixel) ** 0.5)  # the largest square canvas
-    while per_pixel * ceil_div(side_max, stride) ** 2 > budget:  # float rounding
+    side_max = stride * int((limit // per_pixel) ** 0.5)  # the largest square canvas
+    while per_pixel * ceil_div(side_max, stride) ** 2 > limit:  # float rounding
         side_max -= 1
     if "margin" in s:
         side = s.image_size + 2 * s.margin
@@ -90,10 +90,10 @@ def _parameters(width: int, s) -> int:
 def _check_training_state(s) -> None:
     """Weights, their gradients and Adam's two moment estimates: 16 bytes a parameter, held
     all through training, within the memory the profile expects (ten times its activation
-    budget)."""
+    limit)."""
     if "width" not in s or "blocks" not in s or s.get("data", "scenes") != "scenes":
         return
-    memory_mib = 10 * MEMORY_BUDGET_MIB[s.profile]
+    memory_mib = 10 * MEMORY_LIMIT_MIB[s.profile]
     need = 16 * _parameters(s.width, s)
     if need > memory_mib * 2**20:
         most = s.width

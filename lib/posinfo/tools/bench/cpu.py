@@ -17,7 +17,7 @@ from ...models import build_classifier
 from ...settings import chapter_settings
 from ...train import fit
 
-BOOK_BUDGET_MIN = 20  # what the book allows on a 2-core CPU, from an empty cache
+BOOK_DEADLINE_MIN = 20  # what the book allows on a 2-core CPU, from an empty cache
 
 
 def best_of(fn, repeats=5) -> float:
@@ -171,4 +171,4 @@ def main(chapters: bool = False, keep: str | None = None) -> None:
         total = sum(r["wall"] for r in rows)
         print(f"  whole book {total / 60:.1f} min, "
               f"{sum(r['training'] for r in rows) / total:.0%} of it training "
-              f"(budget: {BOOK_BUDGET_MIN} min)")
+              f"(deadline: {BOOK_DEADLINE_MIN} min)")
