@@ -260,12 +260,12 @@ rule = Rule("whole-digit consistency gain of AugShift over the baseline",
             settings.min_effect)
 verdict = judge(3, rule, augshift.consistency_gain(verdict_results, settings),
                 level=settings.confidence)
-changes = {m: paired_difference(per_seed(verdict_results, aug_arm, m),
-                                per_seed(verdict_results, baseline_arm, m),
-                                settings.confidence) for m in augshift.METRICS}
+paired_changes = {m: paired_difference(per_seed(verdict_results, aug_arm, m),
+                                       per_seed(verdict_results, baseline_arm, m),
+                                       settings.confidence) for m in augshift.METRICS}
 two_arms = augshift.summarise(verdict_results)  # every verdict seed, both arms
 glue_values(**augshift.reading_values(settings, summary, two_arms, verdict,
-                                      changes))
+                                      paired_changes))
 
 # %% [markdown]
 # ## Reading the results
@@ -326,7 +326,7 @@ labels = {"consistency": "consistency, whole digit (primary)",
           "cut_consistency": "consistency, cut pairs (second measure)"}
 rows = {labels.get(m, m.replace("_", " ")):
         {"AugShift - baseline [CI]": est, "needs": needs.get(m, "")}
-        for m, est in changes.items()}
+        for m, est in paired_changes.items()}
 print(format_table(rows))
 if record is not None:
     print(pilots.forecast_text(record["sample_size"]))
