@@ -1,5 +1,6 @@
 """AugShift: shift views, the loss, BlurPool, the invariance metrics, and bad input."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -474,3 +475,42 @@ def test_consistency_gain_reads_the_verdicts_budget_only():
         r.epochs = 1
     results = [_result(base, 300, 0.90), _result(aug, 300, 0.92)] + short
     assert consistency_gain(results, s) == pytest.approx({300: 0.02})
+
+
+def test_every_glue_key_of_chapter_3_is_written_out_and_quoted(monkeypatch):
+    """The library's glue dicts for chapter 3 name each key in full (a grep for a key in the
+    prose finds it) and hold exactly the ch3_ keys the prose quotes that the chapter does
+    not glue itself: none missing, none glued for nothing."""
+    import re
+    from types import SimpleNamespace
+
+    from posinfo import augshift
+    from posinfo.interval import t_interval
+
+    def fake_measure(name, config, n_pairs, budgets=()):
+        score = 0.5 + 0.1 * config["augshift_lambda"] + 0.01 * config["seed"] % 0.05
+        return augshift.RunResult(name, config["augshift_lambda"], config["blur_size"],
+                                  config["seed"], 0.9, score, 0.8, 0.7, 0.1, 0.5, [0.9],
+                                  False, {}, config["epochs"])
+
+    monkeypatch.setattr(augshift, "measure", fake_measure)
+    monkeypatch.setattr(augshift, "running_bn_accuracy",
+                        lambda settings, seeds: {s: 0.85 for s in seeds})
+    s = posinfo.chapter_settings("augshift", "smoke", n_seeds=3)
+    results = augshift.run_experiment(s, progress=None)
+    estimate = t_interval([0.02, 0.03, 0.04], 0.95)
+    verdict = SimpleNamespace(estimate=estimate)
+    base, aug = augshift.verdict_arms(s)
+    two_arms = augshift.summarise(augshift.at_budget(results, s.epochs))
+    summary = augshift.summarise(augshift.at_budget(augshift.at_shared_seeds(results),
+                                                    s.ablation_epochs))
+    glued = {**augshift.reading_values(s, summary, two_arms, verdict,
+                                       {m: estimate for m in augshift.METRICS}),
+             **augshift.exercise_answers(s, results, {"candidates": [{"consistency": [0.5]}]})}
+    glued.pop("ch3_ex_table3")  # a table, printed, not glued
+    source = (Path(posinfo.__file__).parents[2] / "book" / "03_augshift.py").read_text()
+    quoted = set(re.findall(r"\{glue:text\}`(ch3_\w+)`", source))
+    in_chapter = set(re.findall(r"\b(ch3_\w+)=", source))
+    assert set(glued) == quoted - in_chapter
+    library = (Path(augshift.__file__)).read_text()
+    assert all(f'"{key}"' in library or f"{key}=" in library for key in glued)

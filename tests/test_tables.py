@@ -12,12 +12,10 @@ def test_glue_values_glues_each_value_as_a_table_prints_it(monkeypatch):
     monkeypatch.setattr(myst_nb, "glue",
                         lambda name, value, display: glued.update({name: (value, display)}))
     estimate = t_interval(np.array([0.5, 0.6, 0.7]), 0.95)
-    glue_values("ch9", accuracy=np.float32(0.8125), n=np.int64(64), gap=estimate,
-                share="85%")
+    glue_values(ch9_accuracy=np.float32(0.8125), ch9_n=np.int64(64), ch9_gap=estimate,
+                ch9_share="85%")
     assert glued == {"ch9_accuracy": ("0.812", False), "ch9_n": ("64", False),
                      "ch9_gap": (estimate.text(), False), "ch9_share": ("85%", False)}
-    glue_values(ch9_full_key=0.5)  # keys written out in full, as the chapters glue them
-    assert glued["ch9_full_key"] == ("0.500", False)
     # the prose reads what the chapter's tables print
     assert glued["ch9_accuracy"][0] in format_table({"row": {"accuracy": np.float32(0.8125)}})
 

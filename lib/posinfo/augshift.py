@@ -294,11 +294,19 @@ def reading_values(settings, summary: dict, two_arms: dict, verdict, changes: di
     their paired changes (``changes``, {metric: Estimate}); every arm at the seeds all
     share (``summary``, Table 2's) for the comparisons with the other arms."""
     baseline, aug = verdict_arms(settings)
-    both_arms = {"base": two_arms[baseline], "aug": two_arms[aug]}
-    values = {f"ch3_{key}_{m}": row[m][0] for key, row in both_arms.items() for m in METRICS}
-    shared = {"base": baseline, "aug": aug, "blur": "BlurPool", "both": f"{aug} + BlurPool"}
-    values.update({f"ch3_shared_{key}_consistency": summary[arm]["consistency"][0]
-                   for key, arm in shared.items()})
+    base, augshift = two_arms[baseline], two_arms[aug]
+    values = {"ch3_base_clean_accuracy": base["clean_accuracy"][0],
+              "ch3_base_consistency": base["consistency"][0],
+              "ch3_base_latent_distance": base["latent_distance"][0],
+              "ch3_base_position_probe": base["position_probe"][0],
+              "ch3_aug_clean_accuracy": augshift["clean_accuracy"][0],
+              "ch3_aug_consistency": augshift["consistency"][0],
+              "ch3_aug_latent_distance": augshift["latent_distance"][0],
+              "ch3_aug_position_probe": augshift["position_probe"][0],
+              "ch3_shared_base_consistency": summary[baseline]["consistency"][0],
+              "ch3_shared_aug_consistency": summary[aug]["consistency"][0],
+              "ch3_shared_blur_consistency": summary["BlurPool"]["consistency"][0],
+              "ch3_shared_both_consistency": summary[f"{aug} + BlurPool"]["consistency"][0]}
     sweep = {augshift_lambda: name
              for name, (augshift_lambda, blur_size) in arms(settings).items() if blur_size is None}
     best = {m: max(sweep, key=lambda augshift_lambda: summary[sweep[augshift_lambda]][m][0])
@@ -338,23 +346,35 @@ def exercise_answers(settings, results: list[RunResult], record: dict | None) ->
     if record is not None:
         blank = float(np.mean(record["candidates"][0]["consistency"]))
         answers.update(ch3_ex_blank=blank, ch3_ex_blank_room=1 - blank)
-    variants = {"roll": dict(background="texture", shift_protocol="roll"),
-                "circ": dict(padding="circular"), "noise": dict(background="noise")}
-    for key, changes in variants.items():
-        got = variant_runs(settings, seeds, **changes)
-        means = {(arm, m): float(np.mean([getattr(r, m) for r in got[arm]]))
-                 for arm in (baseline, aug) for m in ("consistency", "position_probe")}
-        gain = means[aug, "consistency"] - means[baseline, "consistency"]
-        answers.update({f"ch3_ex_{key}_base_consistency": means[baseline, "consistency"],
-                        f"ch3_ex_{key}_aug_consistency": means[aug, "consistency"],
-                        f"ch3_ex_{key}_base_position_probe": means[baseline, "position_probe"],
-                        f"ch3_ex_{key}_gain": f"{gain:+.3f}"})
+
+    def means(runs, metric):
+        return float(np.mean([getattr(r, metric) for r in runs]))
+
+    roll = variant_runs(settings, seeds, background="texture", shift_protocol="roll")
+    circular = variant_runs(settings, seeds, padding="circular")
+    noise = variant_runs(settings, seeds, background="noise")
+
+    def gain(runs):
+        return f"{means(runs[aug], 'consistency') - means(runs[baseline], 'consistency'):+.3f}"
+
     blur5 = variant_runs(settings, seeds, ["BlurPool"], blur_size=5)["BlurPool"]
     blur3 = [r for r in results if r.arm == "BlurPool" and r.seed in seeds
              and r.epochs == settings.ablation_epochs]
-    for metric in ("consistency", "clean_accuracy"):
-        answers[f"ch3_ex_blur5_{metric}"] = float(np.mean([getattr(r, metric) for r in blur5]))
-        answers[f"ch3_ex_blur3_{metric}"] = float(np.mean([getattr(r, metric) for r in blur3]))
+    answers.update({
+        "ch3_ex_roll_base_consistency": means(roll[baseline], "consistency"),
+        "ch3_ex_roll_aug_consistency": means(roll[aug], "consistency"),
+        "ch3_ex_roll_gain": gain(roll),
+        "ch3_ex_circ_base_consistency": means(circular[baseline], "consistency"),
+        "ch3_ex_circ_aug_consistency": means(circular[aug], "consistency"),
+        "ch3_ex_circ_base_position_probe": means(circular[baseline], "position_probe"),
+        "ch3_ex_circ_gain": gain(circular),
+        "ch3_ex_noise_base_consistency": means(noise[baseline], "consistency"),
+        "ch3_ex_noise_aug_consistency": means(noise[aug], "consistency"),
+        "ch3_ex_noise_gain": gain(noise),
+        "ch3_ex_blur5_consistency": means(blur5, "consistency"),
+        "ch3_ex_blur5_clean_accuracy": means(blur5, "clean_accuracy"),
+        "ch3_ex_blur3_consistency": means(blur3, "consistency"),
+        "ch3_ex_blur3_clean_accuracy": means(blur3, "clean_accuracy")})
     answers["ch3_ex_table3"] = {"running statistics": running,
                                 "recalibrated": recalibrated}
     return answers

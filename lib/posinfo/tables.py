@@ -49,14 +49,14 @@ def compared(new, old, words=("rose", "fell", "did not move"), decimals: int = 3
     return words[2] if new == old else words[0] if new > old else words[1]
 
 
-def glue_values(prefix: str = "", /, **values) -> None:
+def glue_values(**values) -> None:
     """Glue each value, printed as a table cell would print it, under its name, for
     ``{glue:text}`` in the chapter's prose; nothing is displayed where it is called.
     Name the keys in full (``glue_values(ch1_accuracy=...)``), so that a grep for a key
-    in the prose finds where it is glued; a ``prefix`` glues under ``{prefix}_{name}``.
+    in the prose finds where it is glued.
     One call gathers a cell's numbers (every chapter); a pre-formatted string (``"85%"``)
     is glued as it is."""
     from myst_nb import glue  # the book's renderer: imported only where a chapter glues
 
     for name, value in values.items():
-        glue(f"{prefix}_{name}" if prefix else name, format_value(value), display=False)
+        glue(name, format_value(value), display=False)
