@@ -75,7 +75,7 @@ def test_the_consistency_term_is_zero_for_identical_views_and_positive_otherwise
     assert torch.isclose(AugShiftLoss(0.0)(model, torch.cat([x, x]), y), ce1 + ce2)
 
 
-def test_blurpool_preserves_a_constant_image_and_halves_resolution():
+def test_blur_pool_preserves_a_constant_image_and_halves_resolution():
     for size in (3, 5):
         for side in (8, 9):
             out = BlurPool(size)(torch.full((2, 3, side, side), 0.7))
@@ -84,14 +84,14 @@ def test_blurpool_preserves_a_constant_image_and_halves_resolution():
 
 
 @pytest.mark.parametrize("padding", ["zeros", "circular", "none"])
-def test_blurpool_backbone_has_the_same_output_size(padding):
+def test_blur_pool_backbone_has_the_same_output_size(padding):
     for blur in (None, 3, 4):
         out = build_backbone(1, width=4, blocks=(1, 1, 1), padding=padding, blur_size=blur)(
             torch.rand(1, 1, 72, 72))
         assert out.shape[-1] == feature_size(72, (1, 1, 1), padding)
 
 
-def test_blurpool_off_leaves_the_backbone_unchanged():
+def test_blur_pool_off_leaves_the_backbone_unchanged():
     plain = build_backbone(1, width=4, blocks=(1, 1, 1))
     assert not any(isinstance(m, BlurPool) for m in plain.modules())
     assert sum(isinstance(m, BlurPool) for m in

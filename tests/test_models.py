@@ -50,7 +50,7 @@ def test_circular_padding_makes_gap_blind_to_shifts_by_the_total_stride():
 
 
 @pytest.mark.parametrize("blur", [3, 4])
-def test_circular_padding_with_blurpool_keeps_gap_exactly_blind_to_cell_shifts(blur):
+def test_circular_padding_with_blur_pool_keeps_gap_exactly_blind_to_cell_shifts(blur):
     # Issue 13 item 7: BlurPool used to reflect-pad whatever the network's padding, which put
     # a border back into a circular network (latents differed by ~3e-3). Padding the blur
     # circularly too makes a whole-cell shift (a multiple of the total stride 8) exact again.
@@ -71,7 +71,7 @@ BINOMIAL = {3: ([1, 2, 1], (1, 1)), 4: ([1, 3, 3, 1], (1, 2))}
 
 @pytest.mark.parametrize("size", sorted(BINOMIAL))
 @pytest.mark.parametrize("padding", PADDINGS)
-def test_blurpool_pads_its_border_as_the_network_does(padding, size):
+def test_blur_pool_pads_its_border_as_the_network_does(padding, size):
     from posinfo.models import BLUR_PADDING, BlurPool
     torch.manual_seed(0)
     x = torch.rand(1, 2, 8, 8)
@@ -86,7 +86,7 @@ def test_blurpool_pads_its_border_as_the_network_does(padding, size):
     assert torch.allclose(BlurPool(size, 2, padding)(x), expected, atol=1e-6)
 
 
-def test_blurpool_of_a_constant_map_hand_worked():
+def test_blur_pool_of_a_constant_map_hand_worked():
     from posinfo.models import BlurPool
     # zeros padding, 3x3 binomial: the top-left output sees the kernel's lower-right 2x2
     # (weights 4, 2, 2, 1 of 16) inside the map, so 0.7 * 9 / 16; the interior stays 0.7
@@ -97,7 +97,7 @@ def test_blurpool_of_a_constant_map_hand_worked():
     assert out[0, 0, 1, 1].item() == pytest.approx(0.7, abs=1e-6)
 
 
-def test_blurpool_border_behaviour_per_padding_mode():
+def test_blur_pool_border_behaviour_per_padding_mode():
     constant = torch.full((1, 1, 8, 8), 0.7)
     # zeros: the blur darkens a constant map at its border, as the zero-padded convolutions do
     from posinfo.models import BlurPool
