@@ -2,6 +2,7 @@
 no transport warning, the lock recorded in the notebook, the cell named when the kernel dies,
 and no staging folder outliving a killed runner; nbval never collects a kept failed run."""
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -29,6 +30,31 @@ def test_a_run_shows_its_cells_on_the_terminal_and_records_the_lock(tmp_path, mo
     recorded = nb.metadata["posinfo"]["environment"]
     assert recorded["lock"] == "requirements.lock"
     assert recorded["lock_sha256"] == lockfile.sha256() and recorded["differences"] == []
+
+
+def test_each_model_the_kernel_trains_is_shown_on_the_terminal_not_in_the_notebook(
+        tmp_path, monkeypatch, capsys):
+    # a tiny classifier trained in the chapter's kernel: its two lines reach the runner's
+    # terminal through the training log; the notebook's outputs are the cell's own print
+    _chapter(tmp_path / "book", "trains", """\
+        # %%
+        from posinfo.settings import chapter_settings
+        from posinfo.train import model_config, train_classifier
+        s = chapter_settings("gap_keeps_position", "smoke", image_size=8, width=4, epochs=1,
+                             n_train=32, n_test=8)
+        print("trained:", not train_classifier(model_config(s)).from_cache)
+        """)
+    monkeypatch.setattr(run, "BOOK", tmp_path / "book")
+    monkeypatch.setenv("POSINFO_CACHE", str(tmp_path / "cache"))
+    assert run.main(["trains", "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"01_trains: training location zeros g3 zeros \(1 epochs, seed \d+\) "
+                     r"\.\.\.\n", err), err
+    assert re.search(r"01_trains: trained location zeros g3 zeros \(1 epochs, seed \d+\) in "
+                     rf"\d+ s \(cached at {re.escape(str(tmp_path / 'cache'))}/", err), err
+    nb = nbformat.read(tmp_path / "out" / "01_trains.ipynb", as_version=4)
+    outputs = [o.get("text", "") for c in nb.cells for o in c.get("outputs", [])]
+    assert outputs == ["trained: True\n"], outputs
 
 
 def test_a_kernel_that_dies_names_its_cell(tmp_path, monkeypatch, capsys):

@@ -159,3 +159,24 @@ def test_a_budget_snapshot_is_the_shorter_run_and_costs_no_training(fresh_cache)
         torch.testing.assert_close(snapshot[name], value, rtol=0, atol=1e-6)
     # a snapshot is only kept for a budget below the run's own
     assert train_budgets(train_classifier, config, [2])[2].from_cache
+
+
+def test_a_trained_model_is_reported_in_the_training_log_and_a_cache_hit_is_not(tmp_path,
+                                                                               monkeypatch):
+    from posinfo.train import TRAINING_LOG_ENV, train_classifier
+
+    monkeypatch.setenv("POSINFO_CACHE", str(tmp_path / "cache"))
+    log = tmp_path / "training.log"
+    monkeypatch.setenv(TRAINING_LOG_ENV, str(log))
+    config = _config(seed=5)
+    train_classifier(config)
+    started, done = log.read_text().splitlines()
+    what = "location zeros g3 zeros (1 epochs, seed 5)"
+    assert started == f"training {what} ..."
+    assert done.startswith(f"trained {what} in ") and \
+        done.endswith(f" s (cached at {cache.path_for(config)})"), done
+    train_classifier(config)  # a cache hit trains nothing and says nothing
+    assert len(log.read_text().splitlines()) == 2
+    monkeypatch.setenv("POSINFO_CACHE", "off")
+    train_classifier(config)
+    assert log.read_text().splitlines()[-1].endswith(" s (not cached)")

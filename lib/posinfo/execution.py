@@ -5,10 +5,12 @@ ran: a failed, killed or interrupted run never replaces a complete one; what it 
 kept beside it as ``<chapter>.failed.ipynb``, and the message names the chapter, the cell
 and where it was kept (also on SIGTERM and Ctrl-C). A staging folder left by a runner that
 was killed outright (SIGKILL) is removed by the next run. The user sees the run's progress
-(chapter, cell n of m) on the terminal it started from, after a warning with a rough length
-when a profile sized for a GPU starts without one; the kernel talks to the runner over
-local sockets (no "running over TCP without encryption"). Each executed notebook records,
-in its metadata, the lock of the environment that ran it (``lockfile.recorded``).
+(chapter, cell n of m, a line as each model starts and ends training, relayed from the
+kernel through a file and never written into the notebook) on the terminal it started
+from, after a warning with a rough length when a profile sized for a GPU starts without
+one; the kernel talks to the runner over local sockets (no "running over TCP without
+encryption"). Each executed notebook records, in its metadata, the lock of the environment
+that ran it (``lockfile.recorded``).
 
 Used by the runner (posinfo.run).
 """
@@ -19,6 +21,7 @@ import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -128,6 +131,40 @@ def _kernel_manager(log: Path):
     return LoggedKernelManager
 
 
+class _TrainingRelay(threading.Thread):
+    """Prints on the runner's terminal, under the cells' bar, each line the kernel's
+    training appends to ``path`` (train.report_training: one as a model starts training,
+    one when it is done): the notebook gets none of them, the user sees every model."""
+
+    def __init__(self, stem: str, path: Path):
+        super().__init__(daemon=True)
+        self.stem, self.path, self.offset = stem, path, 0
+        self.finished = threading.Event()
+
+    def run(self):
+        while not self.finished.wait(0.5):
+            self.relay()
+        self.relay()  # what the last model wrote before the kernel stopped
+
+    def stop(self):
+        self.finished.set()
+        self.join()
+
+    def relay(self):
+        from tqdm import tqdm
+
+        try:
+            with open(self.path, "rb") as log:
+                log.seek(self.offset)
+                data = log.read()
+        except OSError:  # nothing trained yet
+            return
+        complete = data[:data.rfind(b"\n") + 1]  # a line still being written waits
+        self.offset += len(complete)
+        for line in complete.decode("utf-8", errors="replace").splitlines():
+            tqdm.write(f"{self.stem}: {line}", file=sys.stderr)  # clears and redraws the bar
+
+
 def _last_words(log: Path, lines: int = 5) -> str:
     """The end of a dead kernel's log, indented, for the error message ('' when empty)."""
     try:
@@ -171,14 +208,20 @@ def execute(key: str, source: Path, output: Path, parameters: dict, env: dict | 
     kernel_log = staging / "kernel.log"
     kept = failed_path(output)
     done = False
-    # The training bars stay out of the notebook; the runner shows the cells' progress.
-    env = {"POSINFO_PROGRESS": "off", **(env or {})}
+    # The training bars stay out of the notebook; the runner shows the cells' progress and
+    # relays a line per trained model from the kernel (train.report_training).
+    from .train import TRAINING_LOG_ENV
+
+    training_log = staging / "training.log"
+    env = {"POSINFO_PROGRESS": "off", TRAINING_LOG_ENV: str(training_log), **(env or {})}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     started = time.time()
     # papermill writes a tuple into the notebook as its string "(1, 2)", which the chapter's
     # checks then refuse; a list is written as a list literal.
     parameters = {k: list(v) if isinstance(v, tuple) else v for k, v in parameters.items()}
+    relay = _TrainingRelay(source.stem, training_log)
+    relay.start()
     try:
         papermill.execute_notebook(
             str(staged), str(executed), parameters=parameters, kernel_name="python3",
@@ -207,6 +250,7 @@ def execute(key: str, source: Path, output: Path, parameters: dict, env: dict | 
               file=sys.stderr, flush=True)
         raise
     finally:
+        relay.stop()
         if not done and executed.exists():
             shutil.move(str(executed), str(kept))
         shutil.rmtree(staging, ignore_errors=True)

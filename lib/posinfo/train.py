@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -307,13 +308,33 @@ def cached_fit(config: dict, model: nn.Module, task, *, loss_fn=cross_entropy_lo
         if use_cache and epoch in snapshots and epoch < config["epochs"]:
             store_trained({**config, "epochs": epoch}, model, list(history))
 
+    what = f"{desc} ({config['epochs']} epochs, seed {config['seed']})"
+    report_training(f"training {what} ...")
+    started = time.monotonic()
     seed_everything(config["seed"])  # the global RNGs too, for whatever the loop draws from them
     history = fit(model, task, epochs=config["epochs"], batch_size=config["batch_size"],
                   lr=config["lr"], betas=config["betas"], generator=data_generator(config["seed"]),
                   loss_fn=loss_fn, device=device, desc=desc, on_epoch_end=keep_snapshot)
-    if use_cache:
-        store_trained(config, model, history)
+    path = store_trained(config, model, history) if use_cache else None
+    kept = f"cached at {path}" if path else "not cached"
+    report_training(f"trained {what} in {time.monotonic() - started:.0f} s ({kept})")
     return history, False
+
+
+# A chapter's kernel writes its cells' output into the notebook, where training bars would be
+# clutter (POSINFO_PROGRESS=off); the runner (posinfo.execution) names a file here instead,
+# whose lines it prints on the terminal the run was started from.
+TRAINING_LOG_ENV = "POSINFO_TRAINING_LOG"
+
+
+def report_training(line: str) -> None:
+    """One line about a model being trained, for the user who started the run: appended to
+    the file $POSINFO_TRAINING_LOG names (the runner relays it to its terminal), never to
+    the notebook; nothing without the variable (a bar shows the training instead)."""
+    path = os.environ.get(TRAINING_LOG_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(line + "\n")
 
 
 def store_trained(config: dict, model: nn.Module, history: list):
