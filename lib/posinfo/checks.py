@@ -325,12 +325,13 @@ def check_blur_filter(blur_size):
     return blur_size
 
 
-_consistency_weight = _nonnegative(" (0 = no consistency term)")
+_augshift_lambda = _nonnegative(" (0 = no consistency term)")
 
 
 def check_lambda(value, name: str = "augshift_lambda") -> float:
-    """AugShift's consistency weight: a number >= 0 (0 is the baseline)."""
-    return _consistency_weight(name, value)
+    """AugShift's λ (augshift_lambda), the consistency term's weight: a number >= 0 (0 is
+    the baseline)."""
+    return _augshift_lambda(name, value)
 
 
 def check_shift(max_shift: int, margin: int, image_size: int) -> None:

@@ -47,9 +47,9 @@ from ...train import cross_entropy_loss, fit, seed_everything
 # The gpu profile's shapes (settings: ResNet-18 at batch 48 on 32 px images, 3x3 grid; the
 # AugShift margin 5 and shift 16; the segmenter on 96x192 scenes at batch 32), fewer images.
 FULL = dict(side=32, n=480, width=64, blocks=(2, 2, 2, 2), batch=48, margin=5, shift=16,
-            scenes=(96, 96, 192), seg_batch=32, head=256, rates=(12, 24, 36), blur=3)
+            scenes=(96, 96, 192), seg_batch=32, head=256, rates=(12, 24, 36), blur_size=3)
 TINY = dict(side=6, n=24, width=4, blocks=(1, 1), batch=8, margin=2, shift=2,
-            scenes=(16, 16, 32), seg_batch=4, head=8, rates=(1, 2), blur=3)
+            scenes=(16, 16, 32), seg_batch=4, head=8, rates=(1, 2), blur_size=3)
 
 
 def _images(n, side, seed=0):
@@ -81,7 +81,7 @@ def cases(size: dict, device) -> dict:
                                             size["batch"])}
     try:
         import kornia  # noqa: F401  (BlurPool's filter; a wheel on the GPU machine)
-        out["AugShift + BlurPool"] = (classifier(shifted, blur_size=size["blur"]), shifted,
+        out["AugShift + BlurPool"] = (classifier(shifted, blur_size=size["blur_size"]), shifted,
                                       AugShiftLoss(1.0), size["batch"])
     except ImportError:
         pass
