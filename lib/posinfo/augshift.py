@@ -94,8 +94,8 @@ def train_augshift(config: dict, device=None, use_cache: bool = True,
     seed_everything(config["seed"])  # the weight init
     model = build_classifier(task.in_channels, task.num_outputs, config["width"], config["blocks"],
                              config["padding"], config["head"], config["blur_size"])
-    desc = (f"lambda {config['augshift_lambda']:g} blur {config['blur_size']} "
-            f"seed {config['seed']}")
+    desc = (f"AugShift lambda {config['augshift_lambda']:g} blur {config['blur_size'] or 'off'} "
+            f"{config['padding']} {config['background']} {config['shift_protocol']}")
     weights_config = {k: v for k, v in config.items() if k not in _NOT_IN_WEIGHTS}
     history, from_cache = cached_fit(weights_config, model, task,
                                      loss_fn=AugShiftLoss(config["augshift_lambda"]),
