@@ -257,7 +257,7 @@ def test_a_bad_name_in_the_parameters_cell_fails_before_any_work(monkeypatch, tm
 # ---- the gpu part at the paper's training length (issue 20) ---------------------------------
 def test_the_gpu_verdict_arms_of_claims_2_and_3_reach_the_papers_steps():
     from posinfo import settings as settings_module
-    from posinfo.verdict import PAPER_STEPS
+    from posinfo.settings import PAPER_STEPS
     assert settings_module.PAPER_STEPS == PAPER_STEPS
     for chapter in ("channel_order", "augshift"):
         s = chapter_settings(chapter, "gpu")
