@@ -329,8 +329,7 @@ _augshift_lambda = _nonnegative(" (0 = no consistency term)")
 
 
 def check_lambda(value, name: str = "augshift_lambda") -> float:
-    """AugShift's λ (augshift_lambda), the consistency term's weight: a number >= 0 (0 is
-    the baseline)."""
+    """AugShift's λ (augshift_lambda), the consistency term's weight: >= 0 (0: baseline)."""
     return _augshift_lambda(name, value)
 
 
