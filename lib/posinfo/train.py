@@ -274,6 +274,8 @@ def train_classifier(config: dict, device=None, use_cache: bool = True,
     seed_everything(config["seed"])  # the weight init
     model = build_model(config, task)
     desc = f"{config['target']} {config['padding']} g{config['grid']} {config['background']}"
+    if config.get("permute_at"):  # chapter 2's shuffles: where, in the line
+        desc += f" shuffled at {config['permute_at']}"
     history, from_cache = cached_fit(config, model, task, device=device, desc=desc,
                                      use_cache=use_cache, snapshots=snapshots)
     reseed_permutations(model, config["seed"] + 1)
