@@ -61,7 +61,7 @@ figures.setup()
 # %% tags=["parameters"]
 profile = posinfo.default_profile()  # "default" unless POSINFO_PROFILE says so
 seed = None  # first verdict seed (300); runs use seed .. seed + n_seeds - 1
-augshift_lambda = None  # λ, the consistency term's weight, of the arm the verdict judges
+augshift_lambda = None  # λ, the consistency weight of the judged arm
 lambdas = None  # the lambda sweep of Figure 3, e.g. (0.1, 1.0, 10.0)
 shift_protocol = None  # crop (zero-padded canvas) | roll (circular shift)
 image_size = None  # side of the digit, px
@@ -80,7 +80,7 @@ n_seeds = None  # the verdict's two arms at seed, seed + 1, ...
 n_ablation_seeds = None  # the other arms at the first n_ablation_seeds seeds
 n_pairs = None  # random shift pairs per test image for the metrics
 accuracy_margin = None  # clean accuracy AugShift may lose (reported)
-recalibrate_batchnorm = None  # recompute BatchNorm statistics after training (bool)
+recalibrate_batchnorm = None  # recompute BatchNorm statistics (bool)
 min_effect = None  # minimal effect: the consistency gain the claim needs
 confidence = None  # confidence level of the verdict's interval
 
@@ -260,9 +260,10 @@ rule = Rule("whole-digit consistency gain of AugShift over the baseline",
             settings.min_effect)
 verdict = judge(3, rule, augshift.consistency_gain(verdict_results, settings),
                 level=settings.confidence)
-paired_changes = {m: paired_difference(per_seed(verdict_results, aug_arm, m),
-                                       per_seed(verdict_results, baseline_arm, m),
-                                       settings.confidence) for m in augshift.METRICS}
+paired_changes = {
+    m: paired_difference(per_seed(verdict_results, aug_arm, m),
+                         per_seed(verdict_results, baseline_arm, m),
+                         settings.confidence) for m in augshift.METRICS}
 two_arms = augshift.summarise(verdict_results)  # every verdict seed, both arms
 glue_values(**augshift.reading_values(settings, summary, two_arms, verdict,
                                       paired_changes))
