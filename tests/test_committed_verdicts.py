@@ -285,8 +285,10 @@ def record_problems(nb: dict) -> list:
                                 f"per-seed values give {got['estimate']:+.3f} "
                                 f"[{got['low']:+.3f}, {got['high']:+.3f}]")
     explained = list(EXPLAINED.finditer(text))
+    # the earlier editions' wording ("about N seeds would decide it"), which said neither
+    # which way nor how likely; a pilot's own line ("63 seeds would reach 80%") is not it
     problems += [f"explanation not in the power form: {line.strip()!r}"
-                 for line in text.splitlines() if "seeds would" in line
+                 for line in text.splitlines() if "seeds would decide" in line
                  and not EXPLAINED.search(line)]
     for m in explained:
         said = (None, None) if m["none"] else (int(m["n"]), m["outcome"])
