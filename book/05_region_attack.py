@@ -301,6 +301,10 @@ figures.budget_curve({f"{role}: {modes[role]} scenes": curve
 # the two together: a verdict that holds while the class-matched control sits near zero
 # says the side-specific channels are the channels of each side's classes; a control that
 # clears the minimal effect too says the channels code *where*, which is the paper's claim.
+# A verdict that does not hold beside a positive control says something else again: within
+# a class found on both halves the attack hurts its own half more, but over the whole half
+# it changes the other side as much or more, so the zeroed channels are not confined to one
+# side of the output at this scale.
 
 # %% tags=["hide-input"]
 # Exercises 2 and 3's answers, on the segmenters above: only the attacks rerun.
