@@ -84,7 +84,15 @@ def seeds_for_power(mean: float, sd: float, rule: Rule, level: float = 0.95, cap
         return p["holds"] + p["does not hold"], p
 
     needed = next((n for n in range(2, MAX_SEEDS + 1) if decided(n)[0] >= power), None)
-    n = next((n for n in range(smallest, cap + 1) if decided(n)[0] >= power), cap)
+    # The fewest from ``smallest`` to the cap is ``needed`` itself when it lies there, the
+    # cap when ``needed`` lies beyond it (or is None); only a ``needed`` below ``smallest``
+    # leaves the range to be searched again.
+    if needed is None or needed > cap:
+        n = cap
+    elif needed >= smallest:
+        n = needed
+    else:
+        n = next((n for n in range(smallest, cap + 1) if decided(n)[0] >= power), cap)
     p_decided, probabilities = decided(n)
     expected = max(("holds", "does not hold"), key=probabilities.get)
     return {"n": n, "capped": p_decided < power, "p_decided": p_decided,
