@@ -6,10 +6,11 @@ import pytest
 import torch
 import torch.nn as nn
 
+from posinfo.attack import region_confusions
 from posinfo.sides import (SideRanking, blank_half, class_matched, class_scores, half_means,
-                           half_score, rank_side_channels, region_confusions, side_drops,
-                           side_experiment, side_ranking, side_scores, side_specificity,
-                           side_statistic, stray_pixel_swing)
+                           half_score, rank_side_channels, side_drops, side_experiment,
+                           side_ranking, side_scores, side_specificity, side_statistic,
+                           stray_pixel_swing)
 from posinfo.segment import class_iou, mean_iou
 
 

@@ -190,8 +190,15 @@ def region_miou(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, nu
                 device=None) -> dict[str, float]:
     """mIoU on each region of REGIONS with ``channels`` zeroed (None: clean); see ``predict``."""
     pred = predict(model, images, channels, features, batch_size, device)
-    return {k: mean_iou(confusion_matrix(pred[:, m], labels[:, m], num_classes))
-            for k, m in region_masks(*labels.shape[-2:]).items()}
+    return {k: mean_iou(c) for k, c in region_confusions(pred, labels, num_classes).items()}
+
+
+def region_confusions(pred: torch.Tensor, labels: torch.Tensor,
+                      num_classes: int) -> dict[str, torch.Tensor]:
+    """{region: (K, K) confusion matrix} of (N, H, W) predictions on each of REGIONS."""
+    masks = region_masks(*labels.shape[-2:])
+    return {r: confusion_matrix(pred[:, masks[r]], labels[:, masks[r]], num_classes)
+            for r in REGIONS}
 
 
 def check_region(region: str) -> str:

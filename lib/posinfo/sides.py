@@ -42,11 +42,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .attack import (REGIONS, predict, rank_position_channels,
-                     region_masks, top_channels)
+from .attack import predict, rank_position_channels, region_confusions, top_channels
 from .checks import HALF_SCORES, SIDE_RANKINGS
 from .models import global_average_pool
-from .segment import backbone_features, class_iou, confusion_matrix, mean_iou
+from .segment import backbone_features, class_iou, mean_iou
 from .train import pick_device, prepare_model, to_device
 
 HALVES = ("left", "right")
@@ -156,14 +155,6 @@ def attack_sets(ranking, n: int, model: nn.Module) -> dict:
 
 
 # ---- per-half scores -----------------------------------------------------------------------
-def region_confusions(pred: torch.Tensor, labels: torch.Tensor,
-                      num_classes: int) -> dict[str, torch.Tensor]:
-    """{region: (K, K) confusion matrix} of (N, H, W) predictions on each of attack.REGIONS."""
-    masks = region_masks(*labels.shape[-2:])
-    return {r: confusion_matrix(pred[:, masks[r]], labels[:, masks[r]], num_classes)
-            for r in REGIONS}
-
-
 def class_scores(confusion: torch.Tensor, kind: str) -> torch.Tensor:
     """(K,) each class's part of a ``kind`` score (HALF_SCORES), NaN for a class absent from
     the ground truth: its IoU for "truth-class mIoU", the share of its pixels labelled
