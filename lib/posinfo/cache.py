@@ -26,6 +26,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "posinfo")
 
 
+def probe_writable(folder: Path) -> None:
+    """Create ``folder`` if need be and write and remove a probe file in it; OSError if it
+    cannot be written. A probe, not a permission test: root passes every permission test
+    but cannot write under /proc."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=".writable-", suffix=".tmp")
+    os.close(fd)
+    os.remove(probe)
+
+
 def check_writable() -> Path | None:
     """Refuse, before any training, a cache folder that cannot be written: otherwise the
     first model would train for minutes and then fail to be stored, and the work is lost.
@@ -34,10 +44,7 @@ def check_writable() -> Path | None:
         return None
     folder = cache_dir()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".writable-", suffix=".tmp")
-        os.close(fd)
-        os.remove(probe)
+        probe_writable(folder)
     except OSError as err:
         given = (f"{CACHE_ENV}={os.environ[CACHE_ENV]!r}" if os.environ.get(CACHE_ENV)
                  else f"{CACHE_ENV} (unset, so the default {folder})")

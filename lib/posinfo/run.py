@@ -27,7 +27,6 @@ import io
 import os
 import signal
 import sys
-import tempfile
 import tokenize
 from pathlib import Path
 
@@ -251,11 +250,8 @@ def check_out(out: Path) -> Path:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out must be a folder, and {out} is a file")
     created = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
-    try:  # a probe file, as the cache's: root passes every permission test but not /proc
-        out.mkdir(parents=True, exist_ok=True)
-        handle, probe = tempfile.mkstemp(dir=out, prefix=".writable-")
-        os.close(handle)
-        os.remove(probe)
+    try:
+        cache.probe_writable(out)
     except OSError as err:
         raise ValueError(f"--out {out} cannot be written ({type(err).__name__}: "
                          f"{err.strerror or err}); choose a folder of your own (e.g. runs/)"
