@@ -108,12 +108,11 @@ def main(argv=None) -> int:
     profile = params.pop("profile", "paper")
     # Validate before joining the process group: a typo fails fast on every rank.
     settings = chapter_settings(args.chapter, profile, **params)
-    if os.environ.get(cache.CACHE_ENV) == "off":
-        parser.error(f"{cache.CACHE_ENV}=off: the trained model would be thrown away; this "
-                     f"tool exists to leave it in the cache (unset {cache.CACHE_ENV} or name "
-                     f"a writable folder)")
     try:
-        cache.check_writable()
+        if cache.check_writable() is None:  # the cache is off
+            parser.error(f"{cache.CACHE_ENV}=off: the trained model would be thrown away; "
+                         f"this tool exists to leave it in the cache (unset "
+                         f"{cache.CACHE_ENV} or name a writable folder)")
         check_data(settings)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
