@@ -19,15 +19,16 @@ $(VENV)/.installed: $(LOCK) pyproject.toml
 # The newest releases pyproject.toml's ranges allow, resolved in a fresh virtual environment,
 # written into requirements.lock with the sha256 of every file pip chose (pip's installation
 # report); then `make setup` installs them. Re-execute the book after a refresh.
-LOCKVENV := $(shell mktemp -u -d /tmp/posinfo-lock-XXXXXX)
+# The scratch venv is named when the rule runs (one shell), not each time make reads this file.
 lock:
-	$(PYTHON) -m venv $(LOCKVENV)
-	$(LOCKVENV)/bin/python -m pip install -q --disable-pip-version-check -e ".[book,test]"
-	$(LOCKVENV)/bin/python -m pip freeze --all --exclude-editable > $(LOCKVENV)/pins.txt
-	$(LOCKVENV)/bin/python -m pip install -q --disable-pip-version-check --dry-run \
-	  --ignore-installed --no-deps --report $(LOCKVENV)/report.json -r $(LOCKVENV)/pins.txt
-	$(LOCKVENV)/bin/python -m posinfo.lockfile $(LOCKVENV)/report.json > $(LOCKVENV)/lock
-	mv $(LOCKVENV)/lock $(LOCK) && rm -rf $(LOCKVENV)
+	d=$$(mktemp -d /tmp/posinfo-lock-XXXXXX) && \
+	$(PYTHON) -m venv $$d && \
+	$$d/bin/python -m pip install -q --disable-pip-version-check -e ".[book,test]" && \
+	$$d/bin/python -m pip freeze --all --exclude-editable > $$d/pins.txt && \
+	$$d/bin/python -m pip install -q --disable-pip-version-check --dry-run \
+	  --ignore-installed --no-deps --report $$d/report.json -r $$d/pins.txt && \
+	$$d/bin/python -m posinfo.lockfile $$d/report.json > $$d/lock && \
+	mv $$d/lock $(LOCK) && rm -rf $$d
 	@echo "$$(grep -c '==' $(LOCK)) distributions pinned in $(LOCK)"
 
 # Execute every chapter with papermill at the default profile, then render the HTML book.
