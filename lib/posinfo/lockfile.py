@@ -22,14 +22,12 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+# a distribution's name as pip compares it (PEP 503): 'Jinja2' and 'jinja2' are one
+from packaging.utils import canonicalize_name as canonical
+
 LOCK = Path(__file__).resolve().parents[2] / "requirements.lock"
 # Distributions a lock never holds: the project itself (installed editable from the work tree).
 UNLOCKED = {"posinfo"}
-
-
-def canonical(name: str) -> str:
-    """A distribution's name as pip compares it (PEP 503): 'Jinja2' and 'jinja2' are one."""
-    return name.lower().replace("_", "-").replace(".", "-")
 
 
 def pins(lock: Path = LOCK) -> dict[str, str]:
