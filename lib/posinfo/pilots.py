@@ -34,14 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from .power import POWER, sample_size
-from .settings import Settings, chapter_settings
+from .settings import (FIRST_VERDICT_SEED, SECOND_EDITION_SEED, Settings,
+                       chapter_settings)
 from .train import PLAN_ENV
 
 PILOT_DIR = Path(__file__).resolve().parents[2] / "book" / "pilots"
 # A redesigned chapter's pilot seeds are its previous edition's verdict seeds, seen.
-# Chapter 3's third edition: ten of its second edition's verdict seeds, 200-211
-# (settings.SECOND_EDITION_SEED), seen, are its pilot seeds.
-AUGSHIFT_PILOT_SEEDS = tuple(range(200, 210))
+# Chapter 3's third edition: ten of its second edition's twelve verdict seeds, seen.
+AUGSHIFT_PILOT_SEEDS = tuple(range(SECOND_EDITION_SEED, SECOND_EDITION_SEED + 10))
 # The most verdict seeds each profile's time budget buys (default: the 20-minute book; gpu:
 # one GPU session of about 10 minutes' training per chapter, now that its verdict's arms
 # train the paper's 20,833 steps: chapter 3's two arms are three runs' worth of canvases a
@@ -166,7 +166,8 @@ def _augshift_sample_size(record: dict, base, seeds, profile: str) -> None:
 # ---- chapter 5 -------------------------------------------------------------------------------
 # Chapter 5's pilot seeds: its first edition's verdict seeds (100-104) and its second's
 # (200-203), all seen.
-REGION_ATTACK_PILOT_SEEDS = (*range(100, 105), *range(200, 204))
+REGION_ATTACK_PILOT_SEEDS = (*range(FIRST_VERDICT_SEED, FIRST_VERDICT_SEED + 5),
+                             *range(SECOND_EDITION_SEED, SECOND_EDITION_SEED + 4))
 # Chapter 5's per-half score, by the clean segmenters alone: "truth-class mIoU" (the
 # paper's mIoU, over the classes of the half's ground truth) unless one relabelled pixel
 # can move it by more than this on some pilot segmenter's half; then "pixel accuracy".

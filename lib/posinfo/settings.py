@@ -42,10 +42,11 @@ def default_profile() -> str:
 # setting is never tuned on the runs that judge it.
 FIRST_VERDICT_SEED = 100
 # A chapter whose design changed gets fresh verdict seeds: its earlier verdict seeds, now
-# seen, become pilot seeds. Chapters 3 and 5 are in their second edition.
+# seen, become pilot seeds. Chapters 3 and 5's second editions judged from here; those
+# seeds are their third editions' pilot seeds now (pilots.py).
 SECOND_EDITION_SEED = 200
-# Chapter 3's third edition (whole-digit consistency on a task chosen by its pilot) judges at
-# fresh seeds from here; its second edition's verdict seeds (200-211) are its pilot seeds.
+# Chapters 3 and 5's third editions (chapter 3: whole-digit consistency on a task chosen by
+# its pilot; chapter 5: ranked and scored on disjoint scenes) judge at fresh seeds from here.
 THIRD_EDITION_SEED = 300
 # The reference code's GAPNet/PermuteNet scripts fix this seed: the first seed of those two
 # chapters at the paper profile.
@@ -314,7 +315,7 @@ def chapter_settings(chapter: str, profile: str, **overrides) -> Settings:
     settings.update({k: check_value(k, v) for k, v in merged.items()})
     if "budgets" in table and "budgets" not in given:
         # The profile's budget curve follows a shorter run: keep its budgets up to epochs.
-        # Budgets a user names are checked as given (see checks.cross_check).
+        # Budgets a user names are checked as given (see cross_checks.cross_check).
         settings["budgets"] = tuple(b for b in settings.budgets if b <= settings.epochs)
     if "ablation_epochs" in table and "ablation_epochs" not in given:
         # A profile's shorter ablation budget follows a shorter run down, like its budgets.
