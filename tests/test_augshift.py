@@ -245,16 +245,11 @@ def test_latent_distance_of_a_position_latent_is_the_offset_distance_ratio():
 
 
 def test_per_seed_lines_arms_up_by_seed_for_pairing():
-    from posinfo.augshift import RunResult, per_seed
-
-    def result(arm, seed, consistency):
-        return RunResult(arm, 0.0, False, seed, clean_accuracy=0.5, consistency=consistency,
-                         shifted_accuracy=0.5, cut_consistency=0.7, latent_distance=0.1,
-                         position_probe=0.2, shift_curve=[], from_cache=False)
+    from posinfo.augshift import per_seed
 
     # stored out of order: pairing must follow the seed, not the list position
-    results = [result("baseline", 101, 0.8), result("AugShift", 100, 0.95),
-               result("baseline", 100, 0.9), result("AugShift", 101, 0.82)]
+    results = [_result("baseline", 101, 0.8), _result("AugShift", 100, 0.95),
+               _result("baseline", 100, 0.9), _result("AugShift", 101, 0.82)]
     assert per_seed(results, "baseline", "consistency") == {100: 0.9, 101: 0.8}
     assert per_seed(results, "AugShift", "consistency") == {100: 0.95, 101: 0.82}
     with pytest.raises(ValueError, match="arm must be one of"):
@@ -263,7 +258,7 @@ def test_per_seed_lines_arms_up_by_seed_for_pairing():
                              per_seed(results, "baseline", "consistency"))
     assert gain.value == pytest.approx((0.05 + 0.02) / 2)
     # an ablation arm run at fewer seeds cannot be paired with the baseline by position
-    short = results + [result("BlurPool", 101, 0.9)]
+    short = results + [_result("BlurPool", 101, 0.9)]
     with pytest.raises(ValueError, match=r"share their seeds.*\[101\].*\[100, 101\]"):
         paired_difference(per_seed(short, "BlurPool", "consistency"),
                           per_seed(short, "baseline", "consistency"))
@@ -436,12 +431,13 @@ def test_the_penalty_is_the_mse_of_the_two_views_gap_latents_by_hand():
     assert augshift_penalty(f2, torch.roll(f2, 1, dims=-1)).item() == 0.0
 
 
-def _result(arm, seed, consistency, by_budget=None):
+def _result(arm, seed, consistency, by_budget=None, epochs=4):
+    """A RunResult of a baseline-like arm (λ 0, no BlurPool) whose consistency is given."""
     from posinfo.augshift import RunResult
-    return RunResult(arm, 0.0, False, seed, clean_accuracy=0.5, consistency=consistency,
+    return RunResult(arm, 0.0, None, seed, clean_accuracy=0.5, consistency=consistency,
                      shifted_accuracy=0.5, cut_consistency=0.7, latent_distance=0.1,
                      position_probe=0.2, shift_curve=[0.5], from_cache=False,
-                     by_budget=by_budget or {}, epochs=4)
+                     by_budget=by_budget or {}, epochs=epochs)
 
 
 def test_consistency_gain_is_augshift_minus_baseline_seed_by_seed():
@@ -470,9 +466,7 @@ def test_consistency_gain_reads_the_verdicts_budget_only():
     from posinfo.augshift import consistency_gain, verdict_arms
     s = posinfo.chapter_settings("augshift", "smoke")
     base, aug = verdict_arms(s)
-    short = [_result(base, 300, 0.1), _result(aug, 300, 0.9)]
-    for r in short:
-        r.epochs = 1
+    short = [_result(base, 300, 0.1, epochs=1), _result(aug, 300, 0.9, epochs=1)]
     results = [_result(base, 300, 0.90), _result(aug, 300, 0.92)] + short
     assert consistency_gain(results, s) == pytest.approx({300: 0.02})
 
