@@ -80,16 +80,20 @@ def alternatives(value) -> list:
     return []
 
 
+def accepted_variants(chapter: str, profile: str, knob: str):
+    """The chapter's settings with ``knob`` changed to each other value the checks accept,
+    in the order of ``alternatives``."""
+    for other in alternatives(chapter_settings(chapter, profile)[knob]):
+        try:
+            yield chapter_settings(chapter, profile, **{knob: other})
+        except ValueError:
+            continue
+
+
 def changed_settings(chapter: str, profile: str, knob: str):
     """The chapter's settings with ``knob`` changed to the first other value they accept;
     None where no candidate passes the checks (a knob fixed at that profile)."""
-    value = chapter_settings(chapter, profile)[knob]
-    for other in alternatives(value):
-        try:
-            return chapter_settings(chapter, profile, **{knob: other})
-        except ValueError:
-            continue
-    return None
+    return next(accepted_variants(chapter, profile, knob), None)
 
 
 def keys(chapter: str, settings) -> list[str]:
@@ -167,17 +171,14 @@ def dead_keys(profile: str) -> list[str]:
     knob carries into the built task or network."""
     chapter = "gap_keeps_position"
     base = chapter_settings(chapter, profile)
-    before, config = built(model_config(base)), model_config(base)
+    config = model_config(base)
+    before = built(config)
     dead = []
     for knob in sorted(set(config) - RECIPE - NEEDS_DATA):
         # any accepted other value will do: n_train + 1 is no change where n_train already
         # takes every image (the default profile's digits), n_train - 1 is
         tried = []
-        for other in alternatives(base[knob]):
-            try:
-                varied = chapter_settings(chapter, profile, **{knob: other})
-            except ValueError:
-                continue
+        for varied in accepted_variants(chapter, profile, knob):
             tried.append(built(model_config(varied)) != before)
             if tried[-1]:
                 break
