@@ -233,6 +233,7 @@ def _close(printed: str, value: float) -> bool:
 def record_problems(nb: dict) -> list:
     """Every way the notebook's printed verdicts disagree with its records' per-seed values."""
     kept = notebook_records(nb)
+    derived = [rederive(record) for record in kept]  # each once: the explanations reuse them
     text = "\n".join(_stdout(c) for c in _code_cells(nb))
     lines = {(m["claim"], m["label"] or ""): m for m in VERDICT_LINE.finditer(text)}
     primary = list(PRIMARY_ROW.finditer(text))
@@ -257,7 +258,7 @@ def record_problems(nb: dict) -> list:
                 if off:
                     problems.append(f"{where}: per-seed value is not {arms['names'][0]} - "
                                     f"{arms['names'][1]} at seeds {off}")
-        got = rederive(record)
+        got = derived[i]
         if record["n"] != got["n"]:
             problems.append(f"{where}: n = {record['n']} for {got['n']} per-seed values")
         line = lines.get(key)
@@ -294,7 +295,7 @@ def record_problems(nb: dict) -> list:
         said = (None, None) if m["none"] else (int(m["n"]), m["outcome"])
         if not any(_close(m["mean"], g["estimate"]) and _close(m["sd"], g["sd"])
                    and g["outcome"] == "inconclusive" and (g["needed"], g["likelier"]) == said
-                   for g in map(rederive, kept)):
+                   for g in derived):
             problems.append(f"explanation: mean {m['mean']}, sd {m['sd']} and "
                             f"{m['n'] or 'no'} seeds ({m['outcome']}) match no inconclusive "
                             f"record's per-seed values")
